@@ -1,0 +1,92 @@
+"""The error tree: one place decides what is retryable and what each failure means.
+
+    PipelineError
+    ├── ConfigError            bad config.yaml or environment; exit 2; nothing touched
+    ├── AuthError              Redox refused the credentials, or could not be reached; exit 3
+    ├── StorageError           local or S3 I/O failure, with the path or key
+    │   └── ClaimLost          the file vanished or another worker took it: skip quietly
+    ├── RejectedFile           the file's own fault (not JSON, no Meta, too large): failed, not sent
+    └── DeliveryError          one failed attempt; knows whether Redox may have seen the request
+        ├── TransientDelivery  connection error, timeout, 429, 5xx: retry
+        └── PermanentDelivery  400, 403, 404, 413, other 4xx: failed, keep Meta.Errors[].Text
+
+Messages never carry message content or secrets: only names, statuses and reasons.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """The configuration is unusable. ``problems`` lists ``key.path: what is wrong`` lines."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class AuthError(PipelineError):
+    """Redox refused the credentials, or its auth endpoint could not be reached at all.
+
+    Not the files' fault: the run stops, files stay where they are (exit 3).
+    ``unreachable`` tells the two apart for the operator's message.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        self.unreachable = unreachable
+        super().__init__(message)
+
+
+class StorageError(PipelineError):
+    """A filesystem or S3 operation failed; ``where`` names the path or key."""
+
+    def __init__(self, message: str, where: str = ""):
+        self.where = where
+        super().__init__(f"{message}: {where}" if where else message)
+
+
+class ClaimLost(StorageError):
+    """The file vanished or another worker claimed it first: normal, skip quietly."""
+
+
+class RejectedFile(PipelineError):
+    """The file itself cannot be sent (not JSON, no Meta, too large, ...): failed, never sent.
+
+    ``reason`` is the sidecar's error text; ``kind`` is a short stable class for reports and
+    for ``retry-failed`` (which refuses files that failed through their own fault).
+    """
+
+    def __init__(self, reason: str, kind: str = "invalid"):
+        self.reason = reason
+        self.kind = kind
+        super().__init__(reason)
+
+
+class DeliveryError(PipelineError):
+    """One failed HTTP exchange with Redox.
+
+    ``status`` is the HTTP status (None when no answer came back); ``errors`` the
+    ``Meta.Errors[].Text`` values (or a short description); ``maybe_seen`` is True when Redox
+    may have accepted the request even though we saw a failure (timeout after sending, dropped
+    connection, 502, 504: redox-api.md "Redox documents no idempotency key for SEND");
+    ``retry_after`` is the server's Retry-After in seconds, when it sent one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, errors: list[str] | None = None,
+                 maybe_seen: bool = False, retry_after: float | None = None):
+        self.status = status
+        self.errors = list(errors or [message])
+        self.maybe_seen = maybe_seen
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TransientDelivery(DeliveryError):
+    """Worth retrying with backoff: connection errors, timeouts, 429, 5xx."""
+
+
+class PermanentDelivery(DeliveryError):
+    """The request itself was refused (400, 403, 404, 413, other 4xx): do not retry."""

@@ -1,0 +1,80 @@
+"""finish: write the sidecar, then move the file beside it (the move is the commit point).
+
+The outcome is first recorded in the journal (``finishing``), so a crash at any point after it
+is completed by start-up recovery; the sidecar carries the ``claim_id`` so recovery can tell its
+own half-finished sidecar from someone else's file. Sidecars hold names, hashes, statuses, Log
+IDs and reasons, never message content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Optional
+
+from pipeline import __version__
+from pipeline.journal import Journal, Record
+from pipeline.values import Claim, Outcome
+
+
+def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outcome,
+           extra: Optional[dict] = None) -> str:
+    """Record ``outcome``, write the sidecar and move the file. Returns where it landed.
+
+    Raises StorageError (the file then stays claimed) or ClaimLost.
+    """
+    journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
+                      outcome.duplicate_of)
+    fresh = journal.get(record.claim_id)
+    sidecar = build_sidecar(claim, fresh, outcome, journal.attempts_of(record.claim_id), extra)
+    dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
+    journal.finished(record.claim_id, dest)
+    return dest
+
+
+def build_sidecar(claim: Claim, record: Record, outcome: Outcome, attempts: list[dict],
+                  extra: Optional[dict] = None) -> dict:
+    """Every field of interface.md's sidecar, plus the history an auditor needs."""
+    sends = [a for a in attempts if a["kind"] == "send"]
+    doc = {
+        "status": outcome.status,
+        "logs": [dict(entry) for entry in (outcome.logs or record.logs)],
+        "errors": list(outcome.errors),
+        "attempts": record.attempts,
+        "http_status": record.http_status if sends else None,
+        "sha256": record.sha256,
+        "source": claim.source,
+        "uploads": [u.as_json() for u in outcome.uploads] or list(record.uploads),
+        "possible_duplicate": bool(record.possible_duplicate),
+        "name": claim.name,
+        "size": claim.size,
+        "reason_kind": outcome.reason_kind,
+        "claim_id": record.claim_id,
+        "dropped_at": iso(claim.mtime),
+        "claimed_at": iso(claim.claimed_at),
+        "finished_at": iso(datetime.now(timezone.utc).timestamp()),
+        "attempt_history": [_attempt(a) for a in attempts],
+        "pipeline": {"version": __version__, "host": socket.gethostname(), "pid": os.getpid()},
+    }
+    if outcome.duplicate_of:
+        doc["duplicate_of"] = outcome.duplicate_of
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def encode(doc: dict) -> bytes:
+    return json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def iso(epoch: Optional[float]) -> Optional[str]:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _attempt(a: dict) -> dict:
+    return {"kind": a["kind"], "n": a["n"], "at": iso(a["started_at"]), "status": a["status"],
+            "result": a["result"], "maybe_seen": bool(a["maybe_seen"]), "error": a["error"]}

@@ -1,0 +1,264 @@
+"""The journal: an SQLite record of every claim, attempt and answer (design.md: audit).
+
+It is what makes a restart safe: Redox's Log IDs are committed here *before* a file is moved to
+done/, so recovery never re-sends a file Redox already accepted, and attempts and the next
+retry time survive restarts (a crash loop cannot become a retry storm). WAL mode lets several
+processes on one machine share it; ``synchronous=NORMAL`` keeps every commit safe against a
+killed process (what the crash tests exercise) without an fsync per commit.
+
+One connection per process, guarded by a lock so worker threads can share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from pipeline.errors import StorageError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    claim_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT,
+    location TEXT,
+    owner TEXT,
+    sha256 TEXT,
+    size INTEGER,
+    data_model TEXT,
+    event_type TEXT,
+    state TEXT NOT NULL,             -- claimed | waiting | released | accepted | finishing | done | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_retry_at REAL,
+    possible_duplicate INTEGER NOT NULL DEFAULT 0,
+    http_status INTEGER,
+    logs TEXT NOT NULL DEFAULT '[]',
+    errors TEXT NOT NULL DEFAULT '[]',
+    uploads TEXT NOT NULL DEFAULT '[]',
+    outcome TEXT,                    -- done | failed, once decided
+    reason_kind TEXT,
+    duplicate_of TEXT,
+    dest TEXT,
+    dropped_at REAL,
+    first_claimed_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS claims_by_sha ON claims (sha256, state);
+CREATE INDEX IF NOT EXISTS claims_by_name ON claims (name, state);
+CREATE INDEX IF NOT EXISTS claims_by_state ON claims (state, next_retry_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    claim_id TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- send | upload
+    n INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    status INTEGER,
+    result TEXT,                     -- accepted | transient | permanent | auth | interrupted (NULL: in flight)
+    maybe_seen INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    PRIMARY KEY (claim_id, kind, n)
+);
+"""
+
+OPEN_STATES = ("claimed", "waiting", "released", "accepted", "finishing")
+
+
+@dataclass
+class Record:
+    """One claim's journal row, as the runner needs it."""
+    claim_id: str
+    name: str
+    state: str
+    attempts: int
+    possible_duplicate: bool
+    logs: list
+    errors: list
+    uploads: list
+    http_status: Optional[int]
+    outcome: Optional[str]
+    reason_kind: Optional[str]
+    next_retry_at: Optional[float]
+    dest: Optional[str]
+    sha256: Optional[str]
+    duplicate_of: Optional[str] = None
+
+
+class Journal:
+    """The journal at ``path`` (created with its folder if missing)."""
+
+    def __init__(self, path: str, clock=time.time):
+        self.path, self.clock = path, clock
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the journal ({exc})", path) from None
+        self.db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def _write(self, sql: str, args: Iterable = ()) -> None:
+        with self._lock:
+            self.db.execute(sql, tuple(args))
+
+    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self.db.execute(sql, args)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.db.execute(sql, tuple(args)).fetchall()
+
+    # -- claims ------------------------------------------------------------------------------
+    def begin(self, name: str, sha256: str, size: int, source: str, location: str, owner: str,
+              dropped_at: float) -> Record:
+        """The record for a freshly claimed file: an open one for the same name and bytes
+        (released for a later retry, or abandoned by a dead process) is continued, so its
+        attempts and history are kept; otherwise a new one is started."""
+        rows = self._query(
+            "SELECT * FROM claims WHERE name = ? AND sha256 = ? AND state IN (?,?,?,?,?) "
+            "ORDER BY CASE state WHEN 'finishing' THEN 0 WHEN 'accepted' THEN 1 ELSE 2 END, "
+            "first_claimed_at LIMIT 1", (name, sha256, *OPEN_STATES))
+        now = self.clock()
+        if rows:
+            row = rows[0]
+            state = row["state"] if row["state"] in ("accepted", "finishing") else "claimed"
+            self._write("UPDATE claims SET location = ?, owner = ?, state = ? WHERE claim_id = ?",
+                        (location, owner, state, row["claim_id"]))
+            self.close_interrupted(row["claim_id"])
+            return self.get(row["claim_id"])
+        claim_id = uuid.uuid4().hex
+        self._write(
+            "INSERT INTO claims (claim_id, name, source, location, owner, sha256, size, state, "
+            "dropped_at, first_claimed_at) VALUES (?,?,?,?,?,?,?, 'claimed', ?, ?)",
+            (claim_id, name, source, location, owner, sha256, size, dropped_at, now))
+        return self.get(claim_id)
+
+    def get(self, claim_id: str) -> Record:
+        row = self._query("SELECT * FROM claims WHERE claim_id = ?", (claim_id,))[0]
+        return _record(row)
+
+    def describe(self, claim_id: str, data_model: str, event_type: str) -> None:
+        self._write("UPDATE claims SET data_model = ?, event_type = ? WHERE claim_id = ?",
+                    (data_model, event_type, claim_id))
+
+    def close_interrupted(self, claim_id: str) -> None:
+        """Attempts started but never ended belong to a process that died mid-request:
+        Redox may have received them (redox-api.md: no idempotency key)."""
+        with self._lock:
+            cur = self.db.execute(
+                "UPDATE attempts SET ended_at = ?, result = 'interrupted', maybe_seen = 1 "
+                "WHERE claim_id = ? AND result IS NULL", (self.clock(), claim_id))
+            if cur.rowcount:
+                self.db.execute("UPDATE claims SET possible_duplicate = 1 WHERE claim_id = ?", (claim_id,))
+
+    # -- attempts ----------------------------------------------------------------------------
+    def attempt_started(self, claim_id: str, kind: str, n: int) -> None:
+        """Committed before the request goes out, so a crash mid-request is visible later."""
+        field = "attempts = ?, " if kind == "send" else ""
+        args = (n,) if kind == "send" else ()
+        self._tx([
+            ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
+             (claim_id, kind, n, self.clock())),
+            (f"UPDATE claims SET {field}state = 'claimed' WHERE claim_id = ?", (*args, claim_id)),
+        ])
+
+    def attempt_ended(self, claim_id: str, kind: str, n: int, *, result: str,
+                      status: Optional[int], maybe_seen: bool, error: Optional[str] = None,
+                      logs: Optional[list] = None) -> None:
+        """Record the answer; for an accepted SEND the Log IDs go in the same transaction."""
+        statements = [(
+            "UPDATE attempts SET ended_at = ?, status = ?, result = ?, maybe_seen = ?, error = ? "
+            "WHERE claim_id = ? AND kind = ? AND n = ?",
+            (self.clock(), status, result, int(maybe_seen), error, claim_id, kind, n))]
+        if kind == "send":
+            statements.append(("UPDATE claims SET http_status = ?, possible_duplicate = "
+                               "MAX(possible_duplicate, ?) WHERE claim_id = ?",
+                               (status, int(maybe_seen), claim_id)))
+        if logs is not None:
+            statements.append(("UPDATE claims SET state = 'accepted', logs = ? WHERE claim_id = ?",
+                               (json.dumps(logs), claim_id)))
+        self._tx(statements)
+
+    def void_attempt(self, claim_id: str, kind: str, n: int) -> None:
+        """Forget an attempt that failed on the credentials, not on the file: it is not one of
+        the file's attempts (the sidecar's ``attempts`` counts requests Redox judged)."""
+        statements = [("DELETE FROM attempts WHERE claim_id = ? AND kind = ? AND n = ?", (claim_id, kind, n))]
+        if kind == "send":
+            statements.append(("UPDATE claims SET attempts = ? WHERE claim_id = ?", (n - 1, claim_id)))
+        self._tx(statements)
+
+    def schedule(self, claim_id: str, next_retry_at: float, state: str = "waiting") -> None:
+        """A retry is due at ``next_retry_at`` (epoch seconds); ``released`` = back in the inbox."""
+        # An accepted or half-finished outcome keeps its state: it must never be sent again.
+        self._write("UPDATE claims SET state = CASE WHEN state IN ('accepted', 'finishing') "
+                    "THEN state ELSE ? END, next_retry_at = ? WHERE claim_id = ?",
+                    (state, next_retry_at, claim_id))
+
+    def save_uploads(self, claim_id: str, uploads: list[dict]) -> None:
+        self._write("UPDATE claims SET uploads = ? WHERE claim_id = ?", (json.dumps(uploads), claim_id))
+
+    # -- outcome -----------------------------------------------------------------------------
+    def finishing(self, claim_id: str, outcome: str, errors: list[str], reason_kind: Optional[str],
+                  duplicate_of: Optional[str] = None) -> None:
+        """The outcome is decided; the sidecar and the move follow (recovery redoes them)."""
+        self._write("UPDATE claims SET state = 'finishing', outcome = ?, errors = ?, reason_kind = ?, "
+                    "duplicate_of = ? WHERE claim_id = ?",
+                    (outcome, json.dumps(errors), reason_kind, duplicate_of, claim_id))
+
+    def finished(self, claim_id: str, dest: str) -> None:
+        self._write("UPDATE claims SET state = outcome, dest = ?, finished_at = ?, next_retry_at = NULL "
+                    "WHERE claim_id = ?", (dest, self.clock(), claim_id))
+
+    def attempts_of(self, claim_id: str) -> list[dict]:
+        rows = self._query("SELECT kind, n, started_at, ended_at, status, result, maybe_seen, error "
+                           "FROM attempts WHERE claim_id = ? ORDER BY started_at, n", (claim_id,))
+        return [dict(r) for r in rows]
+
+    # -- look-ups ----------------------------------------------------------------------------
+    def delivered(self, sha256: str, exclude: str) -> Optional[str]:
+        """Where the same bytes were delivered before (dedupe), or None."""
+        rows = self._query("SELECT dest FROM claims WHERE sha256 = ? AND state = 'done' AND "
+                           "duplicate_of IS NULL AND logs != '[]' AND claim_id != ? "
+                           "ORDER BY finished_at LIMIT 1", (sha256, exclude))
+        return rows[0]["dest"] if rows else None
+
+    def not_due(self, now: float) -> dict[str, float]:
+        """Inbox names released for a retry that is not due yet: name → when it is."""
+        rows = self._query("SELECT name, MAX(next_retry_at) AS t FROM claims WHERE state = 'released' "
+                           "AND next_retry_at > ? GROUP BY name", (now,))
+        return {r["name"]: r["t"] for r in rows}
+
+    def rows(self, where: str = "1", args: Iterable = ()) -> list[dict]:
+        """Raw rows for status and reports."""
+        return [dict(r) for r in self._query(f"SELECT * FROM claims WHERE {where}", args)]
+
+
+def _record(row: sqlite3.Row) -> Record:
+    return Record(
+        claim_id=row["claim_id"], name=row["name"], state=row["state"], attempts=row["attempts"],
+        possible_duplicate=bool(row["possible_duplicate"]), logs=json.loads(row["logs"]),
+        errors=json.loads(row["errors"]), uploads=json.loads(row["uploads"]),
+        http_status=row["http_status"], outcome=row["outcome"], reason_kind=row["reason_kind"],
+        next_retry_at=row["next_retry_at"], dest=row["dest"], sha256=row["sha256"],
+        duplicate_of=row["duplicate_of"])
+

@@ -1,0 +1,204 @@
+"""The one module that talks HTTP to Redox (the only one that imports requests).
+
+``Transport`` turns every requests exception into a :class:`TransientDelivery` that knows
+whether Redox may have seen the request; ``RedoxClient`` adds the token, the shared rate limit,
+the one repeat after a 401, and translates every status into the error tree (redox-api.md: SEND,
+the status table).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, Mapping, Optional
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
+from pipeline.values import Sent
+
+log = logging.getLogger(__name__)
+
+# redox-api.md: 502 = dropped inside Redox, 504 = took too long; either may have gone through.
+AMBIGUOUS_STATUSES = frozenset({502, 504})
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+
+
+class Transport:
+    """HTTP with keep-alive connection reuse; the seam tests may replace with a fake.
+
+    ``request`` returns a Reply for any HTTP status, and raises TransientDelivery when no
+    reply came: ``maybe_seen`` is False only when the connection was never made.
+    """
+
+    def __init__(self, connect_timeout: float, read_timeout: float, verify: bool = True,
+                 pool_size: int = 10, session: Optional[requests.Session] = None):
+        self.timeout = (connect_timeout, read_timeout)
+        self.verify = verify
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, pool_size), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def request(self, method: str, url: str, *, headers: Optional[dict] = None, data=None,
+                json_body=None, files=None, body: Optional[bytes] = None) -> Reply:
+        started = time.monotonic()
+        try:
+            resp = self.session.request(method, url, headers=headers, data=body if body is not None else data,
+                                        json=json_body, files=files, timeout=self.timeout,
+                                        verify=self.verify, allow_redirects=False)
+            content = resp.content
+        except requests.ConnectTimeout:
+            raise TransientDelivery("could not connect to Redox (timed out)") from None
+        except requests.ReadTimeout:
+            raise TransientDelivery("Redox did not answer in time", maybe_seen=True) from None
+        except requests.ConnectionError as exc:
+            never_sent = _never_connected(exc)
+            what = "could not connect to Redox" if never_sent else "the connection to Redox was lost"
+            raise TransientDelivery(what, maybe_seen=not never_sent) from None
+        except requests.RequestException as exc:
+            raise TransientDelivery(f"HTTP error talking to Redox ({exc.__class__.__name__})",
+                                    maybe_seen=True) from None
+        return Reply(resp.status_code, resp.headers, content, time.monotonic() - started)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _never_connected(exc: Exception) -> bool:
+    """True when the request cannot have reached Redox (refused, DNS, connect failure)."""
+    text = repr(exc)
+    return any(marker in text for marker in (
+        "NewConnectionError", "Failed to establish", "NameResolutionError", "ConnectTimeout",
+        "Connection refused"))
+
+
+class RedoxClient:
+    """SEND and file upload with auth, rate limit and error translation.
+
+    ``tokens`` is a shared token source (auth.py); ``limiter`` a shared RateLimiter.
+    Every method raises TransientDelivery, PermanentDelivery or AuthError on failure.
+    """
+
+    def __init__(self, base_url: str, upload_url: str, transport: Transport, tokens, limiter):
+        self.endpoint = base_url.rstrip("/") + "/endpoint"
+        self.upload_url = upload_url
+        self.transport, self.tokens, self.limiter = transport, tokens, limiter
+
+    def send(self, body: bytes) -> Sent:
+        """POST one message to /endpoint; Sent with the Meta.Logs Redox returned on 200."""
+        reply = self._authorized("POST", self.endpoint, body=body,
+                                 headers={"Content-Type": "application/json"})
+        if reply.status != 200:
+            raise_for_status(reply)
+        return Sent(status=reply.status, logs=tuple(parse_logs(reply.body)), elapsed=reply.elapsed)
+
+    def upload(self, document: BinaryIO, filename: str) -> str:
+        """Upload one document (its own bytes, not base64) as multipart part ``file``; the URI.
+
+        redox-api.md: Transferring files — 201 {"URI": ...}; requests sets the boundary.
+        ``document`` must be seekable: a repeat after 401 sends it again from the start.
+        """
+        def files():
+            document.seek(0)
+            return {"file": (filename or "document", document, "application/octet-stream")}
+        reply = self._authorized("POST", self.upload_url, files_factory=files)
+        if reply.status not in (200, 201):
+            raise_for_status(reply)
+        uri = _json(reply.body).get("URI")
+        if not isinstance(uri, str) or not uri:
+            raise TransientDelivery("Redox's upload reply has no URI", status=reply.status, maybe_seen=True)
+        return uri
+
+    def _authorized(self, method: str, url: str, *, headers: Optional[dict] = None,
+                    files_factory=None, **kw) -> Reply:
+        """One request with a Bearer token; on 401 a fresh token and exactly one repeat."""
+        for attempt in (1, 2):
+            token = self.tokens.token()
+            self.limiter.acquire()
+            all_headers = dict(headers or {}, Authorization=f"Bearer {token}")
+            files = files_factory() if files_factory else None
+            reply = self.transport.request(method, url, headers=all_headers, files=files, **kw)
+            if reply.status == 429:
+                wait = retry_after(reply.headers)
+                self.limiter.pause_for(wait if wait is not None else 1.0)
+            if reply.status != 401:
+                return reply
+            self.tokens.invalidate(token)
+        raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+
+
+def raise_for_status(reply: Reply):
+    """Translate a non-success reply into the error tree (redox-api.md: the status table)."""
+    errors = parse_errors(reply.body) or [f"HTTP {reply.status} from Redox"]
+    status = reply.status
+    if status in TRANSIENT_STATUSES or status >= 500:
+        raise TransientDelivery(f"Redox answered HTTP {status}", status=status, errors=errors,
+                                maybe_seen=status in AMBIGUOUS_STATUSES,
+                                retry_after=retry_after(reply.headers))
+    if status in (403, 404):
+        errors.append(f"HTTP {status}: check the destinations in config.yaml and the source's "
+                      "subscriptions in the Redox dashboard (usually a configuration problem)")
+    if status == 413:
+        errors.append("HTTP 413: the message is over Redox's size limit")
+    raise PermanentDelivery(f"Redox refused the message (HTTP {status})", status=status, errors=errors)
+
+
+def parse_logs(body: bytes) -> list[dict]:
+    """Meta.Logs[] from a SEND reply, defensively: optional, extra fields tolerated."""
+    meta = _json(body).get("Meta")
+    logs = meta.get("Logs") if isinstance(meta, dict) else None
+    if not isinstance(logs, list):
+        return []
+    return [{"ID": entry.get("ID"), "AttemptID": entry.get("AttemptID")}
+            for entry in logs if isinstance(entry, dict) and entry.get("ID")]
+
+
+def parse_errors(body: bytes) -> list[str]:
+    """Meta.Errors[].Text from an error reply; a short plain-text body when it is not JSON."""
+    doc = _json(body)
+    meta = doc.get("Meta") if doc else None
+    errors = meta.get("Errors") if isinstance(meta, dict) else None
+    if isinstance(errors, list):
+        texts = [str(e.get("Text")) for e in errors if isinstance(e, dict) and e.get("Text")]
+        if texts:
+            return texts
+    if not doc and body.strip():
+        text = body[:300].decode("utf-8", "replace").strip()
+        if text and "<" not in text[:1]:
+            return [text]
+    return []
+
+
+def retry_after(headers: Mapping[str, str]) -> Optional[float]:
+    """Retry-After as seconds (delta-seconds or an HTTP date), or None."""
+    value = headers.get("Retry-After") if headers else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _json(body: bytes) -> dict:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,295 @@
+"""The runner: one loop that calls the stages in order for every file (design.md).
+
+    discover ──> claim ──> [worker thread: read + check ──> route ──> deliver ──> finish]
+
+The loop alone claims, schedules and releases; workers do the blocking work and report a
+:class:`~pipeline.work.Step` back through one event queue (watchdog hints arrive on it too), so
+a file waiting for a retry holds no worker and one slow file never blocks the others.
+``--once`` takes the files present at start; the service keeps watching until ``stop()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+from pipeline.discover import Settler, Watcher
+from pipeline.errors import ClaimLost, StorageError
+from pipeline.work import FileWork, Job, Step
+
+log = logging.getLogger("pipeline.run")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
+
+
+class Runner:
+    """Drives files from inbox to done/failed. ``run()`` returns the exit status.
+
+    ``work`` is the per-file stage chain; ``store`` the source (local or S3); ``watch``
+    whether to use file events (local service mode). Clocks are injectable for tests.
+    """
+
+    def __init__(self, store, journal, work: FileWork, *, workers: int, settle_seconds: float,
+                 rescan_seconds: float, once: bool, once_wait: float, grace: float,
+                 watch: bool = False, mono: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, progress=None, metrics=None):
+        self.store, self.journal, self.work = store, journal, work
+        self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
+        self.rescan_seconds, self.watch = rescan_seconds, watch
+        self.mono, self.wall = mono, wall
+        self.settler = Settler(settle_seconds, wall=wall, mono=mono)
+        self.settle_seconds = settle_seconds
+        self.events: queue.Queue = queue.Queue()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+        self.ready: deque[Job] = deque()
+        self.retries: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self.inflight = 0
+        self.held: dict[str, Job] = {}            # every claim we hold, by location
+        self.counts = {"done": 0, "failed": 0}
+        self.stop_reason: Optional[str] = None
+        self.fatal: Optional[str] = None          # credentials refused / Redox unreachable
+        self.delivered_any = False
+        self.unreachable_streak = 0
+        self.initial: Optional[set[str]] = None   # --once: the names present at start
+        self.progress = progress
+        self.metrics = metrics
+        self._not_due: dict[str, float] = {}
+
+    # -- control -----------------------------------------------------------------------------
+    def stop(self, reason: str = "signal") -> None:
+        """Ask the loop to stop claiming, finish or release what it holds, and return."""
+        self.events.put(("stop", reason))
+
+    def run(self) -> int:
+        self.store.prepare()
+        watcher = Watcher(self.store.inbox, self.events).start() if self.watch else None
+        try:
+            self._recover()
+            self._rescan()
+            if self.once:
+                self.initial = set(self.settler._seen) | {j.claim.name for j in self.ready}
+            self._loop()
+        finally:
+            if watcher:
+                watcher.stop()
+            self._shutdown()
+        if self.fatal:
+            return EXIT_REDOX
+        return EXIT_FAILED if self.counts["failed"] else EXIT_OK
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_rescan = self.mono() + self.rescan_seconds
+        once_deadline = self.mono() + max(10.0, 5 * self.settle_seconds)
+        while True:
+            self._drain(self._timeout(next_rescan))
+            if self.stop_reason or self.fatal:
+                return
+            if self.mono() >= next_rescan:
+                self._rescan()
+                next_rescan = self.mono() + self.rescan_seconds
+            self._promote_due_retries()
+            self._claim_ready()
+            self._dispatch()
+            if self.once and self._once_finished(once_deadline):
+                return
+
+    def _timeout(self, next_rescan: float) -> float:
+        now = self.mono()
+        waits = [next_rescan - now]
+        if self.retries:
+            waits.append(self.retries[0][0] - now)
+        settle = self.settler.next_check()
+        if settle is not None:
+            waits.append(settle)
+        if self.ready or self.retries:
+            waits.append(max(0.01, self.work.breaker.wait_time()))
+        return min(1.0, max(0.0, min(waits)))
+
+    def _drain(self, timeout: float) -> None:
+        """Handle every queued event; block up to ``timeout`` for the first one."""
+        try:
+            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "step":
+            self.inflight -= 1
+            self._on_step(event[1], event[2])
+        elif kind == "hint" and not self.once:
+            drop = self.store.stat(event[1])
+            if drop and self._wanted(drop.name):
+                self.settler.observe(drop)
+        elif kind == "stop":
+            self.stop_reason = event[1]
+
+    def _once_finished(self, deadline: float) -> bool:
+        if self.inflight or self.ready or self.settler.has_ready():
+            return False
+        if self.settler.unsettled() and self.mono() < deadline:
+            return False                       # a file present at start is still being written
+        horizon = self.mono() + self.once_wait
+        return not any(due <= horizon for due, _, _ in self.retries)
+
+    # -- discover + claim --------------------------------------------------------------------
+    def _rescan(self) -> None:
+        self._not_due = self.journal.not_due(self.wall())
+        present = set()
+        for drop in self.store.scan():
+            present.add(drop.name)
+            if self._wanted(drop.name):
+                self.settler.observe(drop)
+        self.settler.drop_missing(present)
+
+    def _wanted(self, name: str) -> bool:
+        if self.initial is not None and name not in self.initial:
+            return False
+        due = self._not_due.get(name)
+        return due is None or due <= self.wall()
+
+    def _claim_ready(self) -> None:
+        while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
+               and not self.stop_reason):
+            name = self.settler.pop_ready()
+            if name is None:
+                return
+            drop = self.store.stat(name)
+            if drop is None:
+                continue
+            try:
+                claim = self.store.claim(drop)
+            except ClaimLost:
+                continue
+            except StorageError as exc:
+                log.error("cannot claim", extra={"file": name, "error": str(exc)})
+                continue
+            job = Job(claim)
+            self.held[claim.location] = job
+            self.ready.append(job)
+            log.debug("claimed", extra={"file": name})
+            if self.metrics:
+                self.metrics.claimed()
+
+    def _dispatch(self) -> None:
+        while self.ready and self.inflight < self.workers:
+            if not self.work.breaker.allow():
+                return
+            job = self.ready.popleft()
+            self.inflight += 1
+            self.pool.submit(self._work, job)
+
+    def _work(self, job: Job) -> None:
+        try:
+            step = self.work.run(job)
+        except Exception as exc:   # a bug must not stall the service: keep the file claimed
+            log.exception("unexpected error", extra={"file": job.claim.name})
+            step = Step("stuck", error=f"unexpected {exc.__class__.__name__}")
+        self.events.put(("step", job, step))
+
+    # -- results -----------------------------------------------------------------------------
+    def _on_step(self, job: Job, step: Step) -> None:
+        name = job.claim.name
+        if step.kind == "finished":
+            self.held.pop(job.claim.location, None)
+            self.counts[step.status] += 1
+            self.delivered_any = self.delivered_any or step.status == "done"
+            self.unreachable_streak = 0
+            self._log_outcome(job, step)
+        elif step.kind == "retry":
+            self.unreachable_streak = self.unreachable_streak + 1 if step.unreachable else 0
+            if (self.once and not self.delivered_any
+                    and self.unreachable_streak >= self.work.breaker.threshold):
+                self.fatal = "Redox could not be reached"
+            self._schedule(job, step.delay, step.error)
+        elif step.kind == "stuck":
+            self._schedule(job, min(60.0, 1.0 + self.settle_seconds), step.error)
+        elif step.kind == "auth":
+            self.fatal = step.error
+            self.ready.appendleft(job)          # released with the rest below
+        elif step.kind == "lost":
+            self.held.pop(job.claim.location, None)
+            log.warning("claimed file vanished before it was finished", extra={"file": name})
+        if self.progress:
+            self.progress(self.counts)
+
+    def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
+        if job.record is not None:
+            self.journal.schedule(job.record.claim_id, self.wall() + delay)
+        heapq.heappush(self.retries, (self.mono() + delay, next(self._seq), job))
+        log.info("retry scheduled", extra={"file": job.claim.name, "delay": round(delay, 3),
+                                           "attempt": job.record.attempts if job.record else 0,
+                                           "error": error})
+
+    def _promote_due_retries(self) -> None:
+        now = self.mono()
+        while self.retries and self.retries[0][0] <= now and not self.stop_reason:
+            _, _, job = heapq.heappop(self.retries)
+            self.ready.append(job)
+
+    def _log_outcome(self, job: Job, step: Step) -> None:
+        record = job.record
+        fields = {"file": job.claim.name, "status": step.status, "dest": step.dest,
+                  "sha256": (record.sha256 or "")[:12] if record else None,
+                  "attempt": record.attempts if record else 0,
+                  "log_ids": [entry.get("ID") for entry in record.logs] if record else []}
+        if step.status == "failed":
+            log.warning("failed", extra=dict(fields, error=step.error))
+        else:
+            log.info("done", extra=fields)
+        if self.metrics:
+            self.metrics.finished(step.status, record.reason_kind if record else None)
+
+    # -- recovery and shutdown ----------------------------------------------------------------
+    def _recover(self) -> None:
+        """Take over abandoned claims (and our own from an earlier life): they are read again;
+        the journal decides whether each is finished, continued or sent."""
+        for claim in self.store.adopt_orphans():
+            job = Job(claim)
+            self.held[claim.location] = job
+            self.ready.append(job)
+            log.info("recovered an abandoned claim", extra={"file": claim.name})
+
+    def _shutdown(self) -> None:
+        """Let in-flight work finish within the grace period; release everything else."""
+        deadline = self.mono() + self.grace
+        while self.inflight and self.mono() < deadline:
+            self._drain(min(0.5, max(0.0, deadline - self.mono())))
+        for job in list(self.ready) + [j for _, _, j in self.retries]:
+            self._release(job)
+        self.ready.clear()
+        self.retries.clear()
+        self.pool.shutdown(wait=not self.inflight, cancel_futures=True)
+        if self.inflight:
+            log.warning("stopping with requests still in flight; their files stay claimed and "
+                        "are recovered at the next start", extra={"in_flight": self.inflight})
+        else:
+            self.store.close()
+
+    def _release(self, job: Job) -> None:
+        try:
+            where = self.store.release(job.claim)
+        except (ClaimLost, StorageError) as exc:
+            log.error("could not release a claimed file; it is recovered at the next start",
+                      extra={"file": job.claim.name, "error": str(exc)})
+            return
+        self.held.pop(job.claim.location, None)
+        if job.record is not None:
+            due = job.record.next_retry_at if job.record.next_retry_at else self.wall()
+            fresh = self.journal.get(job.record.claim_id)
+            self.journal.schedule(job.record.claim_id, max(due, fresh.next_retry_at or 0), "released")
+        log.info("released to the inbox", extra={"file": job.claim.name, "path": where})

@@ -1,0 +1,200 @@
+"""The path of one claimed file through one step, run in a worker thread.
+
+``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
+returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
+no worker (design.md: deliver). Every stage it calls is one module: message (read + check),
+route, redox (deliver), finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from pipeline import message as message_stage
+from pipeline.errors import (AuthError, ClaimLost, PermanentDelivery, RejectedFile, StorageError,
+                             TransientDelivery)
+from pipeline.finish import finish
+from pipeline.fsops import NotRegular
+from pipeline.journal import Journal, Record
+from pipeline.retry import CircuitBreaker, RetryPolicy
+from pipeline.route import route
+from pipeline.values import Claim, Message, Outcome
+
+log = logging.getLogger("pipeline.work")
+
+
+@dataclass
+class Job:
+    """A claimed file and what is known about it so far."""
+    claim: Claim
+    record: Optional[Record] = None
+    message: Optional[Message] = None
+    last_error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
+    (credentials refused: stop), ``lost`` (the file vanished), ``stuck`` (could not finish:
+    try again later, the file stays claimed)."""
+    kind: str
+    status: Optional[str] = None
+    delay: float = 0.0
+    error: Optional[str] = None
+    dest: Optional[str] = None
+    unreachable: bool = False
+
+
+@dataclass
+class FileWork:
+    """The per-file stages, wired to the shared store, journal and Redox client."""
+    store: object
+    journal: Journal
+    client: object
+    policy: RetryPolicy
+    breaker: CircuitBreaker
+    destinations: tuple
+    send_limit: int
+    dedupe: bool
+    transfer: Optional[Callable] = None       # (job, raw-opener) -> Message; the upload path
+    rand: Callable[[], float] = random.random
+    observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
+
+    def run(self, job: Job) -> Step:
+        try:
+            if job.record is None:
+                early = self._prepare(job)
+                if early:
+                    return early
+            if job.record.state in ("accepted", "finishing"):
+                return self._finish_recorded(job)
+            return self._attempt(job)
+        except AuthError as exc:
+            return Step("auth", error=str(exc))
+        except ClaimLost:
+            return Step("lost")
+        except StorageError as exc:
+            log.error("storage problem; the file stays claimed and is tried again later",
+                      extra={"file": job.claim.name, "error": str(exc)})
+            return Step("stuck", error=str(exc))
+
+    # -- read + check + route ------------------------------------------------------------------
+    def _prepare(self, job: Job) -> Optional[Step]:
+        claim = job.claim
+        decision = route(claim.size, self.send_limit, self.transfer is not None)
+        try:
+            raw = self._read(claim) if decision.action == "send" else None
+        except NotRegular as exc:
+            return self._reject_unread(job, f"not a regular file ({exc.args[0].split(':')[0]})")
+        sha = hashlib.sha256(raw).hexdigest() if raw is not None else self._hash(claim)
+        job.record = self.journal.begin(claim.name, sha, claim.size, claim.source, claim.location,
+                                        getattr(self.store, "owner", ""), claim.mtime)
+        if job.record.state in ("accepted", "finishing"):
+            return None                          # recovery: Redox already accepted it
+        if self.dedupe:
+            earlier = self.journal.delivered(sha, exclude=job.record.claim_id)
+            if earlier:
+                return self._done(job, Outcome("done", duplicate_of=earlier))
+        try:
+            if decision.action == "reject":
+                raise RejectedFile(decision.reason, decision.kind)
+            if decision.action == "transfer":
+                job.message = self.transfer(job)
+            else:
+                job.message = message_stage.check(raw, [d.model_dump() for d in self.destinations])
+        except RejectedFile as exc:
+            return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
+        return None
+
+    def _read(self, claim: Claim) -> bytes:
+        with self.store.open(claim) as handle:
+            return handle.read()
+
+    def _hash(self, claim: Claim) -> str:
+        digest = hashlib.sha256()
+        with self.store.open(claim) as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def _reject_unread(self, job: Job, reason: str) -> Step:
+        claim = job.claim
+        job.record = self.journal.begin(claim.name, "", claim.size, claim.source, claim.location,
+                                        getattr(self.store, "owner", ""), claim.mtime)
+        return self._done(job, Outcome("failed", errors=(reason,), reason_kind="not_a_file"))
+
+    # -- deliver ---------------------------------------------------------------------------------
+    def _attempt(self, job: Job) -> Step:
+        record = job.record
+        if self.policy.exhausted(record.attempts):
+            return self._give_up(job)
+        try:
+            self.client.tokens.token()    # refused or unreachable auth is not one of the file's attempts
+        except TransientDelivery as exc:
+            self.breaker.record_failure()
+            job.last_error = "; ".join(exc.errors)
+            return Step("retry", delay=self.policy.delay(record.attempts + 1, self.rand()),
+                        error=job.last_error, unreachable=True)
+        n = record.attempts + 1
+        self.journal.attempt_started(record.claim_id, "send", n)
+        try:
+            sent = self.client.send(job.message.body)
+        except AuthError:
+            self.journal.void_attempt(record.claim_id, "send", n)
+            raise
+        except PermanentDelivery as exc:
+            self._ended(job, n, "permanent", exc.status, False, "; ".join(exc.errors))
+            self.breaker.record_success()   # Redox is up; the message is at fault
+            return self._done(job, Outcome("failed", errors=tuple(exc.errors),
+                                           http_status=exc.status, reason_kind="permanent"))
+        except TransientDelivery as exc:
+            self._ended(job, n, "transient", exc.status, exc.maybe_seen, "; ".join(exc.errors))
+            self.breaker.record_failure()
+            job.last_error = "; ".join(exc.errors)
+            if self.policy.exhausted(n):
+                return self._give_up(job)
+            delay = self.policy.delay(n, self.rand(), exc.retry_after)
+            return Step("retry", delay=delay, error=job.last_error,
+                        unreachable=exc.status is None and not exc.maybe_seen)
+        self.journal.attempt_ended(record.claim_id, "send", n, result="accepted", status=sent.status,
+                                   maybe_seen=False, logs=list(sent.logs))
+        self.observe("send", status=sent.status, elapsed=sent.elapsed)
+        self.breaker.record_success()
+        return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status))
+
+    def _ended(self, job: Job, n: int, result: str, status, maybe_seen: bool, error: str) -> None:
+        self.journal.attempt_ended(job.record.claim_id, "send", n, result=result, status=status,
+                                   maybe_seen=maybe_seen, error=error)
+        self.observe("send", status=status, elapsed=None)
+        job.record = self.journal.get(job.record.claim_id)
+
+    def _give_up(self, job: Job) -> Step:
+        attempts = job.record.attempts
+        errors = [f"gave up after {attempts} attempts"]
+        if job.last_error:
+            errors.append(f"last error: {job.last_error}")
+        return self._done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up"))
+
+    # -- finish ------------------------------------------------------------------------------------
+    def _finish_recorded(self, job: Job) -> Step:
+        """Complete an outcome the journal already holds (after a crash or a storage failure)."""
+        r = job.record
+        if r.state == "accepted":
+            return self._done(job, Outcome("done", logs=tuple(r.logs), http_status=r.http_status))
+        return self._done(job, Outcome(r.outcome, errors=tuple(r.errors), logs=tuple(r.logs),
+                                       http_status=r.http_status, reason_kind=r.reason_kind,
+                                       duplicate_of=r.duplicate_of))
+
+    def _done(self, job: Job, outcome: Outcome) -> Step:
+        extra = {}
+        if job.message is not None:
+            extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
+        dest = finish(self.store, self.journal, job.claim, job.record, outcome, extra)
+        job.record = self.journal.get(job.record.claim_id)
+        return Step("finished", status=outcome.status, dest=dest,
+                    error="; ".join(outcome.errors) or None)
