@@ -1,0 +1,106 @@
+"""Test helper: run the Redox sandbox as a subprocess and steer it over its control API.
+
+`SandboxProcess(*extra_args).start()` runs `python -m pipeline.sandbox --port 0 ...` and waits
+for its ready line; `.url` is the base URL. The subprocess gets this checkout's `src/` on
+PYTHONPATH, so it works whether or not the package is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+READY_PREFIX = "sandbox listening on "
+# The private half of the key the sandbox trusts by default (kid sandbox-key, sandbox-client).
+DEV_KEY_FILE = REPO / "examples" / "sandbox-client-key.pem"
+DEV_KID, DEV_CLIENT_ID = "sandbox-key", "sandbox-client"
+LEGACY_API_KEY, LEGACY_SECRET = "sandbox-api-key", "sandbox-secret"
+
+
+class SandboxProcess:
+    """One sandbox subprocess. Usable as a context manager; `stop()` is idempotent."""
+
+    def __init__(self, *extra_args: str, startup_timeout: float = 15.0) -> None:
+        self.extra_args = [str(a) for a in extra_args]
+        self.startup_timeout = startup_timeout
+        self.url: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self._http = requests.Session()
+
+    def start(self) -> "SandboxProcess":
+        """Start the subprocess and wait for its ready line. Raises RuntimeError on failure."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+        cmd = [sys.executable, "-m", "pipeline.sandbox", "--port", "0", *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
+        try:
+            line = lines.get(timeout=self.startup_timeout)
+        except queue.Empty:
+            line = ""
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            raise RuntimeError(f"sandbox did not start (exit {self.proc.returncode}): {line!r}")
+        self.url = line[len(READY_PREFIX):].strip()
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def _control(self, method: str, name: str, **kwargs) -> dict:
+        reply = self._http.request(method, f"{self.url}/_sandbox/{name}", timeout=10, **kwargs)
+        reply.raise_for_status()
+        return reply.json()
+
+    def faults(self, **updates) -> dict:
+        """Merge fault settings (names as in pipeline.sandbox.faults); returns the full set."""
+        return self._control("POST", "faults", json=updates)
+
+    def reset(self) -> dict:
+        """Faults back to start-up values, records cleared; returns the fault set."""
+        return self._control("POST", "reset")
+
+    def expire_tokens(self) -> None:
+        """Make every access token issued so far invalid."""
+        self._control("POST", "expire-tokens")
+
+    def records(self, bodies: bool = False) -> dict:
+        """What the sandbox saw (sends, uploads, token_requests, log_lookups, ...)."""
+        return self._control("GET", "records", params={"bodies": "1"} if bodies else None)
+
+    def stop(self) -> int | None:
+        """Terminate the subprocess (SIGTERM, then SIGKILL); returns its exit status."""
+        self._http.close()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> "SandboxProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    # Keeps reading after the ready line so the child can never block on a full pipe.
+    for line in stream:
+        lines.put(line)
+    lines.put("")
