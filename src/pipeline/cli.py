@@ -135,8 +135,13 @@ def _run(settings, once: bool, app) -> int:
     code = runner.run()
     if runner.fatal:
         print(f"stopped: {runner.fatal}; files were left where they were", file=sys.stderr)
-    journal.close()
     log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
+    if runner.inflight:
+        # Requests still in flight after the grace period: leave now. Their files stay claimed,
+        # the journal shows the attempt as started, and the next start recovers them.
+        logging.shutdown()
+        os._exit(code)
+    journal.close()
     return code
 
 

@@ -14,7 +14,7 @@ import socket
 from datetime import datetime, timezone
 from typing import Optional
 
-from pipeline import __version__
+from pipeline import __version__, failpoints
 from pipeline.journal import Journal, Record
 from pipeline.values import Claim, Outcome
 
@@ -30,6 +30,7 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
     fresh = journal.get(record.claim_id)
     sidecar = build_sidecar(claim, fresh, outcome, journal.attempts_of(record.claim_id), extra)
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
+    failpoints.reached("after_move")
     journal.finished(record.claim_id, dest)
     return dest
 

@@ -179,7 +179,8 @@ class Journal:
         self._tx([
             ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
              (claim_id, kind, n, self.clock())),
-            (f"UPDATE claims SET {field}state = 'claimed' WHERE claim_id = ?", (*args, claim_id)),
+            (f"UPDATE claims SET {field}state = 'claimed', next_retry_at = NULL WHERE claim_id = ?",
+             (*args, claim_id)),
         ])
 
     def attempt_ended(self, claim_id: str, kind: str, n: int, *, result: str,
@@ -236,11 +237,16 @@ class Journal:
 
     # -- look-ups ----------------------------------------------------------------------------
     def delivered(self, sha256: str, exclude: str) -> Optional[str]:
-        """Where the same bytes were delivered before (dedupe), or None."""
-        rows = self._query("SELECT dest FROM claims WHERE sha256 = ? AND state = 'done' AND "
-                           "duplicate_of IS NULL AND logs != '[]' AND claim_id != ? "
-                           "ORDER BY finished_at LIMIT 1", (sha256, exclude))
-        return rows[0]["dest"] if rows else None
+        """Where the same bytes were delivered before (dedupe), or None. Bytes count as
+        delivered as soon as Redox accepted them, even if that file's finish is still pending."""
+        rows = self._query(
+            "SELECT dest, name, state FROM claims WHERE sha256 = ? AND claim_id != ? AND "
+            "duplicate_of IS NULL AND logs != '[]' AND (state IN ('done', 'accepted') OR "
+            "(state = 'finishing' AND outcome = 'done')) "
+            "ORDER BY state = 'done' DESC, finished_at LIMIT 1", (sha256, exclude))
+        if not rows:
+            return None
+        return rows[0]["dest"] or f"{rows[0]['name']} (being finished)"
 
     def not_due(self, now: float) -> dict[str, float]:
         """Inbox names released for a retry that is not due yet: name → when it is."""

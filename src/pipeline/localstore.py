@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import BinaryIO, Iterator
 
-from pipeline import fsops
+from pipeline import failpoints, fsops
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.values import Claim, Drop
 
@@ -151,8 +151,12 @@ class LocalStore:
         fsops.ensure_dir(folder)
         for candidate in _candidates(os.path.basename(claim.name)):
             dest = os.path.join(folder, candidate)
+            if self._already_moved(dest, claim_id):
+                fsops._unlink_quietly(claim.location)     # a crash between link and unlink
+                return dest
             if not self._write_sidecar(dest, sidecar, claim_id):
                 continue
+            failpoints.reached("after_sidecar")
             try:
                 fsops.move_noreplace(claim.location, dest)
             except FileExistsError:
@@ -161,6 +165,22 @@ class LocalStore:
             fsops.fsync_dir(folder)
             return dest
         raise StorageError("no free name to finish to", folder)  # pragma: no cover
+
+    @staticmethod
+    def _already_moved(dest: str, claim_id: str) -> bool:
+        """Our sidecar is written before our move, so a file beside a sidecar that carries our
+        claim_id is ours: an earlier finish got as far as the move and was interrupted."""
+        return os.path.lexists(dest) and _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id
+
+    def find_finished(self, name: str, status: str, claim_id: str) -> str | None:
+        """Where an interrupted finish put the file ``name`` for ``claim_id``, if it got there."""
+        for candidate in _candidates(os.path.basename(name)):
+            dest = os.path.join(self.folders[status], candidate)
+            if not os.path.lexists(dest + SIDECAR_SUFFIX):
+                return None
+            if self._already_moved(dest, claim_id):
+                return dest
+        return None  # pragma: no cover
 
     def _write_sidecar(self, dest: str, sidecar: bytes, claim_id: str) -> bool:
         if os.path.lexists(dest):

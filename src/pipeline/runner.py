@@ -19,6 +19,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
+from pipeline import failpoints, recovery
 from pipeline.discover import Settler, Watcher
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.work import FileWork, Job, Step
@@ -178,6 +179,7 @@ class Runner:
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
                 continue
+            failpoints.reached("after_claim")
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
@@ -256,13 +258,12 @@ class Runner:
 
     # -- recovery and shutdown ----------------------------------------------------------------
     def _recover(self) -> None:
-        """Take over abandoned claims (and our own from an earlier life): they are read again;
-        the journal decides whether each is finished, continued or sent."""
-        for claim in self.store.adopt_orphans():
+        """Take over abandoned claims and complete journal rows a crash left open."""
+        recovery.complete_journal(self.store, self.journal)
+        for claim in recovery.adopt(self.store):
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
-            log.info("recovered an abandoned claim", extra={"file": claim.name})
 
     def _shutdown(self) -> None:
         """Let in-flight work finish within the grace period; release everything else."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from pipeline import failpoints
 from pipeline import message as message_stage
 from pipeline.errors import (AuthError, ClaimLost, PermanentDelivery, RejectedFile, StorageError,
                              TransientDelivery)
@@ -62,6 +64,7 @@ class FileWork:
     dedupe: bool
     transfer: Optional[Callable] = None       # (job, raw-opener) -> Message; the upload path
     rand: Callable[[], float] = random.random
+    wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
 
     def run(self, job: Job) -> Step:
@@ -133,6 +136,9 @@ class FileWork:
         record = job.record
         if self.policy.exhausted(record.attempts):
             return self._give_up(job)
+        wait = (record.next_retry_at or 0) - self.wall()
+        if wait > 0:          # recovered after a restart: its retry is not due yet
+            return Step("retry", delay=wait, error=job.last_error)
         try:
             self.client.tokens.token()    # refused or unreachable auth is not one of the file's attempts
         except TransientDelivery as exc:
@@ -142,27 +148,30 @@ class FileWork:
                         error=job.last_error, unreachable=True)
         n = record.attempts + 1
         self.journal.attempt_started(record.claim_id, "send", n)
+        failpoints.reached("before_send")
         try:
             sent = self.client.send(job.message.body)
         except AuthError:
             self.journal.void_attempt(record.claim_id, "send", n)
             raise
         except PermanentDelivery as exc:
-            self._ended(job, n, "permanent", exc.status, False, "; ".join(exc.errors))
+            self._ended(job, n, "permanent", exc.status, False, describe(exc))
             self.breaker.record_success()   # Redox is up; the message is at fault
             return self._done(job, Outcome("failed", errors=tuple(exc.errors),
                                            http_status=exc.status, reason_kind="permanent"))
         except TransientDelivery as exc:
-            self._ended(job, n, "transient", exc.status, exc.maybe_seen, "; ".join(exc.errors))
+            job.last_error = describe(exc)
+            self._ended(job, n, "transient", exc.status, exc.maybe_seen, job.last_error)
             self.breaker.record_failure()
-            job.last_error = "; ".join(exc.errors)
             if self.policy.exhausted(n):
                 return self._give_up(job)
             delay = self.policy.delay(n, self.rand(), exc.retry_after)
             return Step("retry", delay=delay, error=job.last_error,
                         unreachable=exc.status is None and not exc.maybe_seen)
+        failpoints.reached("after_send")
         self.journal.attempt_ended(record.claim_id, "send", n, result="accepted", status=sent.status,
                                    maybe_seen=False, logs=list(sent.logs))
+        failpoints.reached("after_accept")
         self.observe("send", status=sent.status, elapsed=sent.elapsed)
         self.breaker.record_success()
         return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status))
@@ -176,8 +185,10 @@ class FileWork:
     def _give_up(self, job: Job) -> Step:
         attempts = job.record.attempts
         errors = [f"gave up after {attempts} attempts"]
-        if job.last_error:
-            errors.append(f"last error: {job.last_error}")
+        last = job.last_error or next((a["error"] for a in reversed(self.journal.attempts_of(
+            job.record.claim_id)) if a["error"]), None)
+        if last:
+            errors.append(f"last error: {last}")
         return self._done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up"))
 
     # -- finish ------------------------------------------------------------------------------------
@@ -198,3 +209,10 @@ class FileWork:
         job.record = self.journal.get(job.record.claim_id)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
+
+
+def describe(exc) -> str:
+    """One line for the journal and logs: the status, then Redox's own error texts."""
+    text = "; ".join(exc.errors)
+    prefix = f"HTTP {exc.status}" if exc.status else ""
+    return f"{prefix}: {text}" if prefix and prefix not in text else (text or prefix)
