@@ -25,13 +25,15 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
 
     Raises StorageError (the file then stays claimed) or ClaimLost.
     """
-    journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
-                      outcome.duplicate_of)
+    if not (outcome.status == "done" and record.state == "accepted" and not outcome.duplicate_of):
+        # an accepted SEND is already enough for recovery to finish it as done
+        journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
+                          outcome.duplicate_of)
     fresh = journal.get(record.claim_id)
     sidecar = build_sidecar(claim, fresh, outcome, journal.attempts_of(record.claim_id), extra)
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
     failpoints.reached("after_move")
-    journal.finished(record.claim_id, dest)
+    journal.finished(record.claim_id, dest, outcome.status)
     return dest
 
 

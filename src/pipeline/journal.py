@@ -151,7 +151,9 @@ class Journal:
             "INSERT INTO claims (claim_id, name, source, location, owner, sha256, size, state, "
             "dropped_at, first_claimed_at) VALUES (?,?,?,?,?,?,?, 'claimed', ?, ?)",
             (claim_id, name, source, location, owner, sha256, size, dropped_at, now))
-        return self.get(claim_id)
+        return Record(claim_id=claim_id, name=name, state="claimed", attempts=0,
+                      possible_duplicate=False, logs=[], errors=[], uploads=[], http_status=None,
+                      outcome=None, reason_kind=None, next_retry_at=None, dest=None, sha256=sha256)
 
     def get(self, claim_id: str) -> Record:
         row = self._query("SELECT * FROM claims WHERE claim_id = ?", (claim_id,))[0]
@@ -226,9 +228,11 @@ class Journal:
                     "duplicate_of = ? WHERE claim_id = ?",
                     (outcome, json.dumps(errors), reason_kind, duplicate_of, claim_id))
 
-    def finished(self, claim_id: str, dest: str) -> None:
-        self._write("UPDATE claims SET state = outcome, dest = ?, finished_at = ?, next_retry_at = NULL "
-                    "WHERE claim_id = ?", (dest, self.clock(), claim_id))
+    def finished(self, claim_id: str, dest: str, status: str) -> None:
+        """The file reached ``dest``: the claim's outcome is ``status`` (done | failed)."""
+        self._write("UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
+                    "next_retry_at = NULL WHERE claim_id = ?",
+                    (status, status, dest, self.clock(), claim_id))
 
     def attempts_of(self, claim_id: str) -> list[dict]:
         rows = self._query("SELECT kind, n, started_at, ended_at, status, result, maybe_seen, error "

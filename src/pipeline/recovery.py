@@ -38,8 +38,9 @@ def complete_journal(store, journal: Journal) -> int:
     for row in journal.rows("state IN ('finishing', 'accepted')"):
         if row["location"] and os.path.lexists(row["location"]):
             continue          # still claimed: its owner, or our adoption, finishes it
-        dest = find(row["name"], row["outcome"] or "done", row["claim_id"])
+        status = row["outcome"] or "done"      # 'accepted' rows are done once moved
+        dest = find(row["name"], status, row["claim_id"])
         if dest:
-            journal.finished(row["claim_id"], dest)
+            journal.finished(row["claim_id"], dest, status)
             fixed += 1
     return fixed

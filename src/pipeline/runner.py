@@ -27,6 +27,7 @@ from pipeline.work import FileWork, Job, Step
 log = logging.getLogger("pipeline.run")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
+STUCK_TRIES_ONCE = 3    # --once: a file that cannot be finished is released after this many tries
 
 
 class Runner:
@@ -75,7 +76,7 @@ class Runner:
             self._recover()
             self._rescan()
             if self.once:
-                self.initial = set(self.settler._seen) | {j.claim.name for j in self.ready}
+                self.initial = self.settler.known() | {j.claim.name for j in self.ready}
             self._loop()
         finally:
             if watcher:
@@ -96,6 +97,7 @@ class Runner:
             if self.mono() >= next_rescan:
                 self._rescan()
                 next_rescan = self.mono() + self.rescan_seconds
+            self._recheck_settling()
             self._promote_due_retries()
             self._claim_ready()
             self._dispatch()
@@ -142,7 +144,7 @@ class Runner:
     def _once_finished(self, deadline: float) -> bool:
         if self.inflight or self.ready or self.settler.has_ready():
             return False
-        if self.settler.unsettled() and self.mono() < deadline:
+        if self.settler.pending_count() and self.mono() < deadline:
             return False                       # a file present at start is still being written
         horizon = self.mono() + self.once_wait
         return not any(due <= horizon for due, _, _ in self.retries)
@@ -156,6 +158,15 @@ class Runner:
             if self._wanted(drop.name):
                 self.settler.observe(drop)
         self.settler.drop_missing(present)
+
+    def _recheck_settling(self) -> None:
+        """Look again at files whose settle time has passed (no event is needed for that)."""
+        for name in self.settler.due():
+            drop = self.store.stat(name)
+            if drop is None:
+                self.settler.forget(name)
+            elif self._wanted(name):
+                self.settler.observe(drop)
 
     def _wanted(self, name: str) -> bool:
         if self.initial is not None and name not in self.initial:
@@ -219,7 +230,11 @@ class Runner:
                 self.fatal = "Redox could not be reached"
             self._schedule(job, step.delay, step.error)
         elif step.kind == "stuck":
-            self._schedule(job, min(60.0, 1.0 + self.settle_seconds), step.error)
+            job.stuck += 1
+            if self.once and job.stuck >= STUCK_TRIES_ONCE:
+                self._release(job)             # the next run tries again; the journal keeps its state
+            else:
+                self._schedule(job, min(60.0, 0.5 * 2 ** job.stuck), step.error)
         elif step.kind == "auth":
             self.fatal = step.error
             self.ready.appendleft(job)          # released with the rest below

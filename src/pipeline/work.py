@@ -36,6 +36,7 @@ class Job:
     record: Optional[Record] = None
     message: Optional[Message] = None
     last_error: Optional[str] = None
+    stuck: int = 0               # how often finishing it failed (storage problems)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class FileWork:
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
+
+    def __post_init__(self):
+        self._destinations = [d.model_dump() for d in self.destinations]
 
     def run(self, job: Job) -> Step:
         try:
@@ -108,7 +112,7 @@ class FileWork:
             if decision.action == "transfer":
                 job.message = self.transfer(job)
             else:
-                job.message = message_stage.check(raw, [d.model_dump() for d in self.destinations])
+                job.message = message_stage.check(raw, self._destinations)
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
         self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
