@@ -22,6 +22,7 @@ from pipeline.fsops import NotRegular
 from pipeline.journal import Journal, Record
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.route import route
+from pipeline.transfer import Transfer
 from pipeline.values import Claim, Message, Outcome
 
 log = logging.getLogger("pipeline.work")
@@ -60,7 +61,7 @@ class FileWork:
     destinations: tuple
     send_limit: int
     dedupe: bool
-    transfer: Optional[Callable] = None       # (job, raw-opener) -> Message; the upload path
+    transfer: Optional[Transfer] = None       # the upload path for files over send_limit
     rand: Callable[[], float] = random.random
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
 
@@ -72,6 +73,10 @@ class FileWork:
                     return early
             if job.record.state in ("accepted", "finishing"):
                 return self._finish_recorded(job)
+            if job.message is None:
+                early = self._transfer(job)
+                if early:
+                    return early
             return self._attempt(job)
         except AuthError as exc:
             return Step("auth", error=str(exc))
@@ -99,15 +104,48 @@ class FileWork:
             earlier = self.journal.delivered(sha, exclude=job.record.claim_id)
             if earlier:
                 return self._done(job, Outcome("done", duplicate_of=earlier))
+        if decision.action == "transfer":
+            return None                          # checked and uploaded by _transfer, step by step
         try:
             if decision.action == "reject":
                 raise RejectedFile(decision.reason, decision.kind)
-            if decision.action == "transfer":
-                job.message = self.transfer(job)
-            else:
-                job.message = message_stage.check(raw, [d.model_dump() for d in self.destinations])
+            job.message = message_stage.check(raw, [d.model_dump() for d in self.destinations])
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
+        return None
+
+    # -- transfer (files over send_limit: redox-api.md, Transferring files) --------------------
+    def _transfer(self, job: Job) -> Optional[Step]:
+        """Upload the documents still missing and build the small message (job.message); a
+        Step when the file cannot go on now. Uploads share SEND's retry policy, breaker, rate
+        limit and 401 handling; their attempts are counted apart from SEND's."""
+        failures = self.transfer.failures(job.record.claim_id)
+        if self.policy.exhausted(failures):
+            return self._give_up(job, failures, "upload attempts")
+        try:
+            self.client.tokens.token()    # refused or unreachable auth is not an upload attempt
+        except TransientDelivery as exc:
+            self.breaker.record_failure()
+            job.last_error = "; ".join(exc.errors)
+            return Step("retry", delay=self.policy.delay(failures + 1, self.rand()),
+                        error=job.last_error, unreachable=True)
+        try:
+            job.message = self.transfer.prepare(job.claim, job.record)
+        except RejectedFile as exc:
+            return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        except PermanentDelivery as exc:
+            self.breaker.record_success()   # Redox is up; the document is at fault
+            return self._done(job, Outcome("failed", errors=tuple(exc.errors), reason_kind="permanent"))
+        except TransientDelivery as exc:
+            self.breaker.record_failure()
+            job.last_error = "; ".join(exc.errors)
+            if self.policy.exhausted(failures + 1):
+                return self._give_up(job, failures + 1, "upload attempts")
+            return Step("retry", delay=self.policy.delay(failures + 1, self.rand(), exc.retry_after),
+                        error=job.last_error, unreachable=exc.status is None and not exc.maybe_seen)
+        finally:
+            job.record = self.journal.get(job.record.claim_id)
         self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
         return None
 
@@ -173,9 +211,9 @@ class FileWork:
         self.observe("send", status=status, elapsed=None)
         job.record = self.journal.get(job.record.claim_id)
 
-    def _give_up(self, job: Job) -> Step:
-        attempts = job.record.attempts
-        errors = [f"gave up after {attempts} attempts"]
+    def _give_up(self, job: Job, attempts: Optional[int] = None, what: str = "attempts") -> Step:
+        attempts = job.record.attempts if attempts is None else attempts
+        errors = [f"gave up after {attempts} {what}"]
         if job.last_error:
             errors.append(f"last error: {job.last_error}")
         return self._done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up"))
