@@ -205,3 +205,31 @@ def test_a_send_referencing_a_uri_this_source_did_not_upload_is_refused(env, san
     assert result.returncode == 1
     car = env.sidecar("failed", "foreign.json")
     assert car["http_status"] == 400 and any("Unknown file URI" in e for e in car["errors"])
+
+
+def test_an_upload_answered_401_gets_a_new_token_and_the_whole_document_again(env, sandbox):
+    from pipeline import app, config
+    settings = config.load(env.config)
+    client = app.make_client(settings)
+    document = os.urandom(50_000)
+    with open(env.root / "doc.bin", "w+b") as handle:
+        handle.write(document)
+        client.upload(handle, "a.pdf")             # a token is cached and works
+        sandbox.expire_tokens()
+        handle.seek(500)                           # wherever the file stands, all of it goes
+        uri, status = client.upload(handle, "a.pdf")
+    assert status == 201
+    assert [(u["status"], u["sha256"]) for u in uploads(sandbox)] == [
+        (201, sha(document)), (401, None), (201, sha(document))]
+    assert uploads(sandbox)[2]["uri"] == uri
+
+
+def test_refused_credentials_stop_the_run_and_leave_a_big_file_in_the_inbox(env, sandbox):
+    sandbox.faults(refuse_credentials=True)
+    raw = encode(media(os.urandom(5000)))
+    env.drop("big.json", raw)
+    result = env.run("run", "--once")
+    assert result.returncode == 3
+    assert env.files("inbox") == ["big.json"] and env.files("failed") == []
+    assert (env.inbox / "big.json").read_bytes() == raw
+    assert uploads(sandbox) == [] and sandbox.records()["sends"] == []
