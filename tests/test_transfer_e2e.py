@@ -233,3 +233,48 @@ def test_refused_credentials_stop_the_run_and_leave_a_big_file_in_the_inbox(env,
     assert env.files("inbox") == ["big.json"] and env.files("failed") == []
     assert (env.inbox / "big.json").read_bytes() == raw
     assert uploads(sandbox) == [] and sandbox.records()["sends"] == []
+
+
+def test_uploads_failing_every_time_give_up_after_max_attempts_without_a_send(env, sandbox):
+    sandbox.faults(upload_fail_next=[500] * 5)       # retry.max_attempts is 5 in PipelineEnv
+    env.drop("big.json", encode(media(os.urandom(5000))))
+    result = env.run("run", "--once")
+    assert result.returncode == 1
+    car = env.sidecar("failed", "big.json")
+    assert car["reason_kind"] == "gave_up" and car["errors"][0] == "gave up after 5 upload attempts"
+    assert "upload of Media.FileContents failed (HTTP 500)" in car["errors"][1]
+    assert len(uploads(sandbox)) == 5 and sandbox.records()["sends"] == []
+    assert car["uploads"] == [] and car["attempts"] == 0
+
+
+def test_a_process_killed_while_its_send_is_in_flight_resends_without_uploading_again(env, sandbox):
+    sandbox.faults(latency_ms=2000)          # the sandbox holds every request this long
+    document = os.urandom(3000)
+    env.drop("big.json", encode(media(document)))
+    proc = env.start("--once")
+    db = env.root / "drop" / "state.db"
+
+    def send_in_flight():
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        except sqlite3.OperationalError:         # not created yet
+            return False
+        try:
+            return conn.execute("SELECT COUNT(*) FROM attempts WHERE kind = 'send' AND "
+                                "result IS NULL").fetchone()[0]
+        except sqlite3.OperationalError:         # no tables yet
+            return False
+        finally:
+            conn.close()
+    env.wait_for(send_in_flight)
+    proc.kill()
+    proc.communicate(timeout=30)
+    sandbox.faults(latency_ms=0)
+    assert len(uploads(sandbox)) == 1
+    restarted = env.run("run", "--once")
+    assert restarted.returncode == 0, restarted.stderr
+    assert len(uploads(sandbox)) == 1                           # the URI was reused
+    car = env.sidecar("done", "big.json")
+    assert car["possible_duplicate"] is True                    # the first SEND may have landed
+    assert car["uploads"][0]["URI"] == uploads(sandbox)[0]["uri"]
+    assert [a["result"] for a in car["attempt_history"]] == ["accepted", "interrupted", "accepted"]

@@ -3,7 +3,8 @@
 ``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
 returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
 no worker (design.md: deliver). Every stage it calls is one module: message (read + check),
-route, redox (deliver), finish.
+route, transfer (files over the send limit: upload their documents, then build the small
+message; retried step by step like SEND until ``job.message`` is set), redox (deliver), finish.
 """
 
 from __future__ import annotations
