@@ -186,3 +186,29 @@ def test_multipart_body_is_what_a_multipart_parser_reads_back(block):
     scanner.feed(bytes(data))
     part = scanner.finish()
     assert part.size == len(payload) and part.sha256 == hashlib.sha256(payload).hexdigest()
+
+
+# -- transfer: a store whose files cannot seek (an S3 body) --------------------------------------
+class _Stream(io.RawIOBase):
+    """A read-only, non-seekable stream, like an S3 object's body."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        chunk = self._data.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_transfer_spools_a_stream_that_cannot_seek_before_scanning_it():
+    from pipeline.transfer import Transfer
+    stream = _Stream(b"abc" * 1000)
+    assert not stream.seekable()
+    with Transfer(None, None, None, DEST, 1000, 1000)._seekable(stream) as handle:
+        assert handle.seekable()
+        handle.seek(2997)
+        assert handle.read() == b"abc"

@@ -18,9 +18,11 @@ document is never held whole, and the upload body is streamed from the temporary
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import tempfile
-from typing import Callable, Iterable, Optional
+from typing import Callable, ContextManager, Iterable, Optional
 
 from pipeline import crashpoint, documents
 from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
@@ -51,7 +53,7 @@ class Transfer:
         upload TransientDelivery / PermanentDelivery (the attempt is already in the journal,
         the error texts name the field) or AuthError (the attempt is voided).
         """
-        with self.store.open(claim) as handle:
+        with self.store.open(claim) as opened, self._seekable(opened) as handle:
             plan = documents.plan(handle, claim.size, self.send_limit, self.upload_limit,
                                   self.destinations)
             saved = {(u["field"], u["sha256"]): u for u in record.uploads}
@@ -67,6 +69,16 @@ class Transfer:
             body = documents.body(plan, uris)
         return Message(sha256=record.sha256, size=claim.size, data_model=plan.data_model,
                        event_type=plan.event_type, body=body)
+
+    def _seekable(self, handle) -> ContextManager:
+        """The file as a seekable handle: the scan reads its spans again. A stream that cannot
+        seek (an S3 body) is first copied, chunk by chunk, into an unnamed temporary file."""
+        if getattr(handle, "seekable", lambda: False)():
+            return contextlib.nullcontext(handle)
+        spool = tempfile.TemporaryFile(dir=self.tmp_dir)
+        shutil.copyfileobj(handle, spool, 1 << 20)
+        spool.seek(0)
+        return spool
 
     def failures(self, claim_id: str) -> int:
         """Upload attempts of this file that failed in a way worth retrying (or were cut off
