@@ -18,6 +18,7 @@ from pipeline.ratelimit import RateLimiter
 from pipeline.redox import RedoxClient, Transport
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.runner import Runner
+from pipeline.transfer import Transfer
 from pipeline.work import FileWork
 
 log = logging.getLogger("pipeline.app")
@@ -64,11 +65,14 @@ def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
     breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
                              max(0.05, retry.backoff_max_seconds))
-    transfer = None
+    observe = metrics.observe if metrics else (lambda *a, **k: None)
+    transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
+                        settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
+                        observe=observe)
     work = FileWork(store=store, journal=journal, client=client, policy=policy, breaker=breaker,
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
-                    observe=metrics.observe if metrics else (lambda *a, **k: None))
+                    observe=observe)
     return Runner(store, journal, work, workers=settings.workers,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,

@@ -16,7 +16,7 @@ _NAME, _, _NTH = _SPEC.partition(":")
 _count = 0
 _lock = threading.Lock()
 
-POINTS = ("after_claim", "before_send", "after_send", "after_accept", "after_sidecar",
+POINTS = ("after_claim", "after_upload", "before_send", "after_send", "after_accept", "after_sidecar",
           "after_link", "after_move")
 
 

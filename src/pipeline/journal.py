@@ -165,12 +165,17 @@ class Journal:
 
     def close_interrupted(self, claim_id: str) -> None:
         """Attempts started but never ended belong to a process that died mid-request:
-        Redox may have received them (redox-api.md: no idempotency key)."""
+        Redox may have received them (redox-api.md: no idempotency key). Only an interrupted
+        SEND makes the file a possible duplicate; an interrupted upload at worst left an
+        unused copy of a document with Redox."""
         with self._lock:
-            cur = self.db.execute(
+            sends = self.db.execute(
+                "SELECT COUNT(*) FROM attempts WHERE claim_id = ? AND kind = 'send' AND "
+                "result IS NULL", (claim_id,)).fetchone()[0]
+            self.db.execute(
                 "UPDATE attempts SET ended_at = ?, result = 'interrupted', maybe_seen = 1 "
                 "WHERE claim_id = ? AND result IS NULL", (self.clock(), claim_id))
-            if cur.rowcount:
+            if sends:
                 self.db.execute("UPDATE claims SET possible_duplicate = 1 WHERE claim_id = ?", (claim_id,))
 
     # -- attempts ----------------------------------------------------------------------------
@@ -218,6 +223,9 @@ class Journal:
                     (state, next_retry_at, claim_id))
 
     def save_uploads(self, claim_id: str, uploads: list[dict]) -> None:
+        """The file's uploaded documents so far (URI, field, size, sha256), in the order their
+        fields are replaced; committed as soon as an upload returns, so neither a retry nor a
+        restart after a crash uploads a document again."""
         self._write("UPDATE claims SET uploads = ? WHERE claim_id = ?", (json.dumps(uploads), claim_id))
 
     # -- outcome -----------------------------------------------------------------------------

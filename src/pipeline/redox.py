@@ -9,8 +9,11 @@ the status table).
 from __future__ import annotations
 
 import email.utils
+import io
 import json
 import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Mapping, Optional
@@ -53,7 +56,8 @@ class Transport:
         self.session.mount("https://", adapter)
 
     def request(self, method: str, url: str, *, headers: Optional[dict] = None, data=None,
-                json_body=None, files=None, body: Optional[bytes] = None) -> Reply:
+                json_body=None, files=None, body=None) -> Reply:
+        """``body``: bytes, or a file-like object with a length (streamed as it is sent)."""
         started = time.monotonic()
         try:
             resp = self.session.request(method, url, headers=headers, data=body if body is not None else data,
@@ -105,32 +109,35 @@ class RedoxClient:
             raise_for_status(reply)
         return Sent(status=reply.status, logs=tuple(parse_logs(reply.body)), elapsed=reply.elapsed)
 
-    def upload(self, document: BinaryIO, filename: str) -> str:
-        """Upload one document (its own bytes, not base64) as multipart part ``file``; the URI.
+    def upload(self, document: BinaryIO, filename: str) -> tuple[str, int]:
+        """Upload one document (its own bytes, not base64) as multipart part ``file``;
+        returns (the URI Redox gave it, the HTTP status).
 
-        redox-api.md: Transferring files — 201 {"URI": ...}; requests sets the boundary.
-        ``document`` must be seekable: a repeat after 401 sends it again from the start.
+        redox-api.md: Transferring files — 201 {"URI": ...}. The body is streamed from
+        ``document`` (see MultipartBody), which must be a seekable binary file: a repeat after
+        401 sends it again from the start.
         """
-        def files():
-            document.seek(0)
-            return {"file": (filename or "document", document, "application/octet-stream")}
-        reply = self._authorized("POST", self.upload_url, files_factory=files)
+        reply = self._authorized("POST", self.upload_url,
+                                 body_factory=lambda: MultipartBody(document, filename))
         if reply.status not in (200, 201):
-            raise_for_status(reply)
+            raise_for_status(reply, upload=True)
         uri = _json(reply.body).get("URI")
         if not isinstance(uri, str) or not uri:
             raise TransientDelivery("Redox's upload reply has no URI", status=reply.status, maybe_seen=True)
-        return uri
+        return uri, reply.status
 
     def _authorized(self, method: str, url: str, *, headers: Optional[dict] = None,
-                    files_factory=None, **kw) -> Reply:
-        """One request with a Bearer token; on 401 a fresh token and exactly one repeat."""
+                    body_factory=None, **kw) -> Reply:
+        """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
+        ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
         for attempt in (1, 2):
             token = self.tokens.token()
             self.limiter.acquire()
             all_headers = dict(headers or {}, Authorization=f"Bearer {token}")
-            files = files_factory() if files_factory else None
-            reply = self.transport.request(method, url, headers=all_headers, files=files, **kw)
+            if body_factory is not None:
+                kw["body"] = body_factory()
+                all_headers["Content-Type"] = kw["body"].content_type
+            reply = self.transport.request(method, url, headers=all_headers, **kw)
             if reply.status == 429:
                 wait = retry_after(reply.headers)
                 self.limiter.pause_for(wait if wait is not None else 1.0)
@@ -140,19 +147,72 @@ class RedoxClient:
         raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
 
 
-def raise_for_status(reply: Reply):
-    """Translate a non-success reply into the error tree (redox-api.md: the status table)."""
+class MultipartBody:
+    """A ``multipart/form-data`` body with one part named ``file``, streamed from a file.
+
+    requests builds a ``files=`` body whole in memory (a second copy of a 30 MB document);
+    this one is read in blocks as it is sent, with a known length (so a Content-Length, not
+    chunked framing). It carries its own boundary in ``content_type``, which is what
+    redox-api.md's "let the HTTP library set the Content-Type (boundary)" is about: header and
+    body must agree. Starts from the beginning of ``document`` whatever its position.
+    """
+
+    def __init__(self, document: BinaryIO, filename: str):
+        self.boundary = secrets.token_hex(16)
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{_safe_filename(filename)}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode("ascii")
+        tail = f"\r\n--{self.boundary}--\r\n".encode("ascii")
+        document.seek(0, os.SEEK_END)
+        self._length = len(head) + document.tell() + len(tail)
+        document.seek(0)
+        self._parts = [io.BytesIO(head), document, io.BytesIO(tail)]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); b"" at the end."""
+        out = bytearray()
+        while self._parts and (size < 0 or len(out) < size):
+            data = self._parts[0].read(-1 if size < 0 else size - len(out))
+            if data:
+                out += data
+            else:
+                self._parts.pop(0)
+        return bytes(out)
+
+    def __iter__(self):
+        return iter(lambda: self.read(64 * 1024), b"")
+
+
+def _safe_filename(name: str) -> str:
+    """The part's filename: printable ASCII without quotes or backslashes, else "document"."""
+    clean = "".join(c for c in (name or "") if 32 <= ord(c) < 127 and c not in '"\\')
+    return clean.strip()[:100] or "document"
+
+
+def raise_for_status(reply: Reply, upload: bool = False):
+    """Translate a non-success reply into the error tree (redox-api.md: the status table).
+    ``upload``: the reply is to a file upload, whose 403 and 413 mean other things."""
     errors = parse_errors(reply.body) or [f"HTTP {reply.status} from Redox"]
     status = reply.status
     if status in TRANSIENT_STATUSES or status >= 500:
         raise TransientDelivery(f"Redox answered HTTP {status}", status=status, errors=errors,
                                 maybe_seen=status in AMBIGUOUS_STATUSES,
                                 retry_after=retry_after(reply.headers))
-    if status in (403, 404):
+    if upload and status == 403:
+        # redox-api.md: "A file belongs to the source whose token uploaded it; free accounts
+        # in development get 403."
+        errors.append("HTTP 403: Redox refused the upload (free development accounts cannot "
+                      "upload files; check the source's plan in the Redox dashboard)")
+    elif status in (403, 404):
         errors.append(f"HTTP {status}: check the destinations in config.yaml and the source's "
                       "subscriptions in the Redox dashboard (usually a configuration problem)")
     if status == 413:
-        errors.append("HTTP 413: the message is over Redox's size limit")
+        errors.append("HTTP 413: the document is over Redox's upload limit" if upload
+                      else "HTTP 413: the message is over Redox's size limit")
     raise PermanentDelivery(f"Redox refused the message (HTTP {status})", status=status, errors=errors)
 
 
