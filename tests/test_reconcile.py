@@ -276,3 +276,22 @@ def test_since_refuses_what_is_not_a_date():
     with pytest.raises(ValueError, match="not a date"):
         parse_since("yesterday")
     assert parse_since("2026-03-04") == time.mktime((2026, 3, 4, 0, 0, 0, 0, 0, -1))
+
+
+def test_config_names_what_delivery_confirmation_lacks(tmp_path):
+    env = PipelineEnv(tmp_path, "http://127.0.0.1:9", delivery_check={
+        "platform_url": "ftp://nowhere", "auth": {"method": "legacy", "api_key": "k", "secret": "s"}})
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(env.config)
+    assert set(raised.value.problems) >= {
+        "delivery_check.auth.method: must be oauth (the Platform API accepts only OAuth API keys)",
+        "delivery_check.platform_url: not an http(s) URL"}
+    env.config_data["delivery_check"] = {"organization_id": "org-1"}
+    env.write_config()
+    settings = config.load(env.config)          # not enabled: reconcile checks it when run
+    assert config.delivery_problems(settings, required=True) == []
+    assert settings.platform_token_url == "http://127.0.0.1:9/v2/auth/token"
+    env.config_data["delivery_check"] = {"enabled": True}
+    env.write_config()
+    with pytest.raises(config.ConfigError, match="organization_id: missing"):
+        config.load(env.config)

@@ -144,16 +144,18 @@ class Reconciler:
         name, claim_id = doc.get("name"), doc.get("claim_id")
         base = Delivery(log_id="", ref=ref, name=name if isinstance(name, str) else None,
                         claim_id=claim_id if isinstance(claim_id, str) else None, sent_at=sent_at)
-        taken_over = []
+        changed = []
         for log_id in log_ids:
             if log_id in known:
-                known[log_id] = known[log_id].replace(ref=ref)
+                if known[log_id].ref != ref:          # the file was renamed inside done/
+                    known[log_id] = known[log_id].replace(ref=ref)
+                    changed.append(known[log_id])
                 continue
             earlier = from_sidecar(doc, log_id, base)
             if earlier is not None:
-                taken_over.append(earlier)
+                changed.append(earlier)
             known[log_id] = earlier or base.replace(log_id=log_id)
-        self.ledger.save(taken_over)
+        self.ledger.save(changed)
         return known
 
     def _check(self, row: Delivery) -> tuple[Delivery, bool]:
