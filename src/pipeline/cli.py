@@ -3,6 +3,9 @@
     run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage,
                                      3 Redox unreachable or credentials refused
     validate [--config PATH]         0 or 2, every problem with its key path
+    reconcile [--config] [--since D] one pass of delivery confirmation: 0 all delivered,
+                                     1 some failed, 2 bad config/usage, 3 credentials refused,
+                                     4 none failed but some still pending
     sandbox [--port N]               a local Redox-compatible server
 """
 
@@ -34,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="send what is in the inbox")
     run.add_argument("--once", action="store_true", help="the cron form: take what is there, then exit")
     sub.add_parser("validate", parents=[common], help="check the config and the credentials' shape")
+    reconcile = sub.add_parser("reconcile", parents=[common],
+                               help="one pass of delivery confirmation for the files in done/")
+    reconcile.add_argument("--since", metavar="DATE",
+                           help="only files sent at or after DATE (YYYY-MM-DD or ISO date-time)")
     sandbox = sub.add_parser("sandbox", help="run a local Redox-compatible server")
     sandbox.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
@@ -48,7 +55,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logsetup.setup(args.log_format)
-    handler = {"run": cmd_run, "validate": cmd_validate}[args.command]
+    handler = {"run": cmd_run, "validate": cmd_validate, "reconcile": cmd_reconcile}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -131,8 +138,17 @@ def _run(settings, once: bool, app) -> int:
     except StorageError as exc:
         raise ConfigError(f"state.path: {exc}") from None
     runner = app.make_runner(settings, store, journal, client, once=once)
+    background = None
+    if not once and settings.delivery_check.enabled:
+        background = app.make_background_reconcile(settings, journal, client)
     _install_signals(runner)
-    code = runner.run()
+    try:
+        if background:
+            background.start()
+        code = runner.run()
+    finally:
+        if background and not background.stop(settings.shutdown_grace_seconds):
+            log.warning("a reconcile pass was still running at shutdown; the next one redoes it")
     if runner.fatal:
         print(f"stopped: {runner.fatal}; files were left where they were", file=sys.stderr)
     log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
@@ -143,6 +159,72 @@ def _run(settings, once: bool, app) -> int:
         os._exit(code)
     journal.close()
     return code
+
+
+def cmd_reconcile(args) -> int:
+    """One pass of delivery confirmation (interface.md: reconcile); the exit status says how
+    the deliveries of the files in scope stand."""
+    settings = load_settings(args)
+    problems = config_mod.delivery_problems(settings, required=True)
+    if problems:
+        raise ConfigError(problems)
+    from pipeline.delivery import parse_since
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        _usage_error(args, f"--since: {exc}")
+        return EXIT_USAGE
+    os.umask(settings.umask_value)
+    from pipeline import app
+    from pipeline.journal import Journal
+    from pipeline.reconcile import log_pass
+    from pipeline.runlock import RunLock
+    folder, platform = app.make_done_folder(settings), app.make_platform_client(settings)
+    try:   # one pass at a time per journal: wait for the service's (or another cron's) to end
+        lock = RunLock(app.reconcile_lock_path(settings)).acquire(wait=True)
+    except OSError as exc:
+        raise ConfigError(f"state.path: cannot create the reconcile lock ({exc.strerror})") from None
+    try:
+        try:
+            journal = Journal(settings.state.path)
+        except StorageError as exc:
+            raise ConfigError(f"state.path: {exc}") from None
+        try:
+            result = app.make_reconciler(settings, journal, folder=folder,
+                                         client=platform).run_pass(since)
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+    log_pass(result)
+    _print_pass(args, result)
+    return result.exit_status
+
+
+def _print_pass(args, result) -> None:
+    """The pass's outcome on stdout: one summary (a JSON object with --log-format json), and in
+    text one line per failed or given-up delivery. Why a pass stopped is logged (stderr)."""
+    c = result.counts
+    problems = [{"file": p.name or p.ref, "log_id": p.log_id, "status": p.status,
+                 "gave_up": p.gave_up} for p in result.problems]
+    logsetup.emit(args.log_format,
+                  f"{c['delivered']} delivered, {c['filtered']} filtered, {c['failed']} failed, "
+                  f"{c['gave_up']} gave up, {c['pending']} pending "
+                  f"({result.files} files, {result.looked_up} look-ups)",
+                  **c, files=result.files, looked_up=result.looked_up,
+                  exit_status=result.exit_status, stopped=result.stopped, problems=problems)
+    if args.log_format != "json":
+        for p in problems:
+            what = "gave up waiting (still pending)" if p["gave_up"] else p["status"]
+            print(f"  {what}: {p['file']} (Log ID {p['log_id']})", flush=True)
+
+
+def _usage_error(args, problem: str) -> None:
+    if args.log_format == "json":
+        print(json.dumps({"level": "error", "event": "usage error", "problem": problem}),
+              file=sys.stderr)
+    else:
+        print(f"redox-pipeline {args.command}: {problem}", file=sys.stderr)
 
 
 def _anything_to_do(store) -> bool:

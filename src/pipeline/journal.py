@@ -270,6 +270,19 @@ class Journal:
         """Raw rows for status and reports."""
         return [dict(r) for r in self._query(f"SELECT * FROM claims WHERE {where}", args)]
 
+    # -- companion tables (delivery_ledger.py keeps its own table in this database) ------------
+    def ensure_schema(self, script: str) -> None:
+        """Run ``CREATE ... IF NOT EXISTS`` statements for a companion table."""
+        with self._lock:
+            self.db.executescript(script)
+
+    def query(self, sql: str, args: Iterable = ()) -> list[dict]:
+        return [dict(r) for r in self._query(sql, args)]
+
+    def transaction(self, statements: list[tuple[str, tuple]]) -> None:
+        """Run ``statements`` in one immediate transaction (all or nothing)."""
+        self._tx(statements)
+
 
 def _record(row: sqlite3.Row) -> Record:
     return Record(

@@ -3,7 +3,7 @@
 ``Transport`` turns every requests exception into a :class:`TransientDelivery` that knows
 whether Redox may have seen the request; ``RedoxClient`` adds the token, the shared rate limit,
 the one repeat after a 401, and translates every status into the error tree (redox-api.md: SEND,
-the status table).
+the status table). ``PlatformClient`` looks up a Log ID's delivery status the same way.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Mapping, Optional
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.values import Sent
+from pipeline.values import DELIVERY_STATUSES, LogStatus, Sent
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,37 @@ def _never_connected(exc: Exception) -> bool:
         "Connection refused"))
 
 
-class RedoxClient:
+class _BearerClient:
+    """What every Redox API call shares: a Bearer token, the shared rate limit, a 429's pause,
+    and exactly one repeat with a fresh token after a 401 (redox-api.md: Authentication)."""
+
+    transport: Transport
+
+    def __init__(self, transport: Transport, tokens, limiter):
+        self.transport, self.tokens, self.limiter = transport, tokens, limiter
+
+    def _authorized(self, method: str, url: str, *, headers: Optional[dict] = None,
+                    body_factory=None, **kw) -> Reply:
+        """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
+        ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
+        for attempt in (1, 2):
+            token = self.tokens.token()
+            self.limiter.acquire()
+            all_headers = dict(headers or {}, Authorization=f"Bearer {token}")
+            if body_factory is not None:
+                kw["body"] = body_factory()
+                all_headers["Content-Type"] = kw["body"].content_type
+            reply = self.transport.request(method, url, headers=all_headers, **kw)
+            if reply.status == 429:
+                wait = retry_after(reply.headers)
+                self.limiter.pause_for(wait if wait is not None else 1.0)
+            if reply.status != 401:
+                return reply
+            self.tokens.invalidate(token)
+        raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+
+
+class RedoxClient(_BearerClient):
     """SEND and file upload with auth, rate limit and error translation.
 
     ``tokens`` is a shared token source (auth.py); ``limiter`` a shared RateLimiter.
@@ -97,9 +128,9 @@ class RedoxClient:
     """
 
     def __init__(self, base_url: str, upload_url: str, transport: Transport, tokens, limiter):
+        super().__init__(transport, tokens, limiter)
         self.endpoint = base_url.rstrip("/") + "/endpoint"
         self.upload_url = upload_url
-        self.transport, self.tokens, self.limiter = transport, tokens, limiter
 
     def send(self, body: bytes) -> Sent:
         """POST one message to /endpoint; Sent with the Meta.Logs Redox returned on 200."""
@@ -126,25 +157,78 @@ class RedoxClient:
             raise TransientDelivery("Redox's upload reply has no URI", status=reply.status, maybe_seen=True)
         return uri, reply.status
 
-    def _authorized(self, method: str, url: str, *, headers: Optional[dict] = None,
-                    body_factory=None, **kw) -> Reply:
-        """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
-        ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
-        for attempt in (1, 2):
-            token = self.tokens.token()
-            self.limiter.acquire()
-            all_headers = dict(headers or {}, Authorization=f"Bearer {token}")
-            if body_factory is not None:
-                kw["body"] = body_factory()
-                all_headers["Content-Type"] = kw["body"].content_type
-            reply = self.transport.request(method, url, headers=all_headers, **kw)
-            if reply.status == 429:
-                wait = retry_after(reply.headers)
-                self.limiter.pause_for(wait if wait is not None else 1.0)
-            if reply.status != 401:
-                return reply
-            self.tokens.invalidate(token)
-        raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+class PlatformClient(_BearerClient):
+    """Delivery status from Redox's Platform API (redox-api.md: Delivery status).
+
+    ``log_status(log_id)`` returns a LogStatus, or raises TransientDelivery (5xx, 429, no
+    answer: worth retrying), PermanentDelivery (404 and other 4xx, an unreadable reply: this
+    Log ID cannot be looked up now) or AuthError (the key is refused, or 403: not allowed to
+    read this organization's logs — a credentials problem, not the file's).
+    """
+
+    def __init__(self, platform_url: str, organization_id: str, transport: Transport, tokens,
+                 limiter):
+        super().__init__(transport, tokens, limiter)
+        self.logs_url = (f"{platform_url.rstrip('/')}/v1/organizations/"
+                         f"{quote(organization_id, safe='')}/logs/")
+
+    def log_status(self, log_id: str) -> LogStatus:
+        reply = self._authorized("GET", self.logs_url + quote(log_id, safe=""),
+                                 headers={"Accept": "application/json"})
+        if reply.status == 200:
+            return parse_log_status(log_id, reply.body)
+        errors = _platform_errors(reply.body) or [f"HTTP {reply.status} from the Platform API"]
+        if reply.status == 403:
+            raise AuthError("the Platform API refused access to the organization's logs (HTTP 403): "
+                            "check delivery_check.organization_id and the key's permissions")
+        if reply.status in TRANSIENT_STATUSES or reply.status >= 500:
+            raise TransientDelivery(f"the Platform API answered HTTP {reply.status}",
+                                    status=reply.status, errors=errors,
+                                    retry_after=retry_after(reply.headers))
+        if reply.status == 404:
+            errors = ["not found in Redox's logs (not there yet, past retention, or another "
+                      "organization's)"]
+        raise PermanentDelivery(f"the Platform API answered HTTP {reply.status}",
+                                status=reply.status, errors=errors)
+
+
+def parse_log_status(log_id: str, body: bytes) -> LogStatus:
+    """``payload.result.attempts`` → LogStatus; defensive about missing and extra fields.
+
+    A status outside succeeded|failed|filtered|pending is kept as ``pending`` (not final), so
+    an unknown answer is checked again rather than taken for an outcome.
+    """
+    result = _dig(_json(body), "payload", "result")
+    attempts = result.get("attempts") if isinstance(result, dict) else None
+    if not isinstance(attempts, dict):
+        raise PermanentDelivery("the Platform API's reply has no attempts", status=200,
+                                errors=["unreadable Platform API reply (no attempts)"])
+    latest = attempts.get("latest") if isinstance(attempts.get("latest"), dict) else {}
+    status = str(latest.get("status") or "pending").lower()
+    note = None
+    if status not in DELIVERY_STATUSES:
+        status, note = "pending", f"unrecognised delivery status {str(latest.get('status'))[:40]!r}"
+    total = attempts.get("total")
+    at = latest.get("attemptAt")
+    return LogStatus(log_id=log_id, status=status,
+                     total=total if isinstance(total, int) and not isinstance(total, bool) else None,
+                     attempt_at=at if isinstance(at, str) else None, note=note)
+
+
+def _platform_errors(body: bytes) -> list[str]:
+    """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
+    errors = _json(body).get("errors")
+    if isinstance(errors, list):
+        texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
+        if texts:
+            return texts
+    return parse_errors(body)
+
+
+def _dig(doc: dict, *keys):
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
 
 
 class MultipartBody:
