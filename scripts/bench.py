@@ -141,7 +141,7 @@ def rate(count: int, limit: int = 20) -> None:
         env = fresh_env(sandbox, redox={"max_requests_per_second": limit})
         drop_many(env, count)
         timed_once(env)
-        times = sorted(s["at"] for s in sandbox.records()["sends"])
+        times = sorted(s["received_at"] for s in sandbox.records()["sends"])
     achieved = (len(times) - 1) / (times[-1] - times[0])
     busiest, j = 0, 0
     for i, t in enumerate(times):
