@@ -152,7 +152,7 @@ class RedoxClient(_BearerClient):
                                  body_factory=lambda: MultipartBody(document, filename))
         if reply.status not in (200, 201):
             raise_for_status(reply, upload=True)
-        uri = _json(reply.body).get("URI")
+        uri = json_object(reply.body).get("URI")
         if not isinstance(uri, str) or not uri:
             raise TransientDelivery("Redox's upload reply has no URI", status=reply.status, maybe_seen=True)
         return uri, reply.status
@@ -198,7 +198,7 @@ def parse_log_status(log_id: str, body: bytes) -> LogStatus:
     A status outside succeeded|failed|filtered|pending is kept as ``pending`` (not final), so
     an unknown answer is checked again rather than taken for an outcome.
     """
-    result = _dig(_json(body), "payload", "result")
+    result = _dig(json_object(body), "payload", "result")
     attempts = result.get("attempts") if isinstance(result, dict) else None
     if not isinstance(attempts, dict):
         raise PermanentDelivery("the Platform API's reply has no attempts", status=200,
@@ -217,7 +217,7 @@ def parse_log_status(log_id: str, body: bytes) -> LogStatus:
 
 def _platform_errors(body: bytes) -> list[str]:
     """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
-    errors = _json(body).get("errors")
+    errors = json_object(body).get("errors")
     if isinstance(errors, list):
         texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
         if texts:
@@ -302,7 +302,7 @@ def raise_for_status(reply: Reply, upload: bool = False):
 
 def parse_logs(body: bytes) -> list[dict]:
     """Meta.Logs[] from a SEND reply, defensively: optional, extra fields tolerated."""
-    meta = _json(body).get("Meta")
+    meta = json_object(body).get("Meta")
     logs = meta.get("Logs") if isinstance(meta, dict) else None
     if not isinstance(logs, list):
         return []
@@ -312,7 +312,7 @@ def parse_logs(body: bytes) -> list[dict]:
 
 def parse_errors(body: bytes) -> list[str]:
     """Meta.Errors[].Text from an error reply; a short plain-text body when it is not JSON."""
-    doc = _json(body)
+    doc = json_object(body)
     meta = doc.get("Meta") if doc else None
     errors = meta.get("Errors") if isinstance(meta, dict) else None
     if isinstance(errors, list):
@@ -340,7 +340,8 @@ def retry_after(headers: Mapping[str, str]) -> Optional[float]:
             return None
 
 
-def _json(body: bytes) -> dict:
+def json_object(body: bytes) -> dict:
+    """The reply body as a JSON object, or {} when it is not one (replies are parsed defensively)."""
     try:
         value = json.loads(body)
     except ValueError:
