@@ -304,8 +304,7 @@ class Runner:
                       extra={"file": job.claim.name, "error": str(exc)})
             return
         self.held.pop(job.claim.location, None)
-        if job.record is not None:
-            due = job.record.next_retry_at if job.record.next_retry_at else self.wall()
-            fresh = self.journal.get(job.record.claim_id)
-            self.journal.schedule(job.record.claim_id, max(due, fresh.next_retry_at or 0), "released")
+        if job.record is not None:   # its attempts and next retry time go with it
+            due = self.journal.get(job.record.claim_id).next_retry_at or 0
+            self.journal.schedule(job.record.claim_id, max(due, self.wall()), "released")
         log.info("released to the inbox", extra={"file": job.claim.name, "path": where})
