@@ -50,8 +50,14 @@ class Transport:
     def __init__(self, connect_timeout: float, read_timeout: float, verify: bool = True,
                  pool_size: int = 10, session: Optional[requests.Session] = None):
         self.timeout = (connect_timeout, read_timeout)
-        self.verify = verify
         self.session = session or requests.Session()
+        # requests re-reads proxy and CA settings from the whole environment on every request
+        # (a third of its cost per SEND): read them once per host instead, honouring the same
+        # variables (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE).
+        self.session.trust_env = False
+        self.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                       or True) if verify else False
+        self._proxies: dict[str, dict] = {}
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, pool_size), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -63,7 +69,8 @@ class Transport:
         try:
             resp = self.session.request(method, url, headers=headers, data=body if body is not None else data,
                                         json=json_body, files=files, timeout=self.timeout,
-                                        verify=self.verify, allow_redirects=False)
+                                        verify=self.verify, allow_redirects=False,
+                                        proxies=self._proxies_for(url))
             content = resp.content
         except requests.ConnectTimeout:
             raise TransientDelivery("could not connect to Redox (timed out)") from None
@@ -77,6 +84,13 @@ class Transport:
             raise TransientDelivery(f"HTTP error talking to Redox ({exc.__class__.__name__})",
                                     maybe_seen=True) from None
         return Reply(resp.status_code, resp.headers, content, time.monotonic() - started)
+
+    def _proxies_for(self, url: str) -> dict:
+        origin = url.split("/", 3)[:3]
+        key = "/".join(origin)
+        if key not in self._proxies:
+            self._proxies[key] = requests.utils.get_environ_proxies(url)
+        return self._proxies[key]
 
     def close(self) -> None:
         self.session.close()
