@@ -148,12 +148,12 @@ class FileWork:
             self.journal.void_attempt(record.claim_id, "send", n)
             raise
         except PermanentDelivery as exc:
-            self._ended(job, n, "permanent", exc.status, False, "; ".join(exc.errors))
+            self._ended(job, n, "permanent", exc, False)
             self.breaker.record_success()   # Redox is up; the message is at fault
             return self._done(job, Outcome("failed", errors=tuple(exc.errors),
                                            http_status=exc.status, reason_kind="permanent"))
         except TransientDelivery as exc:
-            self._ended(job, n, "transient", exc.status, exc.maybe_seen, "; ".join(exc.errors))
+            self._ended(job, n, "transient", exc, exc.maybe_seen)
             self.breaker.record_failure()
             job.last_error = "; ".join(exc.errors)
             if self.policy.exhausted(n):
@@ -164,13 +164,17 @@ class FileWork:
         self.journal.attempt_ended(record.claim_id, "send", n, result="accepted", status=sent.status,
                                    maybe_seen=False, logs=list(sent.logs))
         self.observe("send", status=sent.status, elapsed=sent.elapsed)
+        _log_send(job, n, "accepted", sent.status, sent.elapsed,
+                  log_ids=[entry.get("ID") for entry in sent.logs])
         self.breaker.record_success()
         return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status))
 
-    def _ended(self, job: Job, n: int, result: str, status, maybe_seen: bool, error: str) -> None:
-        self.journal.attempt_ended(job.record.claim_id, "send", n, result=result, status=status,
+    def _ended(self, job: Job, n: int, result: str, exc, maybe_seen: bool) -> None:
+        error = "; ".join(exc.errors)
+        self.journal.attempt_ended(job.record.claim_id, "send", n, result=result, status=exc.status,
                                    maybe_seen=maybe_seen, error=error)
-        self.observe("send", status=status, elapsed=None)
+        self.observe("send", status=exc.status, elapsed=exc.elapsed)
+        _log_send(job, n, result, exc.status, exc.elapsed, error=error)
         job.record = self.journal.get(job.record.claim_id)
 
     def _give_up(self, job: Job) -> Step:
@@ -198,3 +202,11 @@ class FileWork:
         job.record = self.journal.get(job.record.claim_id)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
+
+
+def _log_send(job: Job, n: int, result: str, status, elapsed, *, log_ids=None, error=None) -> None:
+    """One line per SEND: which file, which attempt, what Redox answered, how long it took."""
+    log.info("send " + result, extra={
+        "file": job.claim.name, "sha256": (job.record.sha256 or "")[:12], "attempt": n,
+        "status": status, "log_ids": log_ids or [],
+        "duration": round(elapsed, 3) if elapsed is not None else None, "error": error})
