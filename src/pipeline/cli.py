@@ -206,17 +206,19 @@ def _run(settings, once: bool, app) -> int:
 
 
 def _start_metrics(settings):
-    """The Prometheus endpoint on 127.0.0.1 when ``metrics.port`` is set (service mode only)."""
-    port = settings.metrics.port
+    """The Prometheus endpoint on ``metrics.address`` (127.0.0.1 unless set) when
+    ``metrics.port`` is set (service mode only)."""
+    port, address = settings.metrics.port, settings.metrics.address
     if port is None:
         return None
     from pipeline.metrics import Metrics
     metrics = Metrics()
     try:
-        bound = metrics.serve(port)
+        bound = metrics.serve(port, address)
     except OSError as exc:
-        raise ConfigError(f"metrics.port: cannot listen on 127.0.0.1:{port} ({exc.strerror})") from None
-    log.info("metrics served", extra={"url": f"http://127.0.0.1:{bound}/metrics"})
+        raise ConfigError(f"metrics.port: cannot listen on {address}:{port} ({exc.strerror})") from None
+    host = f"[{address}]" if ":" in address else address
+    log.info("metrics served", extra={"url": f"http://{host}:{bound}/metrics"})
     return metrics
 
 

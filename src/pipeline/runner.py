@@ -83,7 +83,9 @@ class Runner:
             self._shutdown()
         if self.fatal:
             return EXIT_REDOX
-        return EXIT_FAILED if self.counts["failed"] else EXIT_OK
+        # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed files are the
+        # --once run's business (exit 1), not a reason for systemd to call the stop a failure
+        return EXIT_FAILED if self.once and self.counts["failed"] else EXIT_OK
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
