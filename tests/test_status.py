@@ -118,3 +118,14 @@ def test_an_s3_source_is_refused_clearly(env):
         assert result.returncode == 2
         assert "supports only source.kind local" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_sidecar_without_its_file_is_not_a_current_failure(env):
+    (env.folder("failed") / "gone.json.redox.json").write_text(json.dumps(
+        {"status": "failed", "errors": ["x"], "reason_kind": "gave_up"}))
+    (env.folder("failed") / "here.json").write_bytes(b"{}")
+    (env.folder("failed") / "here.json.redox.json").write_text(json.dumps(
+        {"status": "failed", "errors": ["y"], "reason_kind": "invalid"}))
+    doc = json.loads(status(env, "--json", "--no-auth-check").stdout)
+    assert doc["failed"] == 1
+    assert [e["file"] for e in doc["last_errors"]] == ["here.json"]

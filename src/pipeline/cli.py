@@ -92,11 +92,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     Parser.json_errors = wants_json(argv)
     args = build_parser().parse_args(argv)
     logsetup.setup(args.log_format)
-    from pipeline import commands
-    handler = {"run": cmd_run, "validate": cmd_validate, "status": commands.status,
-               "retry-failed": commands.retry_failed, "report": commands.report}[args.command]
     try:
-        return handler(args)
+        return _handler(args.command)(args)
     except BrokenPipeError:
         # the reader went away (`| head`): not our failure; keep Python from complaining at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -109,6 +106,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise                        # a traceback helps a person; it would break JSON lines
         log.exception("unexpected error")
         return EXIT_FAILED
+
+
+def _handler(command: str):
+    if command in ("run", "validate"):
+        return {"run": cmd_run, "validate": cmd_validate}[command]
+    from pipeline import commands       # imported only when needed: `run` starts fast
+    return {"status": commands.status, "retry-failed": commands.retry_failed,
+            "report": commands.report}[command]
 
 
 def load_settings(args) -> config_mod.Settings:

@@ -60,8 +60,8 @@ def report(args) -> int:
     settings = _settings(args)
     since = _since(args)
     view = make_folders(settings, "report")
-    rows = report_mod.gather(view, settings.state.path, since)
-    doc = report_mod.summarize(rows, since=since, config=settings.config_path)
+    rows, journal = report_mod.gather(view, settings.state.path, since)
+    doc = report_mod.summarize(rows, since=since, config=settings.config_path, journal=journal)
     if args.html:
         os.umask(settings.umask_value)
         try:

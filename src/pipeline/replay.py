@@ -173,10 +173,13 @@ def retry_failed(view, open_journal, emit, *, since: Optional[float], reason: Op
             continue
         counts["requeued"] += 1
         emit(f"requeued {where} -> {dest}", action="requeued", file=where, path=dest)
-    verb = "would be requeued" if dry_run else "requeued"
-    emit(f"{counts['requeued']} {verb}, {counts['refused']} refused"
-         + (f", {counts['vanished']} gone meanwhile" if counts["vanished"] else "")
-         + (f", {counts['errors']} could not be moved" if counts["errors"] else "")
-         + ("" if choices else " (no failed file matched)"),
-         action="summary", dry_run=dry_run, **counts)
+    emit(_summary(counts, dry_run, bool(choices)), action="summary", dry_run=dry_run, **counts)
     return 1 if counts["errors"] else 0
+
+
+def _summary(counts: dict, dry_run: bool, matched: bool) -> str:
+    verb = "would be requeued" if dry_run else "requeued"
+    return (f"{counts['requeued']} {verb}, {counts['refused']} refused"
+            + (f", {counts['vanished']} gone meanwhile" if counts["vanished"] else "")
+            + (f", {counts['errors']} could not be moved" if counts["errors"] else "")
+            + ("" if matched else " (no failed file matched)"))

@@ -40,8 +40,9 @@ class Row:
     origin: str                  # sidecar | history | journal
 
 
-def gather(view, journal_path: str, since: Optional[float]) -> list[Row]:
-    """Every outcome finished at or after ``since`` (None: all), each once."""
+def gather(view, journal_path: str, since: Optional[float]) -> tuple[list[Row], str]:
+    """Every outcome finished at or after ``since`` (None: all), each once; and the state of
+    the journal (``ok``, ``missing`` or why it could not be read)."""
     rows: dict[str, Row] = {}
     for folder in ("done", "failed"):
         for entry in view.sidecars(folder):
@@ -56,9 +57,10 @@ def gather(view, journal_path: str, since: Optional[float]) -> list[Row]:
                 if isinstance(old, dict):
                     _add(rows, _from_sidecar(old, old.get("replayed_from") or old.get("name") or file,
                                              "history", None), since)
-    for row in _journal_rows(journal_path, since):
+    journal_state, found = _journal_rows(journal_path, since)
+    for row in found:
         _add(rows, row, since)
-    return sorted(rows.values(), key=lambda r: (r.finished_at, r.file))
+    return sorted(rows.values(), key=lambda r: (r.finished_at, r.file)), journal_state
 
 
 def _add(rows: dict, row: Optional[Row], since: Optional[float]) -> None:
@@ -81,14 +83,14 @@ def _from_sidecar(car: dict, file: str, origin: str, fallback: Optional[float]) 
                reason=(errors[0] if errors else None) if status == "failed" else None, origin=origin)
 
 
-def _journal_rows(path: str, since: Optional[float]) -> list[Row]:
+def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
     if not os.path.exists(path):
-        return []
+        return "missing", []
     from pipeline.journal import Journal
     try:
         journal = Journal(path)
-    except StorageError:
-        return []
+    except StorageError as exc:
+        return f"unreadable ({exc})", []
     try:
         found = journal.rows("state IN ('done', 'failed') AND finished_at >= ?",
                              (since if since is not None else 0,))
@@ -103,12 +105,12 @@ def _journal_rows(path: str, since: Optional[float]) -> list[Row]:
                         data_model=r["data_model"] or UNKNOWN_MODEL,
                         reason_kind=r["reason_kind"] if failed else None,
                         reason=(errors[0] if errors else None) if failed else None, origin="journal"))
-    return rows
+    return "ok", rows
 
 
-def summarize(rows: list[Row], *, since: Optional[float], config: str,
+def summarize(rows: list[Row], *, since: Optional[float], config: str, journal: str = "ok",
               now: Optional[float] = None) -> dict:
-    """The report as one JSON-able object."""
+    """The report as one JSON-able object (``journal``: what :func:`gather` said of it)."""
     now = time.time() if now is None else now
     days: dict[str, Counter] = defaultdict(Counter)
     models: dict[str, Counter] = defaultdict(Counter)
@@ -128,6 +130,7 @@ def summarize(rows: list[Row], *, since: Optional[float], config: str,
         "drop_to_done": _latency(rows),
         "reasons": _reasons(rows),
         "sources": dict(Counter(r.origin for r in rows)),
+        "journal": journal,
     }
 
 
@@ -163,6 +166,8 @@ def render(doc: dict) -> str:
     t = doc["totals"]
     out = [f"redox-pipeline report{since} (generated {doc['generated_at']}, days in UTC)",
            f"total: {t['done']} done, {t['failed']} failed", ""]
+    if doc["journal"] not in ("ok", "missing"):
+        out[1:1] = [f"journal {doc['journal']}: outcomes known only to it are missing"]
     out += _table(["day", "done", "failed"], [[d["day"], d["done"], d["failed"]] for d in doc["days"]],
                   "no file finished in this period")
     if doc["data_models"]:

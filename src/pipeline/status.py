@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 from pipeline.folders import FOLDERS, age
-from pipeline.localstore import _original_name
+from pipeline.localstore import SIDECAR_SUFFIX, _original_name
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
 AUTH_TIMEOUT_SECONDS = 5.0
@@ -30,14 +30,15 @@ def collect(settings, view, *, probe: Optional[Callable[[], dict]], errors: int 
     now = time.time() if now is None else now
     inbox = list(view.entries("inbox"))
     processing = list(view.entries("processing"))
+    failed = {e.path for e in view.entries("failed")}
     doc: dict = {
         "inbox": len(inbox),
         "processing": len(processing),
         "done": sum(1 for _ in view.entries("done")),
-        "failed": sum(1 for _ in view.entries("failed")),
+        "failed": len(failed),
         "oldest_waiting": _oldest(inbox, now),
         "retries": [],
-        "last_errors": last_errors(view, errors),
+        "last_errors": last_errors(view, errors, failed),
         "auth": probe() if probe else {"state": "not_checked"},
         "journal": "missing",
         "sections": {},
@@ -60,13 +61,16 @@ def _oldest(inbox: list, now: float) -> Optional[dict]:
             "since": timefmt.iso(oldest.mtime)}
 
 
-def last_errors(view, limit: int) -> list[dict]:
-    """The most recent failures (by when their sidecar was written): file, when, reasons."""
-    newest = sorted(view.sidecars("failed"), key=lambda e: e.mtime, reverse=True)[:max(0, limit)]
+def last_errors(view, limit: int, present: set[str]) -> list[dict]:
+    """The most recent failures (by when their sidecar was written) whose file is still in
+    failed/ (``present``): file, when, reasons. A sidecar left without its file (a replay
+    interrupted between its two steps) is not a current failure."""
+    cars = [e for e in view.sidecars("failed") if e.path[: -len(SIDECAR_SUFFIX)] in present]
+    newest = sorted(cars, key=lambda e: e.mtime, reverse=True)[:max(0, limit)]
     found = []
     for entry in newest:
         car = view.read_sidecar("failed", entry.path) or {}
-        found.append({"file": entry.path[: -len(".redox.json")],
+        found.append({"file": entry.path[: -len(SIDECAR_SUFFIX)],
                       "failed_at": car.get("finished_at") or timefmt.iso(entry.mtime),
                       "reason_kind": car.get("reason_kind"), "http_status": car.get("http_status"),
                       "errors": [str(e) for e in car.get("errors") or []]})
