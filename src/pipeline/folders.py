@@ -133,8 +133,9 @@ class LocalFolders:
 
 
 def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of every regular file below ``root``, skipping dotfiles and
-    hidden folders; symlinks are never followed. Files vanishing meanwhile are skipped."""
+    """(relative path, lstat) of everything but folders below ``root`` (a symlink or FIFO
+    rejected as not_a_file is still a failed file), skipping dotfiles and hidden folders;
+    symlinks are never followed. Entries vanishing meanwhile are skipped."""
     stack = [""]
     while stack:
         rel_dir = stack.pop()
@@ -153,7 +154,7 @@ def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
                     continue
                 if stat.S_ISDIR(info.st_mode):
                     stack.append(rel)
-                elif stat.S_ISREG(info.st_mode):
+                else:
                     yield rel, info
 
 
