@@ -61,7 +61,7 @@ def env(tmp_path):
                            d2.timestamp() - 600)
     journal.describe(record.claim_id, "Scheduling", "New")
     journal.finishing(record.claim_id, "done", [], None)
-    journal.finished(record.claim_id, "/elsewhere/g.json")
+    journal.finished(record.claim_id, "/elsewhere/g.json", "done")
     journal.close()
     return env
 

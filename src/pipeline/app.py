@@ -7,17 +7,22 @@ import os
 import re
 import secrets
 import socket
+import threading
 from urllib.parse import urlparse
 
 from pipeline.auth import make_tokens
 from pipeline.config import Settings
+from pipeline.delivery_ledger import DeliveryLedger
+from pipeline.donefolder import LocalDoneFolder
 from pipeline.errors import ConfigError
 from pipeline.journal import Journal
 from pipeline.localstore import LocalStore
 from pipeline.ratelimit import RateLimiter
-from pipeline.redox import RedoxClient, Transport
+from pipeline.reconcile import BackgroundReconcile, Reconciler
+from pipeline.redox import PlatformClient, RedoxClient, Transport
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.runner import Runner
+from pipeline.transfer import Transfer
 from pipeline.work import FileWork
 
 log = logging.getLogger("pipeline.app")
@@ -64,14 +69,73 @@ def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
     breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
                              max(0.05, retry.backoff_max_seconds))
-    transfer = None
+    observe = metrics.observe if metrics else (lambda *a, **k: None)
+    transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
+                        settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
+                        observe=observe)
     work = FileWork(store=store, journal=journal, client=client, policy=policy, breaker=breaker,
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
-                    observe=metrics.observe if metrics else (lambda *a, **k: None))
+                    observe=observe)
     return Runner(store, journal, work, workers=settings.workers,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
                   watch=(settings.source.kind == "local" and not once), progress=progress,
                   metrics=metrics)
+
+
+# -- delivery confirmation (reconcile) --------------------------------------------------------------
+def make_done_folder(settings: Settings):
+    """Where reconcile finds finished files: the done folder (local folders only, for now)."""
+    if settings.source.kind != "local":
+        raise ConfigError("delivery_check: reconcile reads local done folders only; "
+                          "source.kind s3 is not supported by it yet")
+    return LocalDoneFolder(settings.folders.done)
+
+
+def make_platform_client(settings: Settings, tokens=None, limiter=None) -> PlatformClient:
+    """The Platform API client. ``tokens``/``limiter`` may be shared with the SEND client
+    (the same key, and one request budget per IP: redox-api.md, the 429 row)."""
+    dc, redox = settings.delivery_check, settings.redox
+    verify = tls_verify(settings)
+    if not verify and urlparse(dc.platform_url).hostname not in LOOPBACK:
+        raise ConfigError("redox.insecure_skip_tls_verify: delivery_check.platform_url is not on "
+                          "localhost")
+    transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, verify, pool_size=2)
+    if tokens is None:
+        tokens = make_tokens(dc.auth or redox.auth, settings.platform_token_url, redox.base_url,
+                             transport)
+    return PlatformClient(dc.platform_url, dc.organization_id, transport, tokens,
+                          limiter or RateLimiter(redox.max_requests_per_second))
+
+
+def make_reconciler(settings: Settings, journal: Journal, *, folder=None, client=None,
+                    stop_event: threading.Event | None = None) -> Reconciler:
+    """A Reconciler for ``settings`` (``folder``/``client`` default to make_done_folder and
+    make_platform_client); with ``stop_event`` it sleeps on it and stops when it is set."""
+    retry, dc = settings.retry, settings.delivery_check
+    policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
+    seams = {}
+    if stop_event is not None:
+        seams = {"sleep": stop_event.wait, "should_stop": stop_event.is_set}
+    return Reconciler(folder or make_done_folder(settings), DeliveryLedger(journal),
+                      client or make_platform_client(settings), policy,
+                      dc.give_up_after_hours * 3600.0, **seams)
+
+
+def reconcile_lock_path(settings: Settings) -> str:
+    """One reconcile pass at a time per journal (cron command and service alike)."""
+    return settings.state.path + ".reconcile.lock"
+
+
+def make_background_reconcile(settings: Settings, journal: Journal,
+                              client: RedoxClient) -> BackgroundReconcile:
+    """Service mode: passes every ``delivery_check.interval_seconds``, sharing the SEND
+    client's rate limit, and its tokens when no separate Platform key is configured."""
+    stop = threading.Event()
+    tokens = client.tokens if settings.delivery_check.auth is None else None
+    platform = make_platform_client(settings, tokens, client.limiter)
+    reconciler = make_reconciler(settings, journal, client=platform, stop_event=stop)
+    return BackgroundReconcile(reconciler, settings.delivery_check.interval_seconds,
+                               reconcile_lock_path(settings), stop)

@@ -8,7 +8,6 @@ whether that means exit 3). No secret is ever put into an error message or a log
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pipeline.config import AuthSettings
 from pipeline.errors import AuthError, ConfigError, TransientDelivery
+from pipeline.redox import json_object
 
 log = logging.getLogger(__name__)
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -102,7 +102,7 @@ class OAuthTokens(_CachedToken):
         reply = self.transport.request("POST", self.token_url, data={
             "grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
             "client_assertion": self.assertion()})
-        body = _json(reply.body)
+        body = json_object(reply.body)
         if reply.status == 200 and isinstance(body.get("access_token"), str):
             return body["access_token"], float(body.get("expires_in") or 300)
         _raise_refused(reply, body.get("error_description") or body.get("error"))
@@ -133,7 +133,7 @@ class LegacyTokens(_CachedToken):
         _raise_refused(reply, None)
 
     def _accept(self, reply) -> tuple[str, float]:
-        body = _json(reply.body)
+        body = json_object(reply.body)
         token = body.get("accessToken")
         if not isinstance(token, str):
             raise AuthError("Redox's authenticate reply has no accessToken")
@@ -154,14 +154,6 @@ def _raise_refused(reply, description: Optional[str]):
     # Legacy 401 bodies are plain text (redox-api.md); keep a short, printable piece of it.
     detail = description or reply.body[:200].decode("utf-8", "replace").strip()
     raise AuthError(f"Redox refused the credentials (HTTP {reply.status}): {detail}".rstrip(": "))
-
-
-def _json(body: bytes) -> dict:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _seconds_until(iso: Optional[str], now: float) -> float:

@@ -7,6 +7,9 @@
     retry-failed [--config PATH] [--since DATE] [--reason TEXT] [--dry-run] [--force] [FILE...]
                                      0 (refusals included), 1 a move failed, 2 bad config/usage
     report [--config PATH] [--since DATE] [--html FILE] [--json]    the audit summary; 0 or 2
+    reconcile [--config] [--since D] one pass of delivery confirmation: 0 all delivered,
+                                     1 some failed, 2 bad config/usage, 3 credentials refused,
+                                     4 none failed but some still pending
     sandbox [--port N]               a local Redox-compatible server
 
 With ``--log-format json`` every line this process writes to stdout and stderr is one JSON
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", metavar="DATE", help="only outcomes at or after DATE (like retry-failed)")
     report.add_argument("--html", metavar="FILE", help="also write the summary as an HTML page with a chart")
     report.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    reconcile = sub.add_parser("reconcile", parents=[common],
+                               help="one pass of delivery confirmation for the files in done/")
+    reconcile.add_argument("--since", metavar="DATE",
+                           help="only files sent at or after DATE (YYYY-MM-DD or ISO date-time)")
     sandbox = sub.add_parser("sandbox", help="run a local Redox-compatible server")
     sandbox.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
@@ -109,8 +116,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _handler(command: str):
-    if command in ("run", "validate"):
-        return {"run": cmd_run, "validate": cmd_validate}[command]
+    if command in ("run", "validate", "reconcile"):
+        return {"run": cmd_run, "validate": cmd_validate, "reconcile": cmd_reconcile}[command]
     from pipeline import commands       # imported only when needed: `run` starts fast
     return {"status": commands.status, "retry-failed": commands.retry_failed,
             "report": commands.report}[command]
@@ -196,18 +203,38 @@ def _run(settings, once: bool, app) -> int:
         progress = progress_mod.for_terminal(waiting) if once else None
         runner = app.make_runner(settings, store, journal, client, once=once, progress=progress,
                                  metrics=metrics)
-        _install_signals(runner)
-        code = runner.run()
+        code = _drive(settings, runner, journal, client, once)
         if progress:
             progress.finish(runner.counts)
         if runner.fatal:
             log.error(f"stopped: {runner.fatal}; files were left where they were")
-        journal.close()
         log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
+        if runner.inflight:
+            # Requests still in flight after the grace period: leave now. Their files stay claimed,
+            # the journal shows the attempt as started, and the next start recovers them.
+            logging.shutdown()
+            os._exit(code)
+        journal.close()
         return code
     finally:
         if metrics:
             metrics.close()
+
+
+def _drive(settings, runner, journal, client, once: bool) -> int:
+    """Run the runner (with background delivery confirmation in a service when enabled)."""
+    from pipeline import app
+    background = None
+    if not once and settings.delivery_check.enabled:
+        background = app.make_background_reconcile(settings, journal, client)
+    _install_signals(runner)
+    try:
+        if background:
+            background.start()
+        return runner.run()
+    finally:
+        if background and not background.stop(settings.shutdown_grace_seconds):
+            log.warning("a reconcile pass was still running at shutdown; the next one redoes it")
 
 
 def _start_metrics(settings):
@@ -225,6 +252,72 @@ def _start_metrics(settings):
     host = f"[{address}]" if ":" in address else address
     log.info("metrics served", extra={"url": f"http://{host}:{bound}/metrics"})
     return metrics
+
+
+def cmd_reconcile(args) -> int:
+    """One pass of delivery confirmation (interface.md: reconcile); the exit status says how
+    the deliveries of the files in scope stand."""
+    settings = load_settings(args)
+    problems = config_mod.delivery_problems(settings, required=True)
+    if problems:
+        raise ConfigError(problems)
+    from pipeline.delivery import parse_since
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        _usage_error(args, f"--since: {exc}")
+        return EXIT_USAGE
+    os.umask(settings.umask_value)
+    from pipeline import app
+    from pipeline.journal import Journal
+    from pipeline.reconcile import log_pass
+    from pipeline.runlock import RunLock
+    folder, platform = app.make_done_folder(settings), app.make_platform_client(settings)
+    try:   # one pass at a time per journal: wait for the service's (or another cron's) to end
+        lock = RunLock(app.reconcile_lock_path(settings)).acquire(wait=True)
+    except OSError as exc:
+        raise ConfigError(f"state.path: cannot create the reconcile lock ({exc.strerror})") from None
+    try:
+        try:
+            journal = Journal(settings.state.path)
+        except StorageError as exc:
+            raise ConfigError(f"state.path: {exc}") from None
+        try:
+            result = app.make_reconciler(settings, journal, folder=folder,
+                                         client=platform).run_pass(since)
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+    log_pass(result)
+    _print_pass(args, result)
+    return result.exit_status
+
+
+def _print_pass(args, result) -> None:
+    """The pass's outcome on stdout: one summary (a JSON object with --log-format json), and in
+    text one line per failed or given-up delivery. Why a pass stopped is logged (stderr)."""
+    c = result.counts
+    problems = [{"file": p.name or p.ref, "log_id": p.log_id, "status": p.status,
+                 "gave_up": p.gave_up} for p in result.problems]
+    logsetup.emit(args.log_format,
+                  f"{c['delivered']} delivered, {c['filtered']} filtered, {c['failed']} failed, "
+                  f"{c['gave_up']} gave up, {c['pending']} pending "
+                  f"({result.files} files, {result.looked_up} look-ups)",
+                  **c, files=result.files, looked_up=result.looked_up,
+                  exit_status=result.exit_status, stopped=result.stopped, problems=problems)
+    if args.log_format != "json":
+        for p in problems:
+            what = "gave up waiting (still pending)" if p["gave_up"] else p["status"]
+            print(f"  {what}: {p['file']} (Log ID {p['log_id']})", flush=True)
+
+
+def _usage_error(args, problem: str) -> None:
+    if args.log_format == "json":
+        print(json.dumps({"level": "error", "event": "usage error", "problem": problem}),
+              file=sys.stderr)
+    else:
+        print(f"redox-pipeline {args.command}: {problem}", file=sys.stderr)
 
 
 def _check_credentials(client, once: bool) -> Optional[int]:

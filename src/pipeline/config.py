@@ -106,11 +106,14 @@ class MetricsSettings(_Model):
 
 
 class DeliveryCheckSettings(_Model):
+    # ``enabled`` turns on the service's background passes; ``redox-pipeline reconcile`` runs a
+    # pass whenever it is asked, as long as the organization and an OAuth key are configured.
     enabled: bool = False
     organization_id: Optional[str] = None
     platform_url: str = "https://api.redoxengine.com/platform"
+    # the Platform API key (redox-api.md: Delivery status, OAuth only); None = reuse redox.auth
     auth: Optional[AuthSettings] = None
-    give_up_after_hours: float = Field(24.0, gt=0)
+    give_up_after_hours: float = Field(24.0, gt=0)   # counted from the accepted SEND
     interval_seconds: float = Field(300.0, gt=0)
 
 
@@ -133,6 +136,15 @@ class Settings(_Model):
     @property
     def umask_value(self) -> int:
         return int(self.umask, 8)
+
+    @property
+    def platform_token_url(self) -> str:
+        """Where Platform API tokens come from: ``delivery_check.auth.token_url``, else the
+        OAuth token URL of ``redox.base_url`` (one signed-JWT flow for both keys)."""
+        auth = self.delivery_check.auth
+        if auth is None:
+            return self.redox.token_url
+        return auth.token_url or self.redox.base_url.rstrip("/") + "/v2/auth/token"
 
 
 def default_path(explicit: str | None) -> Path:
@@ -216,11 +228,32 @@ def semantic_problems(s: Settings) -> list[str]:
         url = getattr(s.redox, key)
         if not re.match(r"^https?://[^/\s]+", url):
             problems.append(f"redox.{key}: not an http(s) URL")
-    dc = s.delivery_check
-    if dc.enabled and not dc.organization_id:
-        problems.append("delivery_check.organization_id: missing (required when enabled)")
+    problems += delivery_problems(s, required=s.delivery_check.enabled)
+    return problems
+
+
+def delivery_problems(s: Settings, required: bool) -> list[str]:
+    """What delivery confirmation needs; ``required`` when enabled or when ``reconcile`` runs.
+
+    redox-api.md (Delivery status): the Platform API takes only OAuth tokens, so a legacy
+    ``redox.auth`` cannot be reused for it.
+    """
+    dc, problems = s.delivery_check, []
+    why = "required when enabled" if s.delivery_check.enabled else "required for reconcile"
     if dc.auth is not None:
         problems += auth_problems(dc.auth, "delivery_check.auth")
+        if dc.auth.method != "oauth":
+            problems.append("delivery_check.auth.method: must be oauth (the Platform API "
+                            "accepts only OAuth API keys)")
+    if not re.match(r"^https?://[^/\s]+", dc.platform_url):
+        problems.append("delivery_check.platform_url: not an http(s) URL")
+    if not required:
+        return problems
+    if not dc.organization_id:
+        problems.append(f"delivery_check.organization_id: missing ({why})")
+    if dc.auth is None and s.redox.auth.method != "oauth":
+        problems.append(f"delivery_check.auth: missing ({why}: the Platform API needs an OAuth "
+                        "key and redox.auth is a legacy key)")
     return problems
 
 

@@ -14,7 +14,7 @@ import socket
 from datetime import datetime, timezone
 from typing import Optional
 
-from pipeline import __version__
+from pipeline import __version__, failpoints
 from pipeline.journal import Journal, Record
 from pipeline.values import Claim, Outcome
 
@@ -28,8 +28,10 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
 
     Raises StorageError (the file then stays claimed) or ClaimLost.
     """
-    journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
-                      outcome.duplicate_of)
+    if not (outcome.status == "done" and record.state == "accepted" and not outcome.duplicate_of):
+        # an accepted SEND is already enough for recovery to finish it as done
+        journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
+                          outcome.duplicate_of)
     fresh = journal.get(record.claim_id)
     sidecar = build_sidecar(claim, fresh, outcome, journal.attempts_of(record.claim_id), extra)
     # A file put back by retry-failed carries its earlier sidecars along (journal: replays).
@@ -37,7 +39,8 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
     if history:
         sidecar["history"] = history
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
-    journal.finished(record.claim_id, dest, replay_ids)
+    failpoints.reached("after_move")
+    journal.finished(record.claim_id, dest, outcome.status, replay_ids)
     return dest
 
 

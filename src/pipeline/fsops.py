@@ -12,6 +12,7 @@ import shutil
 import stat
 import tempfile
 
+from pipeline import failpoints
 from pipeline.errors import ClaimLost, StorageError
 
 
@@ -54,6 +55,7 @@ def move_noreplace(src: str, dst: str) -> None:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
         _copy_then_link(src, dst)
+    failpoints.reached("after_link")
     os.unlink(src)
 
 

@@ -163,7 +163,9 @@ class Journal:
             "INSERT INTO claims (claim_id, name, source, location, owner, sha256, size, state, "
             "dropped_at, first_claimed_at) VALUES (?,?,?,?,?,?,?, 'claimed', ?, ?)",
             (claim_id, name, source, location, owner, sha256, size, dropped_at, now))
-        return self.get(claim_id)
+        return Record(claim_id=claim_id, name=name, state="claimed", attempts=0,
+                      possible_duplicate=False, logs=[], errors=[], uploads=[], http_status=None,
+                      outcome=None, reason_kind=None, next_retry_at=None, dest=None, sha256=sha256)
 
     def get(self, claim_id: str) -> Record:
         row = self._query("SELECT * FROM claims WHERE claim_id = ?", (claim_id,))[0]
@@ -175,12 +177,17 @@ class Journal:
 
     def close_interrupted(self, claim_id: str) -> None:
         """Attempts started but never ended belong to a process that died mid-request:
-        Redox may have received them (redox-api.md: no idempotency key)."""
+        Redox may have received them (redox-api.md: no idempotency key). Only an interrupted
+        SEND makes the file a possible duplicate; an interrupted upload at worst left an
+        unused copy of a document with Redox."""
         with self._lock:
-            cur = self.db.execute(
+            sends = self.db.execute(
+                "SELECT COUNT(*) FROM attempts WHERE claim_id = ? AND kind = 'send' AND "
+                "result IS NULL", (claim_id,)).fetchone()[0]
+            self.db.execute(
                 "UPDATE attempts SET ended_at = ?, result = 'interrupted', maybe_seen = 1 "
                 "WHERE claim_id = ? AND result IS NULL", (self.clock(), claim_id))
-            if cur.rowcount:
+            if sends:
                 self.db.execute("UPDATE claims SET possible_duplicate = 1 WHERE claim_id = ?", (claim_id,))
 
     # -- attempts ----------------------------------------------------------------------------
@@ -191,7 +198,8 @@ class Journal:
         self._tx([
             ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
              (claim_id, kind, n, self.clock())),
-            (f"UPDATE claims SET {field}state = 'claimed' WHERE claim_id = ?", (*args, claim_id)),
+            (f"UPDATE claims SET {field}state = 'claimed', next_retry_at = NULL WHERE claim_id = ?",
+             (*args, claim_id)),
         ])
 
     def attempt_ended(self, claim_id: str, kind: str, n: int, *, result: str,
@@ -227,6 +235,9 @@ class Journal:
                     (state, next_retry_at, claim_id))
 
     def save_uploads(self, claim_id: str, uploads: list[dict]) -> None:
+        """The file's uploaded documents so far (URI, field, size, sha256), in the order their
+        fields are replaced; committed as soon as an upload returns, so neither a retry nor a
+        restart after a crash uploads a document again."""
         self._write("UPDATE claims SET uploads = ? WHERE claim_id = ?", (json.dumps(uploads), claim_id))
 
     # -- outcome -----------------------------------------------------------------------------
@@ -237,11 +248,13 @@ class Journal:
                     "duplicate_of = ? WHERE claim_id = ?",
                     (outcome, json.dumps(errors), reason_kind, duplicate_of, claim_id))
 
-    def finished(self, claim_id: str, dest: str, replays: Iterable[int] = ()) -> None:
-        """The file is in place; ``replays`` (ids from :meth:`replay_history`) now live in
-        its sidecar, so they are marked as taken by this claim."""
-        statements = [("UPDATE claims SET state = outcome, dest = ?, finished_at = ?, "
-                       "next_retry_at = NULL WHERE claim_id = ?", (dest, self.clock(), claim_id))]
+    def finished(self, claim_id: str, dest: str, status: str, replays: Iterable[int] = ()) -> None:
+        """The file reached ``dest``: the claim's outcome is ``status`` (done | failed).
+        ``replays`` (ids from :meth:`replay_history`) now live in its sidecar, so they are
+        marked as taken by this claim, in the same transaction."""
+        statements = [("UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
+                       "next_retry_at = NULL WHERE claim_id = ?",
+                       (status, status, dest, self.clock(), claim_id))]
         statements += [("UPDATE replays SET consumed_by = ? WHERE id = ?", (claim_id, rid))
                        for rid in replays]
         self._tx(statements)
@@ -273,11 +286,16 @@ class Journal:
 
     # -- look-ups ----------------------------------------------------------------------------
     def delivered(self, sha256: str, exclude: str) -> Optional[str]:
-        """Where the same bytes were delivered before (dedupe), or None."""
-        rows = self._query("SELECT dest FROM claims WHERE sha256 = ? AND state = 'done' AND "
-                           "duplicate_of IS NULL AND logs != '[]' AND claim_id != ? "
-                           "ORDER BY finished_at LIMIT 1", (sha256, exclude))
-        return rows[0]["dest"] if rows else None
+        """Where the same bytes were delivered before (dedupe), or None. Bytes count as
+        delivered as soon as Redox accepted them, even if that file's finish is still pending."""
+        rows = self._query(
+            "SELECT dest, name, state FROM claims WHERE sha256 = ? AND claim_id != ? AND "
+            "duplicate_of IS NULL AND logs != '[]' AND (state IN ('done', 'accepted') OR "
+            "(state = 'finishing' AND outcome = 'done')) "
+            "ORDER BY state = 'done' DESC, finished_at LIMIT 1", (sha256, exclude))
+        if not rows:
+            return None
+        return rows[0]["dest"] or f"{rows[0]['name']} (being finished)"
 
     def not_due(self, now: float) -> dict[str, float]:
         """Inbox names released for a retry that is not due yet: name → when it is."""
@@ -288,6 +306,19 @@ class Journal:
     def rows(self, where: str = "1", args: Iterable = ()) -> list[dict]:
         """Raw rows for status and reports."""
         return [dict(r) for r in self._query(f"SELECT * FROM claims WHERE {where}", args)]
+
+    # -- companion tables (delivery_ledger.py keeps its own table in this database) ------------
+    def ensure_schema(self, script: str) -> None:
+        """Run ``CREATE ... IF NOT EXISTS`` statements for a companion table."""
+        with self._lock:
+            self.db.executescript(script)
+
+    def query(self, sql: str, args: Iterable = ()) -> list[dict]:
+        return [dict(r) for r in self._query(sql, args)]
+
+    def transaction(self, statements: list[tuple[str, tuple]]) -> None:
+        """Run ``statements`` in one immediate transaction (all or nothing)."""
+        self._tx(statements)
 
 
 def _record(row: sqlite3.Row) -> Record:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import time
 from datetime import datetime, timezone
 
 # the fields a log call may add through ``extra``; anything else is not printed
 FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "delay", "path",
           "in_flight", "done", "failed", "count", "elapsed", "holder", "url", "key", "reason",
-          "uploads", "field", "size", "worker", "config", "problems", "duration", "total")
+          "uploads", "field", "size", "worker", "config", "problems", "duration", "total",
+          # delivery confirmation (reconcile)
+          "log_id", "delivered", "filtered", "gave_up", "pending", "checked", "files")
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,23 +36,40 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = [datetime.fromtimestamp(record.created).strftime("%H:%M:%S"),
+        fields = record.__dict__
+        parts = [time.strftime("%H:%M:%S", time.localtime(record.created)),
                  record.levelname.lower(), record.getMessage()]
-        parts += [f"{k}={_text(record.__dict__[k])}" for k in FIELDS if k in record.__dict__
-                  and record.__dict__[k] not in (None, [], "")]
+        for key in FIELDS:
+            value = fields.get(key)
+            if value is not None and value != [] and value != "":
+                parts.append(f"{key}={_text(value)}")
         line = " ".join(parts)
         if record.exc_info and record.exc_info[0]:
             line += f" exception={record.exc_info[0].__name__}"
         return line
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=]')
+
+
 def _text(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ' "=\n') else text
+    """key=value text: lists of plain strings as a,b,c; anything with spaces or quotes quoted."""
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        text = ",".join(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text
 
 
 def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     """Route all logging to stderr in the chosen format (stdout stays for command output)."""
+    # what our formatters never print is not worth collecting for every record
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -28,6 +28,14 @@ def check(raw: bytes, destinations: Iterable[dict]) -> Message:
     """
     sha = hashlib.sha256(raw).hexdigest()
     doc = parse(raw)
+    data_model, event_type = address(doc, destinations)
+    return Message(sha256=sha, size=len(raw), data_model=data_model, event_type=event_type,
+                   body=serialize(doc))
+
+
+def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
+    """Check that ``doc`` (parsed) is a Redox message and set its ``Meta.Destinations`` from
+    config, in place. Returns (DataModel, EventType); raises RejectedFile(kind="invalid")."""
     meta = doc.get("Meta")
     if not isinstance(meta, dict):
         raise RejectedFile("not a Redox message: no Meta object", "invalid")
@@ -36,8 +44,7 @@ def check(raw: bytes, destinations: Iterable[dict]) -> Message:
         if not isinstance(value, str) or not value.strip():
             raise RejectedFile(f"not a Redox message: Meta.{key} is missing or not a string", "invalid")
     meta["Destinations"] = [dict(d) for d in destinations]
-    return Message(sha256=sha, size=len(raw), data_model=meta["DataModel"],
-                   event_type=meta["EventType"], body=serialize(doc))
+    return meta["DataModel"], meta["EventType"]
 
 
 def parse(raw: bytes) -> dict:

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Callable
 
+MARGIN = 0.03   # seconds: departure-to-arrival jitter on a loaded machine
+
 
 class RateLimiter:
     """``acquire()`` blocks the calling worker until it may send. ``per_second`` 0 = no limit."""
@@ -28,22 +30,27 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Reserve the next free slot and sleep until it; returns the seconds waited."""
-        if self.per_second <= 0 and self._next == 0.0:
-            return 0.0
-        with self._lock:
-            now = self.clock()
-            slot = max(now, self._next)
-            if self.per_second > 0 and len(self._window) == self._window.maxlen:
-                # a small margin: the server's clock sees our requests with some jitter
-                slot = max(slot, self._window[0] + 1.0 + 0.002)
-            self._next = slot + self._interval
-            if self.per_second > 0:
-                self._window.append(slot)
-        wait = slot - now
-        if wait > 0:
+        """Wait until a request may leave now, and count it as leaving now. Returns the wait.
+
+        The window holds actual departure times, not planned ones: a worker that wakes late
+        must not let the next one leave early. MARGIN absorbs the few milliseconds between
+        leaving here and arriving at Redox.
+        """
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock()
+                earliest = self._next
+                if self.per_second > 0 and len(self._window) == self._window.maxlen:
+                    earliest = max(earliest, self._window[0] + 1.0 + MARGIN)
+                if now >= earliest:
+                    if self.per_second > 0:
+                        self._window.append(now)
+                        self._next = now + self._interval
+                    return waited
+                wait = earliest - now
             self.sleep(wait)
-        return max(0.0, wait)
+            waited += wait
 
     def pause_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (a 429 with Retry-After)."""

@@ -1,4 +1,5 @@
-"""The ``--once`` lock: two cron runs on the same folders never overlap.
+"""The ``--once`` lock: two cron runs on the same folders never overlap (reconcile passes use
+one of their own, beside it).
 
 An exclusive ``flock`` on a file beside the journal; the holder writes who it is into it so a
 second run can say who holds it. The kernel drops the lock when the holder dies, so a crashed
@@ -28,11 +29,13 @@ class RunLock:
         self.path = path
         self.fd: Optional[int] = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self, wait: bool = False) -> "RunLock":
+        """Take the lock; LockBusy when another process holds it, or with ``wait`` block
+        until it is free."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = _describe(os.read(fd, 4096))
             os.close(fd)

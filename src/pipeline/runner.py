@@ -19,6 +19,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
+from pipeline import failpoints, recovery
 from pipeline.discover import Settler, Watcher
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.work import FileWork, Job, Step
@@ -26,6 +27,7 @@ from pipeline.work import FileWork, Job, Step
 log = logging.getLogger("pipeline.run")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
+STUCK_TRIES_ONCE = 3    # --once: a file that cannot be finished is released after this many tries
 
 
 class Runner:
@@ -75,7 +77,7 @@ class Runner:
             self._recover()
             self._rescan()
             if self.once:
-                self.initial = set(self.settler._seen) | {j.claim.name for j in self.ready}
+                self.initial = self.settler.known() | {j.claim.name for j in self.ready}
             self._loop()
         finally:
             if watcher:
@@ -98,6 +100,7 @@ class Runner:
             if self.mono() >= next_rescan:
                 self._rescan()
                 next_rescan = self.mono() + self.rescan_seconds
+            self._recheck_settling()
             self._promote_due_retries()
             self._claim_ready()
             self._dispatch()
@@ -146,7 +149,7 @@ class Runner:
     def _once_finished(self, deadline: float) -> bool:
         if self.inflight or self.ready or self.settler.has_ready():
             return False
-        if self.settler.unsettled() and self.mono() < deadline:
+        if self.settler.pending_count() and self.mono() < deadline:
             return False                       # a file present at start is still being written
         horizon = self.mono() + self.once_wait
         return not any(due <= horizon for due, _, _ in self.retries)
@@ -172,6 +175,15 @@ class Runner:
         self.metrics.gauges(in_flight=self.inflight, waiting_retry=len(self.retries),
                             oldest_mtime=min(candidates) if candidates else None)
 
+    def _recheck_settling(self) -> None:
+        """Look again at files whose settle time has passed (no event is needed for that)."""
+        for name in self.settler.due():
+            drop = self.store.stat(name)
+            if drop is None:
+                self.settler.forget(name)
+            elif self._wanted(name):
+                self.settler.observe(drop)
+
     def _wanted(self, name: str) -> bool:
         if self.initial is not None and name not in self.initial:
             return False
@@ -194,6 +206,7 @@ class Runner:
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
                 continue
+            failpoints.reached("after_claim")
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
@@ -235,7 +248,11 @@ class Runner:
             if self.metrics:
                 self.metrics.retried()
         elif step.kind == "stuck":
-            self._schedule(job, min(60.0, 1.0 + self.settle_seconds), step.error)
+            job.stuck += 1
+            if self.once and job.stuck >= STUCK_TRIES_ONCE:
+                self._release(job)             # the next run tries again; the journal keeps its state
+            else:
+                self._schedule(job, min(60.0, 0.5 * 2 ** job.stuck), step.error)
         elif step.kind == "auth":
             self.fatal = step.error
             self.ready.appendleft(job)          # released with the rest below
@@ -275,13 +292,12 @@ class Runner:
 
     # -- recovery and shutdown ----------------------------------------------------------------
     def _recover(self) -> None:
-        """Take over abandoned claims (and our own from an earlier life): they are read again;
-        the journal decides whether each is finished, continued or sent."""
-        for claim in self.store.adopt_orphans():
+        """Take over abandoned claims and complete journal rows a crash left open."""
+        recovery.complete_journal(self.store, self.journal)
+        for claim in recovery.adopt(self.store):
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
-            log.info("recovered an abandoned claim", extra={"file": claim.name})
 
     def _shutdown(self) -> None:
         """Let in-flight work finish within the grace period; release everything else."""
@@ -307,8 +323,7 @@ class Runner:
                       extra={"file": job.claim.name, "error": str(exc)})
             return
         self.held.pop(job.claim.location, None)
-        if job.record is not None:
-            due = job.record.next_retry_at if job.record.next_retry_at else self.wall()
-            fresh = self.journal.get(job.record.claim_id)
-            self.journal.schedule(job.record.claim_id, max(due, fresh.next_retry_at or 0), "released")
+        if job.record is not None:   # its attempts and next retry time go with it
+            due = self.journal.get(job.record.claim_id).next_retry_at or 0
+            self.journal.schedule(job.record.claim_id, max(due, self.wall()), "released")
         log.info("released to the inbox", extra={"file": job.claim.name, "path": where})

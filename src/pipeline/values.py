@@ -1,6 +1,7 @@
 """The small frozen values that flow from one stage to the next (design.md: the path of one file).
 
     Drop ──claim──> Claim ──check──> Message ──route──> Decision ──deliver──> Outcome
+    (later, reconcile: each Outcome's Log IDs ──look up──> LogStatus)
 """
 
 from __future__ import annotations
@@ -73,3 +74,24 @@ class Outcome:
     reason_kind: Optional[str] = None    # failed only: invalid | too_large | permanent | gave_up | ...
     duplicate_of: Optional[str] = None
     uploads: tuple[Upload, ...] = field(default_factory=tuple)
+
+
+DELIVERY_STATUSES = ("succeeded", "failed", "filtered", "pending")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "filtered"})
+
+
+@dataclass(frozen=True)
+class LogStatus:
+    """Redox's word on one Log ID (redox-api.md: Delivery status): the latest attempt's
+    ``status`` (one of DELIVERY_STATUSES), ``attempts.total`` and ``attempts.latest.attemptAt``
+    as Redox wrote it; ``note`` when the answer needed interpreting."""
+    log_id: str
+    status: str
+    total: Optional[int] = None
+    attempt_at: Optional[str] = None
+    note: Optional[str] = None
+
+    @property
+    def final(self) -> bool:
+        """succeeded, failed and filtered do not change any more; pending does."""
+        return self.status in FINAL_STATUSES

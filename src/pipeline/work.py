@@ -3,7 +3,8 @@
 ``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
 returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
 no worker (design.md: deliver). Every stage it calls is one module: message (read + check),
-route, redox (deliver), finish.
+route, transfer (files over the send limit: upload their documents, then build the small
+message; retried step by step like SEND until ``job.message`` is set), redox (deliver), finish.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from pipeline import failpoints
 from pipeline import message as message_stage
 from pipeline.errors import (AuthError, ClaimLost, PermanentDelivery, RejectedFile, StorageError,
                              TransientDelivery)
@@ -22,6 +25,7 @@ from pipeline.fsops import NotRegular
 from pipeline.journal import Journal, Record
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.route import route
+from pipeline.transfer import Transfer
 from pipeline.values import Claim, Message, Outcome
 
 log = logging.getLogger("pipeline.work")
@@ -34,6 +38,7 @@ class Job:
     record: Optional[Record] = None
     message: Optional[Message] = None
     last_error: Optional[str] = None
+    stuck: int = 0               # how often finishing it failed (storage problems)
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,13 @@ class FileWork:
     destinations: tuple
     send_limit: int
     dedupe: bool
-    transfer: Optional[Callable] = None       # (job, raw-opener) -> Message; the upload path
+    transfer: Optional[Transfer] = None       # the upload path for files over send_limit
     rand: Callable[[], float] = random.random
+    wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
+
+    def __post_init__(self):
+        self._destinations = [d.model_dump() for d in self.destinations]
 
     def run(self, job: Job) -> Step:
         try:
@@ -72,6 +81,10 @@ class FileWork:
                     return early
             if job.record.state in ("accepted", "finishing"):
                 return self._finish_recorded(job)
+            if job.message is None:
+                early = self._transfer(job)
+                if early:
+                    return early
             return self._attempt(job)
         except AuthError as exc:
             return Step("auth", error=str(exc))
@@ -99,15 +112,44 @@ class FileWork:
             earlier = self.journal.delivered(sha, exclude=job.record.claim_id)
             if earlier:
                 return self._done(job, Outcome("done", duplicate_of=earlier))
+        if decision.action == "transfer":
+            return None                          # checked and uploaded by _transfer, step by step
         try:
             if decision.action == "reject":
                 raise RejectedFile(decision.reason, decision.kind)
-            if decision.action == "transfer":
-                job.message = self.transfer(job)
-            else:
-                job.message = message_stage.check(raw, [d.model_dump() for d in self.destinations])
+            job.message = message_stage.check(raw, self._destinations)
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
+        return None
+
+    # -- transfer (files over send_limit: redox-api.md, Transferring files) --------------------
+    def _transfer(self, job: Job) -> Optional[Step]:
+        """Upload the documents still missing and build the small message (job.message); a
+        Step when the file cannot go on now. Uploads share SEND's retry policy, breaker, rate
+        limit and 401 handling; their attempts are counted apart from SEND's."""
+        failures = self.transfer.failures(job.record.claim_id)
+        if self.policy.exhausted(failures):
+            return self._give_up(job, failures, "upload attempts")
+        not_now = self._auth_ready(job, failures + 1)
+        if not_now:
+            return not_now
+        try:
+            job.message = self.transfer.prepare(job.claim, job.record)
+        except RejectedFile as exc:
+            return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        except PermanentDelivery as exc:
+            self.breaker.record_success()   # Redox is up; the document is at fault
+            return self._done(job, Outcome("failed", errors=tuple(exc.errors), reason_kind="permanent"))
+        except TransientDelivery as exc:
+            self.breaker.record_failure()
+            job.last_error = "; ".join(exc.errors)
+            if self.policy.exhausted(failures + 1):
+                return self._give_up(job, failures + 1, "upload attempts")
+            return Step("retry", delay=self.policy.delay(failures + 1, self.rand(), exc.retry_after),
+                        error=job.last_error, unreachable=exc.status is None and not exc.maybe_seen)
+        finally:
+            job.record = self.journal.get(job.record.claim_id)
         self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
         return None
 
@@ -133,15 +175,15 @@ class FileWork:
         record = job.record
         if self.policy.exhausted(record.attempts):
             return self._give_up(job)
-        try:
-            self.client.tokens.token()    # refused or unreachable auth is not one of the file's attempts
-        except TransientDelivery as exc:
-            self.breaker.record_failure()
-            job.last_error = "; ".join(exc.errors)
-            return Step("retry", delay=self.policy.delay(record.attempts + 1, self.rand()),
-                        error=job.last_error, unreachable=True)
+        wait = (record.next_retry_at or 0) - self.wall()
+        if wait > 0:          # recovered after a restart: its retry is not due yet
+            return Step("retry", delay=wait, error=job.last_error)
+        not_now = self._auth_ready(job, record.attempts + 1)
+        if not_now:
+            return not_now
         n = record.attempts + 1
         self.journal.attempt_started(record.claim_id, "send", n)
+        failpoints.reached("before_send")
         try:
             sent = self.client.send(job.message.body)
         except AuthError:
@@ -153,35 +195,51 @@ class FileWork:
             return self._done(job, Outcome("failed", errors=tuple(exc.errors),
                                            http_status=exc.status, reason_kind="permanent"))
         except TransientDelivery as exc:
+            job.last_error = describe(exc)
             self._ended(job, n, "transient", exc, exc.maybe_seen)
             self.breaker.record_failure()
-            job.last_error = "; ".join(exc.errors)
             if self.policy.exhausted(n):
                 return self._give_up(job)
             delay = self.policy.delay(n, self.rand(), exc.retry_after)
             return Step("retry", delay=delay, error=job.last_error,
                         unreachable=exc.status is None and not exc.maybe_seen)
+        failpoints.reached("after_send")
         self.journal.attempt_ended(record.claim_id, "send", n, result="accepted", status=sent.status,
                                    maybe_seen=False, logs=list(sent.logs))
+        failpoints.reached("after_accept")
         self.observe("send", status=sent.status, elapsed=sent.elapsed)
         _log_send(job, n, "accepted", sent.status, sent.elapsed,
                   log_ids=[entry.get("ID") for entry in sent.logs])
         self.breaker.record_success()
         return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status))
 
+    def _auth_ready(self, job: Job, next_attempt: int) -> Optional[Step]:
+        """Get a token before an attempt: refused credentials raise AuthError (the run stops)
+        and an unreachable auth endpoint means "later"; neither is one of the file's attempts."""
+        try:
+            self.client.tokens.token()
+        except TransientDelivery as exc:
+            self.breaker.record_failure()
+            job.last_error = "; ".join(exc.errors)
+            return Step("retry", delay=self.policy.delay(next_attempt, self.rand()),
+                        error=job.last_error, unreachable=True)
+        return None
+
     def _ended(self, job: Job, n: int, result: str, exc, maybe_seen: bool) -> None:
-        error = "; ".join(exc.errors)
+        error = describe(exc)
         self.journal.attempt_ended(job.record.claim_id, "send", n, result=result, status=exc.status,
                                    maybe_seen=maybe_seen, error=error)
         self.observe("send", status=exc.status, elapsed=exc.elapsed)
         _log_send(job, n, result, exc.status, exc.elapsed, error=error)
         job.record = self.journal.get(job.record.claim_id)
 
-    def _give_up(self, job: Job) -> Step:
-        attempts = job.record.attempts
-        errors = [f"gave up after {attempts} attempts"]
-        if job.last_error:
-            errors.append(f"last error: {job.last_error}")
+    def _give_up(self, job: Job, attempts: Optional[int] = None, what: str = "attempts") -> Step:
+        attempts = job.record.attempts if attempts is None else attempts
+        errors = [f"gave up after {attempts} {what}"]
+        last = job.last_error or next((a["error"] for a in reversed(self.journal.attempts_of(
+            job.record.claim_id)) if a["error"]), None)
+        if last:
+            errors.append(f"last error: {last}")
         return self._done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up"))
 
     # -- finish ------------------------------------------------------------------------------------
@@ -202,6 +260,13 @@ class FileWork:
         job.record = self.journal.get(job.record.claim_id)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
+
+
+def describe(exc) -> str:
+    """One line for the journal and logs: the status, then Redox's own error texts."""
+    text = "; ".join(exc.errors)
+    prefix = f"HTTP {exc.status}" if exc.status else ""
+    return f"{prefix}: {text}" if prefix and prefix not in text else (text or prefix)
 
 
 def _log_send(job: Job, n: int, result: str, status, elapsed, *, log_ids=None, error=None) -> None:

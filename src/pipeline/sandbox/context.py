@@ -70,7 +70,8 @@ def fault_reply(ctx: Context, status: int, module: str = "Send") -> Reply:
         return text_reply(502, "Bad Gateway", headers)
     if module == "Platform":
         return json_reply(status, {"meta": {"version": "1.0"},
-                                   "errors": [{"message": f"sandbox fault: {phrase(status)}"}]})
+                                   "errors": [{"message": f"sandbox fault: {phrase(status)}"}]},
+                          headers)
     return redox_errors(ctx, status, [f"{phrase(status)} (sandbox fault)"], module, headers)
 
 

@@ -22,6 +22,7 @@ def handle_send(ctx, req: Request) -> Reply:
     body = read_limited(req.body, ctx.state.fault("send_limit_bytes"))
     message = _parse(body.data)
     entry = _describe(body, message)
+    entry["received_at"] = req.received_at
     reply, token = gate(ctx, req, "fail_next", random_errors=True, module="Send")
     if token is not None:
         entry["source"] = token.source

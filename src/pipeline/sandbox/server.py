@@ -15,6 +15,7 @@ import re
 import socket
 import sys
 import threading
+import time
 import traceback
 
 from . import auth, control, logs, send, uploads
@@ -82,10 +83,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        received_at = time.time()
         path, _, query = self.path.partition("?")
         try:
             body = self._body_reader()
-            req = Request(method, path, query, self.headers, body)
+            req = Request(method, path, query, self.headers, body, received_at=received_at)
             reply = self._route(req)
             # The next request on this connection starts where this body ends: read it all,
             # or close the connection when that would take too long.

@@ -44,6 +44,7 @@ class Request:
     headers: object  # http.client.HTTPMessage (case-insensitive .get)
     body: "BodyReader"
     params: tuple[str, ...] = ()
+    received_at: float = 0.0   # epoch seconds when the request line arrived (rate measurements)
 
 
 def json_reply(status: int, payload, headers=()) -> Reply:

@@ -1,0 +1,46 @@
+"""Start-up recovery: finish what a crashed or killed process left half-done.
+
+Two things can be left behind (design.md: finish — "a crash between any two steps leaves a
+state that start-up recovery completes"):
+
+- claimed files of a process that is gone: adopted, then read again like any claim; the
+  journal then decides whether each is finished (Redox accepted it: never re-sent), continued
+  with its attempt count intact, or sent;
+- journal rows whose file already reached done/ or failed/ but whose journal update did not
+  happen (killed between the move and the commit): the row is completed from the sidecar.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pipeline.journal import Journal
+from pipeline.values import Claim
+
+log = logging.getLogger("pipeline.recovery")
+
+
+def adopt(store) -> list[Claim]:
+    """Abandoned claims, moved into this process's claim folder."""
+    claims = store.adopt_orphans()
+    for claim in claims:
+        log.info("recovered an abandoned claim", extra={"file": claim.name})
+    return claims
+
+
+def complete_journal(store, journal: Journal) -> int:
+    """Mark rows finished whose file was moved before the process died. Returns how many."""
+    find = getattr(store, "find_finished", None)
+    if find is None:
+        return 0
+    fixed = 0
+    for row in journal.rows("state IN ('finishing', 'accepted')"):
+        if row["location"] and os.path.lexists(row["location"]):
+            continue          # still claimed: its owner, or our adoption, finishes it
+        status = row["outcome"] or "done"      # 'accepted' rows are done once moved
+        dest = find(row["name"], status, row["claim_id"])
+        if dest:
+            journal.finished(row["claim_id"], dest, status)
+            fixed += 1
+    return fixed
