@@ -129,3 +129,31 @@ def test_a_sidecar_without_its_file_is_not_a_current_failure(env):
     doc = json.loads(status(env, "--json", "--no-auth-check").stdout)
     assert doc["failed"] == 1
     assert [e["file"] for e in doc["last_errors"]] == ["here.json"]
+
+
+def test_delivery_confirmation_counts_appear_as_their_own_section(tmp_path, sandbox):
+    env = PipelineEnv(tmp_path, sandbox.url, delivery_check={
+        "enabled": True, "organization_id": "org-test", "platform_url": f"{sandbox.url}/platform"})
+    sandbox.faults(delivery_fail_marker=["will-fail"])
+    env.drop("a.json", message("a"))
+    env.drop("b.json", message("will-fail"))
+    assert env.run("run", "--once").returncode == 0
+    before = json.loads(status(env, "--json", "--no-auth-check").stdout)["sections"]["delivery"]
+    assert before["unchecked"] == 2 and before["delivered"] == 0
+    assert env.run("reconcile").returncode == 1
+    doc = json.loads(status(env, "--json", "--no-auth-check").stdout)
+    delivery = doc["sections"]["delivery"]
+    assert (delivery["delivered"], delivery["failed"], delivery["unchecked"]) == (1, 1, 0)
+    assert [p["file"] for p in delivery["problems"]] == ["b.json"]
+    text = status(env, "--no-auth-check").stdout
+    assert "delivery:\n  delivered 1, filtered 0, failed 1" in text
+    assert "problems: file=b.json" in text
+    report = json.loads(env.run("report", "--json").stdout)
+    assert report["delivery"]["delivered"] == 1 and report["delivery"]["failed"] == 1
+    assert "delivery confirmation (per Log ID): 1 delivered" in env.run("report").stdout
+
+
+def test_no_delivery_section_when_it_is_disabled(env):
+    doc = json.loads(status(env, "--json", "--no-auth-check").stdout)
+    assert doc["sections"] == {}
+    assert json.loads(env.run("report", "--json").stdout)["delivery"] is None

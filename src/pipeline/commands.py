@@ -61,7 +61,8 @@ def report(args) -> int:
     since = _since(args)
     view = make_folders(settings, "report")
     rows, journal = report_mod.gather(view, settings.state.path, since)
-    doc = report_mod.summarize(rows, since=since, config=settings.config_path, journal=journal)
+    doc = report_mod.summarize(rows, since=since, config=settings.config_path, journal=journal,
+                               delivery=_delivery(settings, since))
     if args.html:
         os.umask(settings.umask_value)
         try:
@@ -76,6 +77,19 @@ def report(args) -> int:
         print(report_mod.render(doc) + (f"\n\nHTML report written to {doc['html']}" if args.html else ""),
               flush=True)
     return 0
+
+
+def _delivery(settings, since: Optional[float]) -> Optional[dict]:
+    """Delivery confirmation's counts for the report's period (None when it is disabled)."""
+    if not settings.delivery_check.enabled:
+        return None
+    from pipeline.delivery import delivery_summary
+    try:
+        summary = delivery_summary(settings, since)
+    except StorageError as exc:
+        return {"error": f"the journal cannot be read ({exc})"}
+    summary.pop("problems", None)     # status lists them; the report counts
+    return summary
 
 
 def _settings(args):

@@ -109,8 +109,9 @@ def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
 
 
 def summarize(rows: list[Row], *, since: Optional[float], config: str, journal: str = "ok",
-              now: Optional[float] = None) -> dict:
-    """The report as one JSON-able object (``journal``: what :func:`gather` said of it)."""
+              delivery: Optional[dict] = None, now: Optional[float] = None) -> dict:
+    """The report as one JSON-able object (``journal``: what :func:`gather` said of it;
+    ``delivery``: delivery confirmation's summary for the same period, when enabled)."""
     now = time.time() if now is None else now
     days: dict[str, Counter] = defaultdict(Counter)
     models: dict[str, Counter] = defaultdict(Counter)
@@ -131,6 +132,7 @@ def summarize(rows: list[Row], *, since: Optional[float], config: str, journal: 
         "reasons": _reasons(rows),
         "sources": dict(Counter(r.origin for r in rows)),
         "journal": journal,
+        "delivery": delivery,
     }
 
 
@@ -181,7 +183,14 @@ def render(doc: dict) -> str:
     out += _table(["count", "kind", "failure reason"],
                   [[r["count"], r["reason_kind"], r["reason"]] for r in doc["reasons"]],
                   "failure reasons: none")
+    if doc.get("delivery"):
+        out += ["", "delivery confirmation (per Log ID): " + delivery_line(doc["delivery"])]
     return "\n".join(out)
+
+
+def delivery_line(summary: dict) -> str:
+    keys = ("delivered", "filtered", "failed", "gave_up", "pending", "unchecked")
+    return ", ".join(f"{summary.get(k, 0)} {k.replace('_', ' ')}" for k in keys)
 
 
 def _table(header: list[str], rows: list[list], empty: Optional[str]) -> list[str]:

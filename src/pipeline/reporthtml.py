@@ -42,6 +42,11 @@ def render(doc: dict) -> str:
         _table(["Count", "Kind", "Reason"],
                [[r["count"], r["reason_kind"], r["reason"]] for r in doc["reasons"]]),
     ]
+    if doc.get("delivery"):
+        d = doc["delivery"]
+        keys = ("delivered", "filtered", "failed", "gave_up", "pending", "unchecked")
+        body += ["<h2>Delivery confirmation (per Log ID)</h2>",
+                 _table([k.replace("_", " ").capitalize() for k in keys], [[d.get(k, 0) for k in keys]])]
     return PAGE.replace("{body}", "\n".join(body))
 
 

@@ -22,6 +22,25 @@ from pipeline.localstore import SIDECAR_SUFFIX, _original_name
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
 AUTH_TIMEOUT_SECONDS = 5.0
+PROBLEMS_SHOWN = 10
+
+
+def delivery_section(settings) -> Optional[dict]:
+    """Delivery confirmation's counts per Log ID (docs/delivery.md), when it is enabled: the
+    counts, ``unchecked``, and the oldest failed or given-up deliveries (at most 10)."""
+    if not settings.delivery_check.enabled:
+        return None
+    from pipeline.delivery import delivery_summary
+    try:
+        summary = delivery_summary(settings)
+    except StorageError as exc:
+        return {"error": f"the journal cannot be read ({exc})"}
+    summary["problems_total"] = len(summary["problems"])
+    summary["problems"] = summary["problems"][:PROBLEMS_SHOWN]
+    return summary
+
+
+SECTIONS["delivery"] = delivery_section
 
 
 def collect(settings, view, *, probe: Optional[Callable[[], dict]], errors: int = 5,
@@ -158,5 +177,20 @@ def render(doc: dict) -> str:
         lines.append(f"  {e['failed_at']}  {e['file']}  {kind}: {'; '.join(e['errors']) or '-'}")
     for name, section in doc["sections"].items():
         lines.append(f"{name}:")
-        lines += [f"  {key}: {value}" for key, value in section.items()]
+        lines += _section_lines(section)
     return "\n".join(lines)
+
+
+def _section_lines(section: dict) -> list[str]:
+    """Scalars on one line (``delivered 12, failed 1, ...``), each list item on its own."""
+    scalars = [f"{k} {v}" for k, v in section.items() if not isinstance(v, (list, dict))]
+    lines = [f"  {', '.join(scalars)}"] if scalars else []
+    for key, value in section.items():
+        if isinstance(value, list):
+            for item in value:
+                text = (" ".join(f"{k}={v}" for k, v in item.items() if v not in (None, "", []))
+                        if isinstance(item, dict) else str(item))
+                lines.append(f"  {key}: {text}")
+        elif isinstance(value, dict):
+            lines.append(f"  {key}: " + " ".join(f"{k}={v}" for k, v in value.items()))
+    return lines
