@@ -3,6 +3,8 @@ against what the sandbox saw; and the Metrics hooks on their own."""
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 from collections import Counter
 
@@ -28,31 +30,41 @@ def scrape(url: str) -> dict[str, float]:
 
 def test_counters_and_gauges_match_what_happened_during_a_service_run(tmp_path, sandbox):
     env = PipelineEnv(tmp_path, sandbox.url, metrics={"port": 0}, workers=1,
-                      retry={"backoff_initial_seconds": 0.01, "backoff_max_seconds": 60})
+                      retry={"backoff_initial_seconds": 0.01, "backoff_max_seconds": 60},
+                      redox={"send_limit_bytes": 4096})
     for i in range(3):
         env.drop(f"g{i}.json", message(f"g{i}"))
     env.drop("bad.json", b"not json at all")
-    sandbox.faults(fail_next=[503, 400])
+    # over the send limit: its document is uploaded, then the small message is sent
+    document = base64.b64encode(os.urandom(6000)).decode()
+    env.drop("big.json", message("big", data_model="Media", Media={
+        "FileType": "PDF", "FileName": "scan.pdf", "FileContents": document}))
+    sandbox.faults(fail_next=[503, 400], send_limit_bytes=4096 + 512)
     proc = env.start("--log-format", "json")
     lines = Lines(proc.stderr)
     try:
         url = lines.wait_json(lambda d: d.get("event") == "metrics served")["url"]
         assert url.startswith("http://127.0.0.1:")
         # phase 1: everything present at start reaches an outcome
-        env.wait_for(lambda: scrape(url).get("redox_pipeline_files_done_total") == 2
+        env.wait_for(lambda: scrape(url).get("redox_pipeline_files_done_total") == 3
                      and sum(v for k, v in scrape(url).items()
                              if k.startswith("redox_pipeline_files_failed_total")) == 2)
         got = scrape(url)
-        statuses = Counter(str(s["status"]) for s in sandbox.records()["sends"])
-        assert statuses == {"200": 2, "503": 1, "400": 1}
-        assert got["redox_pipeline_files_claimed_total"] == 4
+        records = sandbox.records()
+        statuses = Counter(str(s["status"]) for s in records["sends"])
+        assert statuses == {"200": 3, "503": 1, "400": 1}
+        uploads = Counter(str(u["status"]) for u in records["uploads"])
+        assert sum(uploads.values()) == 1
+        for status, n in uploads.items():
+            assert got[f'redox_pipeline_uploads_total{{status="{status}"}}'] == n
+        assert got["redox_pipeline_files_claimed_total"] == 5
         assert got['redox_pipeline_files_failed_total{reason="invalid"}'] == 1
         assert got['redox_pipeline_files_failed_total{reason="permanent"}'] == 1
         for status, n in statuses.items():
             assert got[f'redox_pipeline_sends_total{{status="{status}"}}'] == n
         assert got["redox_pipeline_retries_total"] == 1
-        assert got["redox_pipeline_send_seconds_count"] == 4
-        assert got['redox_pipeline_send_seconds_bucket{le="+Inf"}'] == 4
+        assert got["redox_pipeline_send_seconds_count"] == 5
+        assert got['redox_pipeline_send_seconds_bucket{le="+Inf"}'] == 5
         assert got["redox_pipeline_files_in_flight"] == 0
 
         # phase 2: a file dropped long ago gets a 429 with Retry-After 30 s and waits
@@ -62,7 +74,7 @@ def test_counters_and_gauges_match_what_happened_during_a_service_run(tmp_path, 
         got = scrape(url)
         assert got['redox_pipeline_sends_total{status="429"}'] == 1
         assert got["redox_pipeline_retries_total"] == 2
-        assert got["redox_pipeline_files_claimed_total"] == 5
+        assert got["redox_pipeline_files_claimed_total"] == 6
         assert got["redox_pipeline_oldest_waiting_seconds"] >= 1000
     finally:
         proc.terminate()
