@@ -3,10 +3,17 @@
     run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage,
                                      3 Redox unreachable or credentials refused
     validate [--config PATH]         0 or 2, every problem with its key path
+    status [--config PATH] [--json]  counts, oldest waiting file, retries, last errors, auth; 0 or 2
+    retry-failed [--config PATH] [--since DATE] [--reason TEXT] [--dry-run] [--force] [FILE...]
+                                     0 (refusals included), 1 a move failed, 2 bad config/usage
+    report [--config PATH] [--since DATE] [--html FILE] [--json]    the audit summary; 0 or 2
     reconcile [--config] [--since D] one pass of delivery confirmation: 0 all delivered,
                                      1 some failed, 2 bad config/usage, 3 credentials refused,
                                      4 none failed but some still pending
     sandbox [--port N]               a local Redox-compatible server
+
+With ``--log-format json`` every line this process writes to stdout and stderr is one JSON
+object, usage errors included (status and report then print their one object).
 """
 
 from __future__ import annotations
@@ -21,22 +28,59 @@ from typing import Optional
 
 from pipeline import config as config_mod
 from pipeline import logsetup
-from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
+from pipeline import progress as progress_mod
+from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery, UsageError
 
 log = logging.getLogger("pipeline")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that usage errors are one JSON object when JSON output was asked for
+    (the format is not known until parsing succeeds, so it is read from the raw arguments)."""
+
+    json_errors = False
+
+    def error(self, message: str):
+        if Parser.json_errors:
+            print(json.dumps({"level": "error", "event": "usage error", "problem": message,
+                              "usage": self.format_usage().strip()}), file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        super().error(message)
+
+
+def wants_json(argv: list[str]) -> bool:
+    return any(a == "--log-format=json" for a in argv) or any(
+        a == "--log-format" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", help="config file (default: $PIPELINE_CONFIG or ./config.yaml)")
     common.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="text for people, json (one object per line) for services")
-    parser = argparse.ArgumentParser(prog="redox-pipeline", description=__doc__.split("\n")[0])
+    parser = Parser(prog="redox-pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="send what is in the inbox")
     run.add_argument("--once", action="store_true", help="the cron form: take what is there, then exit")
     sub.add_parser("validate", parents=[common], help="check the config and the credentials' shape")
+    status = sub.add_parser("status", parents=[common], help="what is waiting, in flight, done and failed")
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    status.add_argument("--no-auth-check", action="store_true", help="do not ask Redox for a token")
+    status.add_argument("--errors", type=int, default=5, metavar="N", help="how many recent failures to list")
+    retry = sub.add_parser("retry-failed", parents=[common], help="put failed files back into the inbox")
+    retry.add_argument("--since", metavar="DATE", help="only files that failed at or after DATE "
+                       "(2024-05-01, 2024-05-01T13:30 UTC, or an age such as 36h or 7d)")
+    retry.add_argument("--reason", metavar="TEXT", help="only files whose errors or reason kind contain TEXT")
+    retry.add_argument("--dry-run", action="store_true", help="list what would be done; move nothing")
+    retry.add_argument("--force", action="store_true",
+                       help="also retry files that failed through their own fault")
+    retry.add_argument("files", nargs="*", metavar="FILE",
+                       help="only these files (path below failed/ or bare name; globs allowed)")
+    report = sub.add_parser("report", parents=[common], help="the audit summary")
+    report.add_argument("--since", metavar="DATE", help="only outcomes at or after DATE (like retry-failed)")
+    report.add_argument("--html", metavar="FILE", help="also write the summary as an HTML page with a chart")
+    report.add_argument("--json", action="store_true", help="one JSON object instead of tables")
     reconcile = sub.add_parser("reconcile", parents=[common],
                                help="one pass of delivery confirmation for the files in done/")
     reconcile.add_argument("--since", metavar="DATE",
@@ -52,15 +96,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         from pipeline import sandbox
         rest = [a for a in argv[1:] if not a.startswith("--log-format")]
         return sandbox.main(rest)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    Parser.json_errors = wants_json(argv)
+    args = build_parser().parse_args(argv)
     logsetup.setup(args.log_format)
-    handler = {"run": cmd_run, "validate": cmd_validate, "reconcile": cmd_reconcile}[args.command]
     try:
-        return handler(args)
+        return _handler(args.command)(args)
+    except BrokenPipeError:
+        # the reader went away (`| head`): not our failure; keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except ConfigError as exc:
         report_config_problems(args, exc)
         return EXIT_USAGE
+    except Exception:
+        if args.log_format != "json":
+            raise                        # a traceback helps a person; it would break JSON lines
+        log.exception("unexpected error")
+        return EXIT_FAILED
+
+
+def _handler(command: str):
+    if command in ("run", "validate", "reconcile"):
+        return {"run": cmd_run, "validate": cmd_validate, "reconcile": cmd_reconcile}[command]
+    from pipeline import commands       # imported only when needed: `run` starts fast
+    return {"status": commands.status, "retry-failed": commands.retry_failed,
+            "report": commands.report}[command]
 
 
 def load_settings(args) -> config_mod.Settings:
@@ -69,12 +129,12 @@ def load_settings(args) -> config_mod.Settings:
 
 def report_config_problems(args, exc: ConfigError) -> None:
     """Every problem on its own line (stderr), or one JSON object each with --log-format json."""
+    what = "usage error" if isinstance(exc, UsageError) else "config error"
     for problem in exc.problems:
         if args.log_format == "json":
-            print(json.dumps({"level": "error", "event": "config error", "problem": problem}),
-                  file=sys.stderr)
+            print(json.dumps({"level": "error", "event": what, "problem": problem}), file=sys.stderr)
         else:
-            print(f"config error: {problem}", file=sys.stderr)
+            print(f"{what}: {problem}", file=sys.stderr)
 
 
 def cmd_validate(args) -> int:
@@ -111,8 +171,8 @@ def cmd_run(args) -> int:
         try:
             lock = RunLock(settings.state.path + ".once.lock").acquire()
         except LockBusy as exc:
-            print(f"another --once run is already working on these folders ({exc.holder}); "
-                  "nothing to do", file=sys.stderr)
+            log.warning(f"another --once run is already working on these folders ({exc.holder}); "
+                        "nothing to do", extra={"holder": exc.holder})
             return EXIT_OK
         except OSError as exc:
             raise ConfigError(f"state.path: cannot create the run lock ({exc.strerror})") from None
@@ -126,18 +186,44 @@ def cmd_run(args) -> int:
 def _run(settings, once: bool, app) -> int:
     client = app.make_client(settings)
     store = app.make_store(settings, app.owner_id())
-    if once and not _anything_to_do(store):
+    waiting = sum(1 for _ in store.scan()) if once else 0
+    if once and not waiting and not store.has_claims():
         log.info("nothing to do: the inbox is empty")
         return EXIT_OK
-    code = _check_credentials(client, once)
-    if code is not None:
-        return code
+    metrics = None if once else _start_metrics(settings)
     try:
-        from pipeline.journal import Journal
-        journal = Journal(settings.state.path)
-    except StorageError as exc:
-        raise ConfigError(f"state.path: {exc}") from None
-    runner = app.make_runner(settings, store, journal, client, once=once)
+        code = _check_credentials(client, once)
+        if code is not None:
+            return code
+        try:
+            from pipeline.journal import Journal
+            journal = Journal(settings.state.path)
+        except StorageError as exc:
+            raise ConfigError(f"state.path: {exc}") from None
+        progress = progress_mod.for_terminal(waiting) if once else None
+        runner = app.make_runner(settings, store, journal, client, once=once, progress=progress,
+                                 metrics=metrics)
+        code = _drive(settings, runner, journal, client, once)
+        if progress:
+            progress.finish(runner.counts)
+        if runner.fatal:
+            log.error(f"stopped: {runner.fatal}; files were left where they were")
+        log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
+        if runner.inflight:
+            # Requests still in flight after the grace period: leave now. Their files stay claimed,
+            # the journal shows the attempt as started, and the next start recovers them.
+            logging.shutdown()
+            os._exit(code)
+        journal.close()
+        return code
+    finally:
+        if metrics:
+            metrics.close()
+
+
+def _drive(settings, runner, journal, client, once: bool) -> int:
+    """Run the runner (with background delivery confirmation in a service when enabled)."""
+    from pipeline import app
     background = None
     if not once and settings.delivery_check.enabled:
         background = app.make_background_reconcile(settings, journal, client)
@@ -145,20 +231,27 @@ def _run(settings, once: bool, app) -> int:
     try:
         if background:
             background.start()
-        code = runner.run()
+        return runner.run()
     finally:
         if background and not background.stop(settings.shutdown_grace_seconds):
             log.warning("a reconcile pass was still running at shutdown; the next one redoes it")
-    if runner.fatal:
-        print(f"stopped: {runner.fatal}; files were left where they were", file=sys.stderr)
-    log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
-    if runner.inflight:
-        # Requests still in flight after the grace period: leave now. Their files stay claimed,
-        # the journal shows the attempt as started, and the next start recovers them.
-        logging.shutdown()
-        os._exit(code)
-    journal.close()
-    return code
+
+
+def _start_metrics(settings):
+    """The Prometheus endpoint on ``metrics.address`` (127.0.0.1 unless set) when
+    ``metrics.port`` is set (service mode only)."""
+    port, address = settings.metrics.port, settings.metrics.address
+    if port is None:
+        return None
+    from pipeline.metrics import Metrics
+    metrics = Metrics()
+    try:
+        bound = metrics.serve(port, address)
+    except OSError as exc:
+        raise ConfigError(f"metrics.port: cannot listen on {address}:{port} ({exc.strerror})") from None
+    host = f"[{address}]" if ":" in address else address
+    log.info("metrics served", extra={"url": f"http://{host}:{bound}/metrics"})
+    return metrics
 
 
 def cmd_reconcile(args) -> int:
@@ -227,21 +320,17 @@ def _usage_error(args, problem: str) -> None:
         print(f"redox-pipeline {args.command}: {problem}", file=sys.stderr)
 
 
-def _anything_to_do(store) -> bool:
-    return any(True for _ in store.scan()) or store.has_claims()
-
-
 def _check_credentials(client, once: bool) -> Optional[int]:
     """Get a token before touching any file: refused credentials or an unreachable Redox are
     not the files' fault (exit 3, nothing moved). A service keeps trying while unreachable."""
     try:
         client.tokens.token()
     except AuthError as exc:
-        print(f"Redox refused the credentials: {exc}", file=sys.stderr)
+        log.error(f"Redox refused the credentials: {exc}")
         return EXIT_REDOX
     except TransientDelivery as exc:
         if once:
-            print(f"Redox could not be reached: {exc}", file=sys.stderr)
+            log.error(f"Redox could not be reached: {exc}")
             return EXIT_REDOX
         log.warning("Redox cannot be reached yet; files wait until it can", extra={"error": str(exc)})
     return None

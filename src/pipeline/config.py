@@ -100,7 +100,9 @@ class StateSettings(_Model):
 
 
 class MetricsSettings(_Model):
-    port: Optional[int] = Field(None, ge=0, le=65535)
+    port: Optional[int] = Field(None, ge=0, le=65535)     # 0 = any free port (it is logged)
+    # loopback by default (interface.md); a container publishing the port needs 0.0.0.0
+    address: str = "127.0.0.1"
 
 
 class DeliveryCheckSettings(_Model):

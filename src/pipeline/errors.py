@@ -28,6 +28,10 @@ class ConfigError(PipelineError):
         super().__init__("; ".join(self.problems))
 
 
+class UsageError(ConfigError):
+    """A bad command-line value noticed after parsing (``--since garbage``): exit 2 as well."""
+
+
 class AuthError(PipelineError):
     """Redox refused the credentials, or its auth endpoint could not be reached at all.
 
@@ -72,12 +76,15 @@ class DeliveryError(PipelineError):
     ``Meta.Errors[].Text`` values (or a short description); ``maybe_seen`` is True when Redox
     may have accepted the request even though we saw a failure (timeout after sending, dropped
     connection, 502, 504: redox-api.md "Redox documents no idempotency key for SEND");
-    ``retry_after`` is the server's Retry-After in seconds, when it sent one.
+    ``retry_after`` is the server's Retry-After in seconds, when it sent one; ``elapsed`` how
+    long the exchange took in seconds, when known (for the SEND-latency metric).
     """
 
     def __init__(self, message: str, *, status: int | None = None, errors: list[str] | None = None,
-                 maybe_seen: bool = False, retry_after: float | None = None):
+                 maybe_seen: bool = False, retry_after: float | None = None,
+                 elapsed: float | None = None):
         self.status = status
+        self.elapsed = elapsed
         self.errors = list(errors or [message])
         self.maybe_seen = maybe_seen
         self.retry_after = retry_after

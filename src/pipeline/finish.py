@@ -23,6 +23,9 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
            extra: Optional[dict] = None) -> str:
     """Record ``outcome``, write the sidecar and move the file. Returns where it landed.
 
+    The sidecar's ``history`` lists the sidecars of earlier failures of the same file (same
+    inbox name and bytes) that ``retry-failed`` put back, oldest first.
+
     Raises StorageError (the file then stays claimed) or ClaimLost.
     """
     if not (outcome.status == "done" and record.state == "accepted" and not outcome.duplicate_of):
@@ -31,9 +34,13 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
                           outcome.duplicate_of)
     fresh = journal.get(record.claim_id)
     sidecar = build_sidecar(claim, fresh, outcome, journal.attempts_of(record.claim_id), extra)
+    # A file put back by retry-failed carries its earlier sidecars along (journal: replays).
+    replay_ids, history = journal.replay_history(record.claim_id, claim.name, fresh.sha256)
+    if history:
+        sidecar["history"] = history
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
     failpoints.reached("after_move")
-    journal.finished(record.claim_id, dest, outcome.status)
+    journal.finished(record.claim_id, dest, outcome.status, replay_ids)
     return dest
 
 

@@ -64,6 +64,18 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT,
     PRIMARY KEY (claim_id, kind, n)
 );
+-- retry-failed: the sidecar of a failed file put back into the inbox, until the file's next
+-- outcome takes it into its own sidecar as ``history`` (keyed by the inbox name it was put
+-- back under and its bytes, which is exactly what the next claim of it will see)
+CREATE TABLE IF NOT EXISTS replays (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    requeued_at REAL NOT NULL,
+    history TEXT NOT NULL,           -- JSON list: earlier sidecars, oldest first
+    consumed_by TEXT                 -- the claim whose sidecar took them in
+);
+CREATE INDEX IF NOT EXISTS replays_by_file ON replays (name, sha256);
 """
 
 OPEN_STATES = ("claimed", "waiting", "released", "accepted", "finishing")
@@ -236,11 +248,36 @@ class Journal:
                     "duplicate_of = ? WHERE claim_id = ?",
                     (outcome, json.dumps(errors), reason_kind, duplicate_of, claim_id))
 
-    def finished(self, claim_id: str, dest: str, status: str) -> None:
-        """The file reached ``dest``: the claim's outcome is ``status`` (done | failed)."""
-        self._write("UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
-                    "next_retry_at = NULL WHERE claim_id = ?",
-                    (status, status, dest, self.clock(), claim_id))
+    def finished(self, claim_id: str, dest: str, status: str, replays: Iterable[int] = ()) -> None:
+        """The file reached ``dest``: the claim's outcome is ``status`` (done | failed).
+        ``replays`` (ids from :meth:`replay_history`) now live in its sidecar, so they are
+        marked as taken by this claim, in the same transaction."""
+        statements = [("UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
+                       "next_retry_at = NULL WHERE claim_id = ?",
+                       (status, status, dest, self.clock(), claim_id))]
+        statements += [("UPDATE replays SET consumed_by = ? WHERE id = ?", (claim_id, rid))
+                       for rid in replays]
+        self._tx(statements)
+
+    # -- replay history (retry-failed) ---------------------------------------------------------
+    def remember_replay(self, name: str, sha256: str, history: list[dict]) -> int:
+        """Keep ``history`` for the file about to be put back into the inbox as ``name``."""
+        with self._lock:
+            cur = self.db.execute("INSERT INTO replays (name, sha256, requeued_at, history) "
+                                  "VALUES (?,?,?,?)", (name, sha256, self.clock(), json.dumps(history)))
+            return cur.lastrowid
+
+    def forget_replay(self, replay_id: int) -> None:
+        """The move back to the inbox did not happen after all."""
+        self._write("DELETE FROM replays WHERE id = ? AND consumed_by IS NULL", (replay_id,))
+
+    def replay_history(self, claim_id: str, name: str, sha256: Optional[str]) -> tuple[list[int], list[dict]]:
+        """(ids, earlier sidecars oldest first) waiting for this claim's outcome, or taken by it
+        already (a finish redone after a crash builds the same sidecar again)."""
+        rows = self._query("SELECT id, history FROM replays WHERE name = ? AND sha256 = ? AND "
+                           "(consumed_by IS NULL OR consumed_by = ?) ORDER BY id",
+                           (name, sha256 or "", claim_id))
+        return [r["id"] for r in rows], [doc for r in rows for doc in json.loads(r["history"])]
 
     def attempts_of(self, claim_id: str) -> list[dict]:
         rows = self._query("SELECT kind, n, started_at, ended_at, status, result, maybe_seen, error "

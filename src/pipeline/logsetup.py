@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 # the fields a log call may add through ``extra``; anything else is not printed
 FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "delay", "path",
           "in_flight", "done", "failed", "count", "elapsed", "holder", "url", "key", "reason",
-          "uploads", "field", "size", "worker", "config", "problems",
+          "uploads", "field", "size", "worker", "config", "problems", "duration", "total",
           # delivery confirmation (reconcile)
           "log_id", "delivered", "filtered", "gave_up", "pending", "checked", "files")
 
@@ -77,6 +77,7 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("urllib3", "botocore", "boto3", "s3transfer", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)     # library warnings become log lines (JSON when asked)
 
 
 def emit(fmt: str, message: str, **fields) -> None:

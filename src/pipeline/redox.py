@@ -73,16 +73,19 @@ class Transport:
                                         proxies=self._proxies_for(url))
             content = resp.content
         except requests.ConnectTimeout:
-            raise TransientDelivery("could not connect to Redox (timed out)") from None
+            raise TransientDelivery("could not connect to Redox (timed out)",
+                                    elapsed=time.monotonic() - started) from None
         except requests.ReadTimeout:
-            raise TransientDelivery("Redox did not answer in time", maybe_seen=True) from None
+            raise TransientDelivery("Redox did not answer in time", maybe_seen=True,
+                                    elapsed=time.monotonic() - started) from None
         except requests.ConnectionError as exc:
             never_sent = _never_connected(exc)
             what = "could not connect to Redox" if never_sent else "the connection to Redox was lost"
-            raise TransientDelivery(what, maybe_seen=not never_sent) from None
+            raise TransientDelivery(what, maybe_seen=not never_sent,
+                                    elapsed=time.monotonic() - started) from None
         except requests.RequestException as exc:
             raise TransientDelivery(f"HTTP error talking to Redox ({exc.__class__.__name__})",
-                                    maybe_seen=True) from None
+                                    maybe_seen=True, elapsed=time.monotonic() - started) from None
         return Reply(resp.status_code, resp.headers, content, time.monotonic() - started)
 
     def _proxies_for(self, url: str) -> dict:
@@ -299,7 +302,7 @@ def raise_for_status(reply: Reply, upload: bool = False):
     if status in TRANSIENT_STATUSES or status >= 500:
         raise TransientDelivery(f"Redox answered HTTP {status}", status=status, errors=errors,
                                 maybe_seen=status in AMBIGUOUS_STATUSES,
-                                retry_after=retry_after(reply.headers))
+                                retry_after=retry_after(reply.headers), elapsed=reply.elapsed)
     if upload and status == 403:
         # redox-api.md: "A file belongs to the source whose token uploaded it; free accounts
         # in development get 403."
@@ -311,7 +314,8 @@ def raise_for_status(reply: Reply, upload: bool = False):
     if status == 413:
         errors.append("HTTP 413: the document is over Redox's upload limit" if upload
                       else "HTTP 413: the message is over Redox's size limit")
-    raise PermanentDelivery(f"Redox refused the message (HTTP {status})", status=status, errors=errors)
+    raise PermanentDelivery(f"Redox refused the message (HTTP {status})", status=status, errors=errors,
+                            elapsed=reply.elapsed)
 
 
 def parse_logs(body: bytes) -> list[dict]:

@@ -63,6 +63,7 @@ class Runner:
         self.progress = progress
         self.metrics = metrics
         self._not_due: dict[str, float] = {}
+        self._oldest_inbox: Optional[float] = None   # mtime of the oldest inbox file at the last scan
 
     # -- control -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -84,7 +85,9 @@ class Runner:
             self._shutdown()
         if self.fatal:
             return EXIT_REDOX
-        return EXIT_FAILED if self.counts["failed"] else EXIT_OK
+        # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed files are the
+        # --once run's business (exit 1), not a reason for systemd to call the stop a failure
+        return EXIT_FAILED if self.once and self.counts["failed"] else EXIT_OK
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -101,6 +104,8 @@ class Runner:
             self._promote_due_retries()
             self._claim_ready()
             self._dispatch()
+            if self.metrics:
+                self._report_gauges()
             if self.once and self._once_finished(once_deadline):
                 return
 
@@ -153,11 +158,22 @@ class Runner:
     def _rescan(self) -> None:
         self._not_due = self.journal.not_due(self.wall())
         present = set()
+        oldest = None
         for drop in self.store.scan():
             present.add(drop.name)
+            oldest = drop.mtime if oldest is None else min(oldest, drop.mtime)
             if self._wanted(drop.name):
                 self.settler.observe(drop)
         self.settler.drop_missing(present)
+        self._oldest_inbox = oldest
+
+    def _report_gauges(self) -> None:
+        """In flight, waiting for a retry, and the oldest file not finished yet (inbox as of
+        the last scan, or held by us)."""
+        held = [job.claim.mtime for job in self.held.values()]
+        candidates = held + ([self._oldest_inbox] if self._oldest_inbox is not None else [])
+        self.metrics.gauges(in_flight=self.inflight, waiting_retry=len(self.retries),
+                            oldest_mtime=min(candidates) if candidates else None)
 
     def _recheck_settling(self) -> None:
         """Look again at files whose settle time has passed (no event is needed for that)."""
@@ -229,6 +245,8 @@ class Runner:
                     and self.unreachable_streak >= self.work.breaker.threshold):
                 self.fatal = "Redox could not be reached"
             self._schedule(job, step.delay, step.error)
+            if self.metrics:
+                self.metrics.retried()
         elif step.kind == "stuck":
             job.stuck += 1
             if self.once and job.stuck >= STUCK_TRIES_ONCE:
@@ -263,7 +281,8 @@ class Runner:
         fields = {"file": job.claim.name, "status": step.status, "dest": step.dest,
                   "sha256": (record.sha256 or "")[:12] if record else None,
                   "attempt": record.attempts if record else 0,
-                  "log_ids": [entry.get("ID") for entry in record.logs] if record else []}
+                  "log_ids": [entry.get("ID") for entry in record.logs] if record else [],
+                  "duration": round(max(0.0, self.wall() - job.claim.claimed_at), 3)}
         if step.status == "failed":
             log.warning("failed", extra=dict(fields, error=step.error))
         else:

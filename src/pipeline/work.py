@@ -190,13 +190,13 @@ class FileWork:
             self.journal.void_attempt(record.claim_id, "send", n)
             raise
         except PermanentDelivery as exc:
-            self._ended(job, n, "permanent", exc.status, False, describe(exc))
+            self._ended(job, n, "permanent", exc, False)
             self.breaker.record_success()   # Redox is up; the message is at fault
             return self._done(job, Outcome("failed", errors=tuple(exc.errors),
                                            http_status=exc.status, reason_kind="permanent"))
         except TransientDelivery as exc:
             job.last_error = describe(exc)
-            self._ended(job, n, "transient", exc.status, exc.maybe_seen, job.last_error)
+            self._ended(job, n, "transient", exc, exc.maybe_seen)
             self.breaker.record_failure()
             if self.policy.exhausted(n):
                 return self._give_up(job)
@@ -208,6 +208,8 @@ class FileWork:
                                    maybe_seen=False, logs=list(sent.logs))
         failpoints.reached("after_accept")
         self.observe("send", status=sent.status, elapsed=sent.elapsed)
+        _log_send(job, n, "accepted", sent.status, sent.elapsed,
+                  log_ids=[entry.get("ID") for entry in sent.logs])
         self.breaker.record_success()
         return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status))
 
@@ -223,10 +225,12 @@ class FileWork:
                         error=job.last_error, unreachable=True)
         return None
 
-    def _ended(self, job: Job, n: int, result: str, status, maybe_seen: bool, error: str) -> None:
-        self.journal.attempt_ended(job.record.claim_id, "send", n, result=result, status=status,
+    def _ended(self, job: Job, n: int, result: str, exc, maybe_seen: bool) -> None:
+        error = describe(exc)
+        self.journal.attempt_ended(job.record.claim_id, "send", n, result=result, status=exc.status,
                                    maybe_seen=maybe_seen, error=error)
-        self.observe("send", status=status, elapsed=None)
+        self.observe("send", status=exc.status, elapsed=exc.elapsed)
+        _log_send(job, n, result, exc.status, exc.elapsed, error=error)
         job.record = self.journal.get(job.record.claim_id)
 
     def _give_up(self, job: Job, attempts: Optional[int] = None, what: str = "attempts") -> Step:
@@ -263,3 +267,11 @@ def describe(exc) -> str:
     text = "; ".join(exc.errors)
     prefix = f"HTTP {exc.status}" if exc.status else ""
     return f"{prefix}: {text}" if prefix and prefix not in text else (text or prefix)
+
+
+def _log_send(job: Job, n: int, result: str, status, elapsed, *, log_ids=None, error=None) -> None:
+    """One line per SEND: which file, which attempt, what Redox answered, how long it took."""
+    log.info("send " + result, extra={
+        "file": job.claim.name, "sha256": (job.record.sha256 or "")[:12], "attempt": n,
+        "status": status, "log_ids": log_ids or [],
+        "duration": round(elapsed, 3) if elapsed is not None else None, "error": error})
