@@ -8,33 +8,47 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 
 from pipeline.errors import ClaimLost, StorageError
 
 
-def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o600) -> None:
+def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o666) -> None:
     """Write ``data`` to ``path`` via a temp name, fsync, then rename (or link when not ``replace``).
 
-    A reader sees the old file or the whole new one, never half. With ``replace=False`` an
-    existing ``path`` raises FileExistsError and is left untouched.
+    A reader sees the old file or the whole new one, never half; on any failure (ENOSPC, EIO)
+    the temp file is removed and nothing is left behind. With ``replace=False`` an existing
+    ``path`` raises FileExistsError and is left untouched. ``mode`` is filtered by the process
+    umask (config ``umask``, applied by the command line: 077 gives 0600).
     """
     folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = _create_temp(folder, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
         if replace:
             os.replace(tmp, path)
         else:
             os.link(tmp, path)   # fails with EEXIST instead of overwriting
     finally:
         _unlink_quietly(tmp)
+
+
+def _create_temp(folder: str, mode: int) -> tuple[int, str]:
+    """A new hidden file in ``folder`` created with ``mode`` & ~umask (mkstemp forces 0600,
+    which would make the configured umask meaningless for sidecars)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)  # pragma: no cover
 
 
 def move_noreplace(src: str, dst: str) -> None:
@@ -59,7 +73,7 @@ def move_noreplace(src: str, dst: str) -> None:
 
 def _copy_then_link(src: str, dst: str) -> None:
     folder = os.path.dirname(dst) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = _create_temp(folder, 0o600)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, 1 << 20)
@@ -105,11 +119,13 @@ def open_regular(path: str):
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotRegular("a symbolic link") from None
-        raise
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise Unreadable(f"cannot read the file ({exc.strerror})", path) from None
+        raise StorageError(f"cannot open ({exc.strerror})", path) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise NotRegular(_describe_mode(info.st_mode))
+        raise NotRegular(describe_mode(info.st_mode))
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -118,7 +134,19 @@ class NotRegular(StorageError):
     """What was claimed is not a regular file (symlink, FIFO, directory, device)."""
 
 
-def _describe_mode(mode: int) -> str:
+class Unreadable(StorageError):
+    """The file is there but this process may not read it (permissions): the file's fault,
+    or its owner's, not a passing storage problem. ``reason`` omits the path."""
+
+    def __init__(self, reason: str, where: str = ""):
+        self.reason = reason
+        super().__init__(reason, where)
+
+
+def describe_mode(mode: int) -> str:
+    """What a non-regular file is, for reasons and logs ("a FIFO", "a directory", ...)."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
@@ -135,8 +163,10 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def ensure_dir(path: str, mode: int = 0o700) -> None:
-    """Create ``path`` (and parents) if missing; StorageError if it cannot be."""
+def ensure_dir(path: str, mode: int = 0o777) -> None:
+    """Create ``path`` (and parents) if missing; StorageError if it cannot be.
+
+    ``mode`` is filtered by the process umask (config ``umask``: 077 gives 0700)."""
     try:
         os.makedirs(path, mode=mode, exist_ok=True)
     except OSError as exc:
