@@ -54,10 +54,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as exc:
         report_config_problems(args, exc)
         return EXIT_USAGE
+    except StorageError as exc:     # e.g. the inbox cannot be created: fix the folders first
+        report_config_problems(args, ConfigError(f"folders: {exc}"))
+        return EXIT_USAGE
 
 
 def load_settings(args) -> config_mod.Settings:
-    return config_mod.load(config_mod.default_path(args.config))
+    """The settings, with the configured umask applied to the process at once: every file and
+    folder any command creates after this (sidecars, folders, the journal) gets it."""
+    settings = config_mod.load(config_mod.default_path(args.config))
+    os.umask(settings.umask_value)
+    return settings
 
 
 def report_config_problems(args, exc: ConfigError) -> None:
@@ -96,7 +103,6 @@ def cmd_validate(args) -> int:
 
 def cmd_run(args) -> int:
     settings = load_settings(args)
-    os.umask(settings.umask_value)
     from pipeline import app
     from pipeline.runlock import LockBusy, RunLock
     lock = None
@@ -135,6 +141,10 @@ def _run(settings, once: bool, app) -> int:
     code = runner.run()
     if runner.fatal:
         print(f"stopped: {runner.fatal}; files were left where they were", file=sys.stderr)
+    elif runner.unfinished:
+        print(f"{len(runner.unfinished)} file(s) could not be claimed or finished (storage "
+              "problem, see the errors above); they stay in the inbox for the next run",
+              file=sys.stderr)
     journal.close()
     log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
     return code

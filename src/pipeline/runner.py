@@ -61,6 +61,8 @@ class Runner:
         self.progress = progress
         self.metrics = metrics
         self._not_due: dict[str, float] = {}
+        self._stuck: dict[str, tuple[float, int]] = {}   # location → (first stuck at, times)
+        self.unfinished: set[str] = set()          # --once: names it could not claim or finish
 
     # -- control -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -82,7 +84,7 @@ class Runner:
             self._shutdown()
         if self.fatal:
             return EXIT_REDOX
-        return EXIT_FAILED if self.counts["failed"] else EXIT_OK
+        return EXIT_FAILED if self.counts["failed"] or self.unfinished else EXIT_OK
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -177,6 +179,8 @@ class Runner:
                 continue
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
+                if self.once:
+                    self.unfinished.add(name)
                 continue
             job = Job(claim)
             self.held[claim.location] = job
@@ -204,6 +208,8 @@ class Runner:
     # -- results -----------------------------------------------------------------------------
     def _on_step(self, job: Job, step: Step) -> None:
         name = job.claim.name
+        if step.kind != "stuck":
+            self._stuck.pop(job.claim.location, None)
         if step.kind == "finished":
             self.held.pop(job.claim.location, None)
             self.counts[step.status] += 1
@@ -217,7 +223,7 @@ class Runner:
                 self.fatal = "Redox could not be reached"
             self._schedule(job, step.delay, step.error)
         elif step.kind == "stuck":
-            self._schedule(job, min(60.0, 1.0 + self.settle_seconds), step.error)
+            self._on_stuck(job, step.error)
         elif step.kind == "auth":
             self.fatal = step.error
             self.ready.appendleft(job)          # released with the rest below
@@ -226,6 +232,23 @@ class Runner:
             log.warning("claimed file vanished before it was finished", extra={"file": name})
         if self.progress:
             self.progress(self.counts)
+
+    def _on_stuck(self, job: Job, error: Optional[str]) -> None:
+        """Could not read it consistently or finish it (a folder missing, unwritable or full):
+        it stays claimed and is tried again, backing off to once a minute, so the service
+        recovers by itself once the folder is fixed. ``--once`` must end: after
+        ``once_wait_seconds`` the file goes back to the inbox (the journal keeps an accepted
+        outcome, so the next run finishes it without sending it again) and the exit status is 1."""
+        first, times = self._stuck.get(job.claim.location, (self.mono(), 0))
+        self._stuck[job.claim.location] = (first, times + 1)
+        if self.once and self.mono() - first >= self.once_wait:
+            self._stuck.pop(job.claim.location, None)
+            self.unfinished.add(job.claim.name)
+            log.error("could not finish; giving up for this run", extra={"file": job.claim.name,
+                                                                         "error": error})
+            self._release(job)
+            return
+        self._schedule(job, min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6)), error)
 
     def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
         if job.record is not None:

@@ -8,6 +8,7 @@ route, redox (deliver), finish.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -18,7 +19,7 @@ from pipeline import message as message_stage
 from pipeline.errors import (AuthError, ClaimLost, PermanentDelivery, RejectedFile, StorageError,
                              TransientDelivery)
 from pipeline.finish import finish
-from pipeline.fsops import NotRegular
+from pipeline.fsops import NotRegular, Unreadable
 from pipeline.journal import Journal, Record
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.route import route
@@ -39,8 +40,8 @@ class Job:
 @dataclass(frozen=True)
 class Step:
     """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
-    (credentials refused: stop), ``lost`` (the file vanished), ``stuck`` (could not finish:
-    try again later, the file stays claimed)."""
+    (credentials refused: stop), ``lost`` (the file vanished), ``stuck`` (could not read it
+    consistently or could not finish: try again later, the file stays claimed)."""
     kind: str
     status: Optional[str] = None
     delay: float = 0.0
@@ -88,9 +89,17 @@ class FileWork:
         decision = route(claim.size, self.send_limit, self.transfer is not None)
         try:
             raw = self._read(claim) if decision.action == "send" else None
+            sha = hashlib.sha256(raw).hexdigest() if raw is not None else self._hash(claim)
         except NotRegular as exc:
-            return self._reject_unread(job, f"not a regular file ({exc.args[0].split(':')[0]})")
-        sha = hashlib.sha256(raw).hexdigest() if raw is not None else self._hash(claim)
+            return self._reject_unread(job, f"not a regular file ({exc.args[0].split(':')[0]})",
+                                       "not_a_file")
+        except Unreadable as exc:
+            return self._reject_unread(job, exc.reason, "unreadable")
+        if raw is not None and len(raw) != claim.size:
+            # still being written after it looked settled: read it again once it is quiet
+            job.claim = dataclasses.replace(claim, size=len(raw))
+            return Step("stuck", error=f"the file changed after it was claimed ({claim.size} "
+                                       f"bytes, now {len(raw)}); reading it again later")
         job.record = self.journal.begin(claim.name, sha, claim.size, claim.source, claim.location,
                                         getattr(self.store, "owner", ""), claim.mtime)
         if job.record.state in ("accepted", "finishing"):
@@ -112,21 +121,27 @@ class FileWork:
         return None
 
     def _read(self, claim: Claim) -> bytes:
-        with self.store.open(claim) as handle:
-            return handle.read()
+        try:
+            with self.store.open(claim) as handle:
+                return handle.read()
+        except OSError as exc:      # EIO and the like: a storage problem, tried again later
+            raise StorageError(f"cannot read ({exc.strerror})", claim.location) from None
 
     def _hash(self, claim: Claim) -> str:
         digest = hashlib.sha256()
-        with self.store.open(claim) as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        try:
+            with self.store.open(claim) as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot read ({exc.strerror})", claim.location) from None
         return digest.hexdigest()
 
-    def _reject_unread(self, job: Job, reason: str) -> Step:
+    def _reject_unread(self, job: Job, reason: str, kind: str) -> Step:
         claim = job.claim
         job.record = self.journal.begin(claim.name, "", claim.size, claim.source, claim.location,
                                         getattr(self.store, "owner", ""), claim.mtime)
-        return self._done(job, Outcome("failed", errors=(reason,), reason_kind="not_a_file"))
+        return self._done(job, Outcome("failed", errors=(reason,), reason_kind=kind))
 
     # -- deliver ---------------------------------------------------------------------------------
     def _attempt(self, job: Job) -> Step:
