@@ -66,7 +66,10 @@ def build_sidecar(claim: Claim, record: Record, outcome: Outcome, attempts: list
 
 
 def encode(doc: dict) -> bytes:
-    return json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+    """Readable UTF-8 JSON. Never raises on odd text: a lone surrogate (a name that is not UTF-8,
+    a ``\\ud800`` escape in Redox's error text) is written as its JSON escape."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+    return text.encode("utf-8", "backslashreplace") + b"\n"
 
 
 def iso(epoch: Optional[float]) -> Optional[str]:

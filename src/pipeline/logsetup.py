@@ -43,8 +43,13 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(value) -> str:
+    """One ``key=value`` token: quoted when it has spaces, quotes or ``=``; control and other
+    unprintable characters (a file name may hold CR, LF, ESC ...) always escaped, so a name can
+    neither forge a log line nor drive a terminal."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ' "=\n') else text
+    if not text.isprintable():
+        return json.dumps(text, ensure_ascii=True)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ' "=') else text
 
 
 def setup(fmt: str = "text", level: int = logging.INFO) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Iterable
 
 from pipeline.errors import RejectedFile
@@ -18,6 +19,9 @@ from pipeline.values import Message
 MAX_DEPTH = 64          # deeper JSON is not a real Redox message, and would exhaust the stack
 MAX_NUMBER_CHARS = 64   # an integer or float literal longer than this is not a real value
 _BOM = b"\xef\xbb\xbf"
+# Redox data model and event type names ("PatientAdmin", "Clinical Summary", "NewPatient"):
+# they are recorded in the journal and the sidecar, so nothing else may pass for one.
+_SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _&/.-]{0,63}")
 
 
 def check(raw: bytes, destinations: Iterable[dict]) -> Message:
@@ -35,6 +39,11 @@ def check(raw: bytes, destinations: Iterable[dict]) -> Message:
         value = meta.get(key)
         if not isinstance(value, str) or not value.strip():
             raise RejectedFile(f"not a Redox message: Meta.{key} is missing or not a string", "invalid")
+        if not _SCHEMA_NAME.fullmatch(value):
+            what = "data model" if key == "DataModel" else "event type"
+            raise RejectedFile(f"not a Redox message: Meta.{key} is not a {what} name (a "
+                               "letter, then at most 63 letters, digits, spaces or _&/.-)",
+                               "invalid")
     meta["Destinations"] = [dict(d) for d in destinations]
     return Message(sha256=sha, size=len(raw), data_model=meta["DataModel"],
                    event_type=meta["EventType"], body=serialize(doc))
@@ -90,8 +99,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     doc: dict = {}
     for key, value in pairs:
         if key in doc:
-            # Which value would Redox use? Unknowable, so the file is not sent.
-            raise RejectedFile(f"duplicate key {key[:40]!r} in a JSON object", "invalid")
+            # Which value would Redox use? Unknowable, so the file is not sent. The key itself
+            # is not quoted: in a file that is not a Redox message it may be patient data.
+            raise RejectedFile(f"duplicate key in a JSON object (a key of {len(key)} "
+                               "characters appears twice)", "invalid")
         doc[key] = value
     return doc
 

@@ -172,7 +172,10 @@ def parse_errors(body: bytes) -> list[str]:
     meta = doc.get("Meta") if doc else None
     errors = meta.get("Errors") if isinstance(meta, dict) else None
     if isinstance(errors, list):
-        texts = [str(e.get("Text")) for e in errors if isinstance(e, dict) and e.get("Text")]
+        # kept as Redox sent it, except a lone surrogate (a "\ud800" escape), which no UTF-8
+        # journal, sidecar or log line can hold
+        texts = [str(e.get("Text")).encode("utf-8", "replace").decode("utf-8")
+                 for e in errors if isinstance(e, dict) and e.get("Text")]
         if texts:
             return texts
     if not doc and body.strip():
