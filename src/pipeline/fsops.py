@@ -55,9 +55,17 @@ def move_noreplace(src: str, dst: str) -> None:
     """Move ``src`` to ``dst``; never overwrite. FileExistsError if ``dst`` exists.
 
     A hard link then unlink makes "does not exist yet" and "put it there" one atomic step.
-    Where links are impossible (another filesystem, no hard links) the file is copied to a
-    temp name beside ``dst`` first, so ``dst`` is never seen half-written.
+    Where links are impossible (another filesystem, no hard links) a regular file is copied to
+    a temp name beside ``dst`` first, so ``dst`` is never seen half-written; anything else
+    (a FIFO, a symlink) is never opened or followed for that. A directory cannot be linked: it
+    is renamed after a check (the only case with a window, and only for a directory someone
+    put where a file was claimed).
     """
+    if os.path.isdir(src) and not os.path.islink(src):
+        if os.path.lexists(dst):
+            raise FileExistsError(dst)
+        os.rename(src, dst)
+        return
     try:
         os.link(src, dst, follow_symlinks=False)
     except FileNotFoundError:
@@ -75,7 +83,7 @@ def _copy_then_link(src: str, dst: str) -> None:
     folder = os.path.dirname(dst) or "."
     fd, tmp = _create_temp(folder, 0o600)
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+        with os.fdopen(fd, "wb") as out, open_regular(src) as inp:
             shutil.copyfileobj(inp, out, 1 << 20)
             out.flush()
             os.fsync(out.fileno())

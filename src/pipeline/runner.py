@@ -230,6 +230,10 @@ class Runner:
         elif step.kind == "lost":
             self.held.pop(job.claim.location, None)
             log.warning("claimed file vanished before it was finished", extra={"file": name})
+        elif step.kind == "released":
+            self.held.pop(job.claim.location, None)
+            log.warning("returned to the inbox, where it is left alone", extra={
+                "file": name, "error": step.error, "path": step.dest})
         if self.progress:
             self.progress(self.counts)
 

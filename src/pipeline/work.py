@@ -40,7 +40,8 @@ class Job:
 @dataclass(frozen=True)
 class Step:
     """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
-    (credentials refused: stop), ``lost`` (the file vanished), ``stuck`` (could not read it
+    (credentials refused: stop), ``lost`` (the file vanished), ``released`` (not a regular
+    file after all: put back in the inbox, where it is left alone), ``stuck`` (could not read it
     consistently or could not finish: try again later, the file stays claimed)."""
     kind: str
     status: Optional[str] = None
@@ -91,8 +92,11 @@ class FileWork:
             raw = self._read(claim) if decision.action == "send" else None
             sha = hashlib.sha256(raw).hexdigest() if raw is not None else self._hash(claim)
         except NotRegular as exc:
-            return self._reject_unread(job, f"not a regular file ({exc.args[0].split(':')[0]})",
-                                       "not_a_file")
+            # swapped in after the scan: never opened, sent or moved to failed (a FIFO or
+            # symlink there could be followed by whoever reads failed/); it goes back
+            where = self.store.release(claim)
+            return Step("released", error=f"not a regular file ({exc.args[0].split(':')[0]})",
+                        dest=where)
         except Unreadable as exc:
             return self._reject_unread(job, exc.reason, "unreadable")
         if raw is not None and len(raw) != claim.size:
