@@ -63,7 +63,8 @@ def parse(raw: bytes) -> dict:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
                          parse_int=_int, parse_float=_float)
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "not valid JSON"
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        what = "truncated JSON" if cut else "not valid JSON"
         raise RejectedFile(f"{what} (line {exc.lineno}, column {exc.colno}: {exc.msg})",
                            "invalid") from None
     except RecursionError:
