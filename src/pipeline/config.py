@@ -155,16 +155,17 @@ def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Sett
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    secrets = literal_secrets(raw)
     problems: list[str] = []
     expanded = _expand(raw, os.environ if environ is None else environ, "", problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(secrets + problems)
     expanded["config_path"] = str(path.resolve())
     try:
         settings = Settings.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()]) from None
-    problems = semantic_problems(settings)
+        raise ConfigError(secrets + [_describe(err) for err in exc.errors()]) from None
+    problems = secrets + semantic_problems(settings)
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(settings, path.resolve().parent)
@@ -186,6 +187,26 @@ def _expand(value: Any, environ, where: str, problems: list[str]) -> Any:
             return environ[name]
         return _ENV_REF.sub(sub, value)
     return value
+
+
+SECRET_KEYS = ("api_key", "secret")
+
+
+def literal_secrets(raw: dict) -> list[str]:
+    """Credentials come only from the environment (or, for OAuth, a key file named in config):
+    a config file gets copied, committed and shown around. Problems never quote the value."""
+    problems = []
+    for where in ("redox.auth", "delivery_check.auth"):
+        section, key = where.split(".")
+        auth = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if not isinstance(auth, dict):
+            continue
+        for name in SECRET_KEYS:
+            value = auth.get(name)
+            if value is not None and not (isinstance(value, str) and _ENV_REF.fullmatch(value.strip())):
+                problems.append(f"{where}.{name}: must be an environment reference such as "
+                                f"${{REDOX_{name.upper()}}}, never the credential itself")
+    return problems
 
 
 def _describe(err: dict) -> str:

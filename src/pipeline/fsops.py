@@ -6,11 +6,14 @@ file is expected.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import os
 import secrets
 import shutil
 import stat
+import sys
 
 from pipeline.errors import ClaimLost, StorageError
 
@@ -54,13 +57,22 @@ def _create_temp(folder: str, mode: int) -> tuple[int, str]:
 def move_noreplace(src: str, dst: str) -> None:
     """Move ``src`` to ``dst``; never overwrite. FileExistsError if ``dst`` exists.
 
-    A hard link then unlink makes "does not exist yet" and "put it there" one atomic step.
-    Where links are impossible (another filesystem, no hard links) a regular file is copied to
-    a temp name beside ``dst`` first, so ``dst`` is never seen half-written; anything else
+    Linux's rename with RENAME_NOREPLACE does it in one atomic step and needs no access to the
+    file itself (a file another user owns, even an unreadable one, can be moved). Elsewhere a
+    hard link then unlink makes "does not exist yet" and "put it there" one atomic step. Where
+    links are impossible too (another filesystem, protected_hardlinks) a regular file is copied
+    to a temp name beside ``dst`` first, so ``dst`` is never seen half-written; anything else
     (a FIFO, a symlink) is never opened or followed for that. A directory cannot be linked: it
-    is renamed after a check (the only case with a window, and only for a directory someone
-    put where a file was claimed).
+    is renamed after a check (a window, and only for a directory someone put where a file was
+    claimed, on a system without RENAME_NOREPLACE).
     """
+    try:
+        if _rename_noreplace(src, dst):
+            return
+    except FileNotFoundError:
+        if not os.path.lexists(src):
+            raise ClaimLost("the file vanished", src) from None
+        raise
     if os.path.isdir(src) and not os.path.islink(src):
         if os.path.lexists(dst):
             raise FileExistsError(dst)
@@ -77,6 +89,37 @@ def move_noreplace(src: str, dst: str) -> None:
             raise
         _copy_then_link(src, dst)
     os.unlink(src)
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2():
+    """libc's renameat2, or None where there is none (not Linux, old glibc, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """rename(2) that fails with FileExistsError instead of replacing ``dst``. False when the
+    system or the filesystem does not offer it, or ``dst`` is on another filesystem."""
+    func = _renameat2()
+    if func is None:
+        return False
+    if func(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP, errno.EPERM):
+        return False      # EPERM: some filesystems refuse the flag itself; the fallbacks decide
+    raise OSError(err, os.strerror(err), src, None, dst)   # EEXIST becomes FileExistsError
 
 
 def _copy_then_link(src: str, dst: str) -> None:

@@ -195,10 +195,11 @@ class LocalStore:
                 continue
             except ClaimLost:
                 raise
-            except OSError as exc:
+            except (OSError, StorageError) as exc:
                 # no sidecar without its file: take ours back; the file stays claimed
                 fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
-                raise StorageError(f"cannot move the file to {status} ({exc.strerror})", dest) from None
+                why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
+                raise StorageError(f"cannot move the file to {status} ({why})", dest) from None
             fsops.fsync_dir(folder)
             return dest
         raise StorageError("no free name to finish to", folder)  # pragma: no cover

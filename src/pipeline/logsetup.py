@@ -59,6 +59,7 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)     # library warnings too become lines in the chosen format
     for noisy in ("urllib3", "botocore", "boto3", "s3transfer", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

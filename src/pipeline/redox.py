@@ -64,6 +64,12 @@ class Transport:
             raise TransientDelivery("could not connect to Redox (timed out)") from None
         except requests.ReadTimeout:
             raise TransientDelivery("Redox did not answer in time", maybe_seen=True) from None
+        except requests.exceptions.SSLError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" not in repr(exc):
+                raise TransientDelivery("the TLS connection to Redox failed", maybe_seen=True) from None
+            # the handshake failed, so nothing was sent; verification is never switched off
+            raise TransientDelivery("TLS certificate verification failed: the server's "
+                                    "certificate is not trusted") from None
         except requests.ConnectionError as exc:
             never_sent = _never_connected(exc)
             what = "could not connect to Redox" if never_sent else "the connection to Redox was lost"

@@ -250,6 +250,8 @@ class Runner:
             self.unfinished.add(job.claim.name)
             log.error("could not finish; giving up for this run", extra={"file": job.claim.name,
                                                                          "error": error})
+            if job.record is not None:
+                self.journal.schedule(job.record.claim_id, self.wall())   # due at the next run
             self._release(job)
             return
         self._schedule(job, min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6)), error)

@@ -72,6 +72,10 @@ class FileWork:
                 early = self._prepare(job)
                 if early:
                     return early
+            else:
+                # the journal is the truth: a finish that failed (done/ full) left it ahead of
+                # job.record, and an accepted SEND must never be made again
+                job.record = self.journal.get(job.record.claim_id)
             if job.record.state in ("accepted", "finishing"):
                 return self._finish_recorded(job)
             return self._attempt(job)
