@@ -57,6 +57,10 @@ def test_a_utf8_bom_is_accepted_and_not_sent():
     (b'{"Meta": {"DataModel": "' + b"A" * 65 + b'", "EventType": "x"}}', "Meta.DataModel is not"),
     (b'{"Meta": {"DataModel": " PatientAdmin", "EventType": "x"}}', "Meta.DataModel is not"),
     (b"\x00" * 16, "not valid JSON"),
+    (b"42", "JSON number, not an object"),              # top-level scalars once crashed the check
+    (b"null", "JSON null"),
+    (b'"PatientAdmin"', "JSON string"),
+    (b"true", "JSON boolean"),
 ])
 def test_each_hostile_shape_is_rejected_with_its_reason(raw, expected):
     assert expected in reason(raw)

@@ -87,7 +87,7 @@ def serialize(doc: Any) -> bytes:
 
 def _check_depth(doc: Any) -> None:
     """Reject absurd nesting (iteratively: a deep document must not exhaust our own stack)."""
-    stack = [(doc, 1)]
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:

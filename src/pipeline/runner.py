@@ -113,6 +113,9 @@ class Runner:
             waits.append(settle)
         if self.ready or self.retries:
             waits.append(max(0.01, self.work.breaker.wait_time()))
+        if (self.settler.has_ready() and self.inflight + len(self.ready) < self.workers
+                and not self.work.breaker.is_open and not self.stop_reason):
+            waits.append(0.0)                  # settled files and a free worker: claim now
         return min(1.0, max(0.0, min(waits)))
 
     def _drain(self, timeout: float) -> None:
