@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 
 import pytest
 
@@ -189,3 +190,38 @@ def test_a_full_folder_with_once_then_room_again(tmp_path, sandbox, folder, data
         assert env.files(folder) == ["a.json"] and env.files("inbox") == [], second.stderr
         assert sends(sandbox) == (["good"] if folder == "done" else [])
         assert (target / "a.json").read_bytes() == data and no_debris(target)
+
+
+class Lines:
+    """Collects a running process's stderr lines (read in a thread, so the pipe never fills)."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(stream), daemon=True).start()
+
+    def __contains__(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+
+def test_a_full_disk_under_the_journal_too_stops_nothing_and_loses_nothing(tmp_path, sandbox):
+    """The whole drop folder, journal included, on one filesystem that fills up mid-run."""
+    env = PipelineEnv(tmp_path, sandbox.url, source={"settle_seconds": 1.5})
+    with small_filesystem(tmp_path / "drop", "2m") as drop:
+        for sub in ("inbox", "processing", "done", "failed"):
+            (drop / sub).mkdir()
+        proc = env.start()
+        err = Lines(proc.stderr)
+        try:
+            env.wait_for(lambda: (drop / "state.db").exists()
+                         and any(p.is_dir() for p in env.folder("processing").iterdir()))
+            env.drop("a.json", message("full", padding="f" * 3000))   # settles in 1.5 s ...
+            filler = fill(drop)                                        # ... on a full disk
+            env.wait_for(lambda: "database or disk is full" in err)
+            assert env.files("done") == [] and no_debris(env.folder("done"))
+            os.unlink(filler)
+            env.wait_for(lambda: env.files("done") == ["a.json"], timeout=90)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        assert "Traceback" not in err and "unexpected" not in err
+        assert sends(sandbox) == ["full"] and env.sidecar("done", "a.json")["attempts"] == 1

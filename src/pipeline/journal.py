@@ -11,6 +11,7 @@ One connection per process, guarded by a lock so worker threads can share it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -109,12 +110,21 @@ class Journal:
         with self._lock:
             self.db.close()
 
+    @contextlib.contextmanager
+    def _errors(self):
+        """A full disk or an I/O error is a StorageError (the file stays claimed and is tried
+        again), not an unexpected exception. SQLite's messages quote no data."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StorageError(f"journal: {exc}", self.path) from None
+
     def _write(self, sql: str, args: Iterable = ()) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             self.db.execute(sql, tuple(args))
 
     def _tx(self, statements: list[tuple[str, tuple]]) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for sql, args in statements:
@@ -125,7 +135,7 @@ class Journal:
                 raise
 
     def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._errors():
             return self.db.execute(sql, tuple(args)).fetchall()
 
     # -- claims ------------------------------------------------------------------------------
@@ -164,7 +174,7 @@ class Journal:
     def close_interrupted(self, claim_id: str) -> None:
         """Attempts started but never ended belong to a process that died mid-request:
         Redox may have received them (redox-api.md: no idempotency key)."""
-        with self._lock:
+        with self._lock, self._errors():
             cur = self.db.execute(
                 "UPDATE attempts SET ended_at = ?, result = 'interrupted', maybe_seen = 1 "
                 "WHERE claim_id = ? AND result IS NULL", (self.clock(), claim_id))

@@ -62,7 +62,7 @@ class Runner:
         self.metrics = metrics
         self._not_due: dict[str, float] = {}
         self._stuck: dict[str, tuple[float, int]] = {}   # location → (first stuck at, times)
-        self.unfinished: set[str] = set()          # --once: names it could not claim or finish
+        self.unfinished: set[str] = set()          # --once: files it could not claim or finish
 
     # -- control -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -153,7 +153,10 @@ class Runner:
 
     # -- discover + claim --------------------------------------------------------------------
     def _rescan(self) -> None:
-        self._not_due = self.journal.not_due(self.wall())
+        try:
+            self._not_due = self.journal.not_due(self.wall())
+        except StorageError as exc:
+            log.error("cannot read the journal", extra={"error": str(exc)})
         present = set()
         for drop in self.store.scan():
             present.add(drop.name)
@@ -183,7 +186,7 @@ class Runner:
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
                 if self.once:
-                    self.unfinished.add(name)
+                    self.unfinished.add(name)       # (by name: it never got a location)
                 continue
             job = Job(claim)
             self.held[claim.location] = job
@@ -213,6 +216,7 @@ class Runner:
         name = job.claim.name
         if step.kind != "stuck":
             self._stuck.pop(job.claim.location, None)
+            self.unfinished.discard(job.claim.location)
         if step.kind == "finished":
             self.held.pop(job.claim.location, None)
             self.counts[step.status] += 1
@@ -246,22 +250,34 @@ class Runner:
         recovers by itself once the folder is fixed. ``--once`` must end: after
         ``once_wait_seconds`` the file goes back to the inbox (the journal keeps an accepted
         outcome, so the next run finishes it without sending it again) and the exit status is 1."""
-        first, times = self._stuck.get(job.claim.location, (self.mono(), 0))
+        now = self.mono()
+        first, times = self._stuck.get(job.claim.location, (now, 0))
         self._stuck[job.claim.location] = (first, times + 1)
-        if self.once and self.mono() - first >= self.once_wait:
-            self._stuck.pop(job.claim.location, None)
-            self.unfinished.add(job.claim.name)
-            log.error("could not finish; giving up for this run", extra={"file": job.claim.name,
-                                                                         "error": error})
-            if job.record is not None:
-                self.journal.schedule(job.record.claim_id, self.wall())   # due at the next run
-            self._release(job)
+        delay = min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6))
+        if self.once:
+            self.unfinished.add(job.claim.location)
+            left = first + self.once_wait - now
+            if left <= 0:
+                self._stuck.pop(job.claim.location, None)
+                log.error("could not finish; giving up for this run",
+                          extra={"file": job.claim.name, "error": error})
+                self._journal(self.journal.schedule, job, self.wall())   # due at the next run
+                self._release(job)
+                return
+            delay = min(delay, left)          # one last try before giving up, within the run
+        self._schedule(job, delay, error)
+
+    def _journal(self, method, job: Job, *args) -> None:
+        """A journal write from the loop itself: a full disk must not stop the loop."""
+        if job.record is None:
             return
-        self._schedule(job, min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6)), error)
+        try:
+            method(job.record.claim_id, *args)
+        except StorageError as exc:
+            log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
 
     def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
-        if job.record is not None:
-            self.journal.schedule(job.record.claim_id, self.wall() + delay)
+        self._journal(self.journal.schedule, job, self.wall() + delay)
         heapq.heappush(self.retries, (self.mono() + delay, next(self._seq), job))
         log.info("retry scheduled", extra={"file": job.claim.name, "delay": round(delay, 3),
                                            "attempt": job.record.attempts if job.record else 0,
@@ -322,6 +338,11 @@ class Runner:
         self.held.pop(job.claim.location, None)
         if job.record is not None:
             due = job.record.next_retry_at if job.record.next_retry_at else self.wall()
-            fresh = self.journal.get(job.record.claim_id)
-            self.journal.schedule(job.record.claim_id, max(due, fresh.next_retry_at or 0), "released")
+            try:
+                fresh = self.journal.get(job.record.claim_id)
+                self.journal.schedule(job.record.claim_id, max(due, fresh.next_retry_at or 0),
+                                      "released")
+            except StorageError as exc:     # the journal keeps its last state: still safe
+                log.error("cannot update the journal", extra={"file": job.claim.name,
+                                                             "error": str(exc)})
         log.info("released to the inbox", extra={"file": job.claim.name, "path": where})
