@@ -72,6 +72,18 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+class Lines:
+    """Collects a running process's stderr lines (read in a thread, so the pipe never fills)."""
+
+    def __init__(self, stream):
+        import threading
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(stream), daemon=True).start()
+
+    def __contains__(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+
 # -- the command as an unprivileged user ------------------------------------------------------------
 
 NOBODY = "nobody"

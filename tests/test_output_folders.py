@@ -13,11 +13,10 @@ import json
 import os
 import sqlite3
 import stat
-import threading
 
 import pytest
 
-from hostile import Rig, Unprivileged, fill, small_filesystem
+from hostile import Lines, Rig, Unprivileged, fill, small_filesystem
 from pipeline.errors import StorageError
 from pipeline.localstore import LocalStore
 from pipeline_env import PipelineEnv, message
@@ -190,17 +189,6 @@ def test_a_full_folder_with_once_then_room_again(tmp_path, sandbox, folder, data
         assert env.files(folder) == ["a.json"] and env.files("inbox") == [], second.stderr
         assert sends(sandbox) == (["good"] if folder == "done" else [])
         assert (target / "a.json").read_bytes() == data and no_debris(target)
-
-
-class Lines:
-    """Collects a running process's stderr lines (read in a thread, so the pipe never fills)."""
-
-    def __init__(self, stream):
-        self.lines: list[str] = []
-        threading.Thread(target=lambda: self.lines.extend(stream), daemon=True).start()
-
-    def __contains__(self, text: str) -> bool:
-        return any(text in line for line in list(self.lines))
 
 
 def test_a_full_disk_under_the_journal_too_stops_nothing_and_loses_nothing(tmp_path, sandbox):

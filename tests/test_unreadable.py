@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from hostile import Rig, Unprivileged
+from hostile import Lines, Rig, Unprivileged
 from pipeline.fsops import Unreadable
 from pipeline.localstore import LocalStore
 from pipeline_env import message
@@ -58,3 +58,32 @@ def test_the_stage_maps_an_unreadable_file_to_failed(tmp_path):
     car = json.loads((tmp_path / "failed" / "locked.json.redox.json").read_bytes())
     assert car["reason_kind"] == "unreadable" and rig.client.bodies == []
     rig.close()
+
+
+def test_an_inbox_that_cannot_be_listed_is_a_clear_error_for_once(unpriv, sandbox):
+    env = unpriv.env(sandbox.url)
+    env.drop("a.json", message("a"))
+    os.chown(env.inbox, 0, 0)
+    os.chmod(env.inbox, 0o700)
+    result = env.run("run", "--once")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot list the inbox (Permission denied)" in result.stderr
+    assert sorted(os.listdir(env.inbox)) == ["a.json"]
+
+
+def test_the_service_waits_out_an_inbox_it_cannot_list(unpriv, sandbox):
+    env = unpriv.env(sandbox.url, source={"rescan_seconds": 0.2})
+    os.chown(env.inbox, 0, 0)
+    os.chmod(env.inbox, 0o700)
+    proc = env.start()
+    err = Lines(proc.stderr)
+    try:
+        env.wait_for(lambda: "cannot list the inbox (Permission denied)" in err)
+        env.drop("a.json", message("a"))
+        os.chown(env.inbox / "a.json", unpriv.uid, unpriv.gid)
+        os.chown(env.inbox, unpriv.uid, unpriv.gid)             # fixed
+        env.wait_for(lambda: env.files("done") == ["a.json"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in err

@@ -84,15 +84,15 @@ class LocalStore:
         """Regular files in the inbox whose names count (one directory listing, lstat only).
 
         Anything else whose name matches (a symlink, directory, FIFO, a name that is not UTF-8
-        or too long) is left alone, with one warning per name while it stays there.
+        or too long) is left alone, with one warning per name while it stays there. An inbox
+        that exists but cannot be listed raises StorageError.
         """
         try:
             entries = os.scandir(self.inbox)
         except FileNotFoundError:
             return
-        except OSError as exc:      # e.g. permissions changed: the next scan tries again
-            log.error("cannot list the inbox", extra={"path": self.inbox, "error": exc.strerror})
-            return
+        except OSError as exc:
+            raise StorageError(f"cannot list the inbox ({exc.strerror})", self.inbox) from None
         noted: set[str] = set()
         with entries:
             for entry in entries:

@@ -158,10 +158,14 @@ class Runner:
         except StorageError as exc:
             log.error("cannot read the journal", extra={"error": str(exc)})
         present = set()
-        for drop in self.store.scan():
-            present.add(drop.name)
-            if self._wanted(drop.name):
-                self.settler.observe(drop)
+        try:
+            for drop in self.store.scan():
+                present.add(drop.name)
+                if self._wanted(drop.name):
+                    self.settler.observe(drop)
+        except StorageError as exc:      # e.g. its permissions changed: the next rescan tries again
+            log.error("cannot scan the source", extra={"error": str(exc)})
+            return
         self.settler.drop_missing(present)
 
     def _wanted(self, name: str) -> bool:
