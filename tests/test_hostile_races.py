@@ -139,3 +139,23 @@ def test_a_new_file_under_the_same_name_while_the_first_is_in_flight(tmp_path, s
     bodies = {env.sidecar("done", n)["sha256"] for n in ("a.json", "a-1.json")}
     assert len(bodies) == 2
     assert sorted(s["marker"] for s in sandbox.records()["sends"]) == ["first", "second"]
+
+
+def test_a_name_that_looks_like_a_claim_slot_survives_recovery(tmp_path):
+    """'2024~a.json' is a fine inbox name; a second 'a.json' claimed while the first is held
+    waits in a hidden slot. After a crash, both come back under their own names."""
+    rig = Rig(tmp_path)
+    rig.drop("2024~a.json", message("tilde"))
+    rig.claim("2024~a.json")
+    rig.drop("a.json", message("one"))
+    rig.claim("a.json")
+    rig.drop("a.json", message("two"))
+    rig.claim("a.json")
+    os.close(rig.store._lock_fd)                   # the process dies holding its claims
+    rig.store._lock_fd = None
+    heir = Rig(tmp_path / "heir")
+    heir.store.processing = rig.store.processing
+    adopted = sorted(c.name for c in heir.store.adopt_orphans())
+    assert adopted == ["2024~a.json", "a.json", "a.json"]
+    rig.journal.close()
+    heir.close()

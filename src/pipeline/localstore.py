@@ -154,7 +154,8 @@ class LocalStore:
         dst = os.path.join(self.own_dir, name)
         n = 1
         while os.path.lexists(dst):
-            dst = os.path.join(self.own_dir, _fit(f"{n}~", name, ""))
+            # hidden, so it can never be mistaken for an inbox name like "2024~a.json"
+            dst = os.path.join(self.own_dir, _fit(f".{n}~", name, ""))
             n += 1
         return dst
 
@@ -317,7 +318,8 @@ def _names(folder: str) -> list[str]:
 
 
 def _original_name(slot_name: str) -> str:
-    head, sep, rest = slot_name.partition("~")
+    """The inbox name of a file in a claim folder (``.2~a.json`` was ``a.json``)."""
+    head, sep, rest = slot_name[1:].partition("~") if slot_name.startswith(".") else ("", "", "")
     return rest if sep and head.isdigit() and rest else slot_name
 
 
