@@ -12,6 +12,8 @@ import json
 import os
 import stat
 import threading
+import time
+from collections import deque
 
 import pytest
 
@@ -159,3 +161,24 @@ def test_a_name_that_looks_like_a_claim_slot_survives_recovery(tmp_path):
     assert adopted == ["2024~a.json", "a.json", "a.json"]
     rig.journal.close()
     heir.close()
+
+
+def test_a_settled_file_rewritten_while_waiting_for_a_worker_settles_again(tmp_path):
+    """A file can sit settled in the queue while every worker is busy; if it is rewritten
+    meanwhile, it is not claimed until it has settled again."""
+    from pipeline.runner import Runner
+    rig = Rig(tmp_path)
+    path = rig.drop("a.json", message("a"))
+    then = time.time() - 60
+    os.utime(path, (then, then))
+    runner = Runner(rig.store, rig.journal, rig.work, workers=1, settle_seconds=5,
+                    rescan_seconds=5, once=False, once_wait=0, grace=1)
+    runner._rescan()
+    assert runner.settler.has_ready()
+    with open(path, "ab") as handle:                # the exporter writes it again
+        handle.write(b" ")
+    runner._claim_ready()
+    assert runner.ready == deque() and rig.listing("inbox") == ["a.json"]
+    assert runner.settler.unsettled() == ["a.json"]
+    runner.pool.shutdown()
+    rig.close()

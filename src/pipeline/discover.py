@@ -59,11 +59,18 @@ class Settler:
 
     def pop_ready(self) -> Optional[str]:
         """The oldest ready name, or None. Its entry is forgotten: a claim follows."""
+        drop = self.pop_settled()
+        return drop.name if drop else None
+
+    def pop_settled(self) -> Optional[Drop]:
+        """Like pop_ready, with the size and mtime it settled at: the claimer compares them with
+        the file as it is now (it may have waited for a free worker while being rewritten)."""
         while self._ready:
             _, name = heapq.heappop(self._ready)
-            if name in self._queued:
+            seen = self._seen.get(name)
+            if name in self._queued and seen is not None:
                 self.forget(name)
-                return name
+                return Drop(name, seen.size, seen.mtime)
         return None
 
     def has_ready(self) -> bool:

@@ -177,11 +177,15 @@ class Runner:
     def _claim_ready(self) -> None:
         while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
                and not self.stop_reason):
-            name = self.settler.pop_ready()
-            if name is None:
+            settled = self.settler.pop_settled()
+            if settled is None:
                 return
+            name = settled.name
             drop = self.store.stat(name)
             if drop is None:
+                continue
+            if (drop.size, drop.mtime) != (settled.size, settled.mtime):
+                self.settler.observe(drop)      # rewritten since it settled: settle again
                 continue
             try:
                 claim = self.store.claim(drop)
