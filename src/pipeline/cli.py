@@ -108,6 +108,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as exc:
         report_config_problems(args, exc)
         return EXIT_USAGE
+    except StorageError as exc:     # e.g. the inbox cannot be created: fix the folders first
+        report_config_problems(args, ConfigError(f"folders: {exc}"))
+        return EXIT_USAGE
     except Exception:
         if args.log_format != "json":
             raise                        # a traceback helps a person; it would break JSON lines
@@ -124,7 +127,11 @@ def _handler(command: str):
 
 
 def load_settings(args) -> config_mod.Settings:
-    return config_mod.load(config_mod.default_path(args.config))
+    """The settings, with the configured umask applied to the process at once: every file and
+    folder any command creates after this (sidecars, folders, the journal) gets it."""
+    settings = config_mod.load(config_mod.default_path(args.config))
+    os.umask(settings.umask_value)
+    return settings
 
 
 def report_config_problems(args, exc: ConfigError) -> None:
@@ -163,7 +170,6 @@ def cmd_validate(args) -> int:
 
 def cmd_run(args) -> int:
     settings = load_settings(args)
-    os.umask(settings.umask_value)
     from pipeline import app
     from pipeline.runlock import LockBusy, RunLock
     lock = None
@@ -208,6 +214,9 @@ def _run(settings, once: bool, app) -> int:
             progress.finish(runner.counts)
         if runner.fatal:
             log.error(f"stopped: {runner.fatal}; files were left where they were")
+        elif runner.unfinished:
+            log.error(f"{len(runner.unfinished)} file(s) could not be claimed or finished (storage "
+                      "problem, see the errors above); they stay in the inbox for the next run")
         log.info("finished", extra={"done": runner.counts["done"], "failed": runner.counts["failed"]})
         if runner.inflight:
             # Requests still in flight after the grace period: leave now. Their files stay claimed,

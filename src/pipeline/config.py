@@ -8,6 +8,7 @@ config file's folder. Unknown keys are errors. Loading touches no file but the c
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from pipeline.errors import ConfigError
 
+log = logging.getLogger("pipeline.config")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
@@ -169,6 +171,8 @@ def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Sett
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    for warning in literal_secrets(raw):
+        log.warning(warning)
     problems: list[str] = []
     expanded = _expand(raw, os.environ if environ is None else environ, "", problems)
     if problems:
@@ -200,6 +204,28 @@ def _expand(value: Any, environ, where: str, problems: list[str]) -> Any:
             return environ[name]
         return _ENV_REF.sub(sub, value)
     return value
+
+
+SECRET_KEYS = ("api_key", "secret")
+
+
+def literal_secrets(raw: dict) -> list[str]:
+    """Credentials belong in the environment (or, for OAuth, a key file named in config): a
+    config file gets copied, committed and shown around. A credential written into the file
+    still works (refusing it would break configs that follow interface.md), but every load
+    warns. Warnings never quote the value."""
+    problems = []
+    for where in ("redox.auth", "delivery_check.auth"):
+        section, key = where.split(".")
+        auth = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if not isinstance(auth, dict):
+            continue
+        for name in SECRET_KEYS:
+            value = auth.get(name)
+            if value is not None and not (isinstance(value, str) and _ENV_REF.fullmatch(value.strip())):
+                problems.append(f"{where}.{name}: a credential written into the config file; "
+                                f"use an environment reference such as ${{REDOX_{name.upper()}}}")
+    return problems
 
 
 def _describe(err: dict) -> str:

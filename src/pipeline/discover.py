@@ -43,7 +43,7 @@ class Settler:
         self.settle, self.wall, self.mono = settle_seconds, wall, mono
         self._pending: dict[str, _Seen] = {}
         self._timers: list[tuple[float, str]] = []   # heap of (monotonic due time, name); lazy
-        self._ready: list[tuple[float, str]] = []    # heap of (mtime, name)
+        self._ready: list[tuple[float, str, int]] = []    # heap of (mtime, name, size)
         self._queued: set[str] = set()
 
     def observe(self, drop: Drop) -> None:
@@ -56,7 +56,7 @@ class Settler:
         wait = self._wait(seen)
         if wait <= 0:
             del self._pending[drop.name]
-            heapq.heappush(self._ready, (drop.mtime, drop.name))
+            heapq.heappush(self._ready, (drop.mtime, drop.name, drop.size))
             self._queued.add(drop.name)
         else:
             heapq.heappush(self._timers, (self.mono() + wait, drop.name))
@@ -80,11 +80,17 @@ class Settler:
 
     def pop_ready(self) -> Optional[str]:
         """The oldest ready name, or None. It is forgotten: a claim follows."""
+        drop = self.pop_settled()
+        return drop.name if drop else None
+
+    def pop_settled(self) -> Optional[Drop]:
+        """Like pop_ready, with the size and mtime it settled at: the claimer compares them with
+        the file as it is now (it may have waited for a free worker while being rewritten)."""
         while self._ready:
-            _, name = heapq.heappop(self._ready)
+            mtime, name, size = heapq.heappop(self._ready)
             if name in self._queued:
                 self._queued.discard(name)
-                return name
+                return Drop(name, size, mtime)
         return None
 
     def has_ready(self) -> bool:

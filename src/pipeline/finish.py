@@ -79,10 +79,12 @@ def encode(doc: dict) -> bytes:
     """One top-level key per line (easy to read and to grep), each value compact JSON.
 
     ``indent=`` would switch json to its pure-Python encoder, several times slower per file.
+    Never raises on odd text: a lone surrogate (a name that is not UTF-8, a ``\\ud800`` escape in
+    Redox's error text) is written as its JSON escape.
     """
-    lines = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}"
+    lines = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False, default=str)}"
                         for key, value in doc.items())
-    return ("{\n" + lines + "\n}\n").encode("utf-8")
+    return ("{\n" + lines + "\n}\n").encode("utf-8", "backslashreplace")
 
 
 def iso(epoch: Optional[float]) -> Optional[str]:

@@ -11,6 +11,7 @@ One connection per process, guarded by a lock so worker threads can share it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -121,12 +122,21 @@ class Journal:
         with self._lock:
             self.db.close()
 
+    @contextlib.contextmanager
+    def _errors(self):
+        """A full disk or an I/O error is a StorageError (the file stays claimed and is tried
+        again), not an unexpected exception. SQLite's messages quote no data."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StorageError(f"journal: {exc}", self.path) from None
+
     def _write(self, sql: str, args: Iterable = ()) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             self.db.execute(sql, tuple(args))
 
     def _tx(self, statements: list[tuple[str, tuple]]) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for sql, args in statements:
@@ -137,7 +147,7 @@ class Journal:
                 raise
 
     def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._errors():
             return self.db.execute(sql, tuple(args)).fetchall()
 
     # -- claims ------------------------------------------------------------------------------
@@ -180,7 +190,7 @@ class Journal:
         Redox may have received them (redox-api.md: no idempotency key). Only an interrupted
         SEND makes the file a possible duplicate; an interrupted upload at worst left an
         unused copy of a document with Redox."""
-        with self._lock:
+        with self._lock, self._errors():
             sends = self.db.execute(
                 "SELECT COUNT(*) FROM attempts WHERE claim_id = ? AND kind = 'send' AND "
                 "result IS NULL", (claim_id,)).fetchone()[0]
@@ -233,6 +243,12 @@ class Journal:
         self._write("UPDATE claims SET state = CASE WHEN state IN ('accepted', 'finishing') "
                     "THEN state ELSE ? END, next_retry_at = ? WHERE claim_id = ?",
                     (state, next_retry_at, claim_id))
+
+    def released(self, claim_id: str, now: float) -> None:
+        """The file went back to the inbox: its next retry stays when it was (at least now)."""
+        self._write("UPDATE claims SET state = CASE WHEN state IN ('accepted', 'finishing') "
+                    "THEN state ELSE 'released' END, next_retry_at = "
+                    "MAX(COALESCE(next_retry_at, 0), ?) WHERE claim_id = ?", (now, claim_id))
 
     def save_uploads(self, claim_id: str, uploads: list[dict]) -> None:
         """The file's uploaded documents so far (URI, field, size, sha256), in the order their

@@ -9,35 +9,22 @@ its lifetime, so anyone can tell a live owner from an abandoned claim (design.md
 from __future__ import annotations
 
 import fcntl
-import fnmatch
-import functools
 import json
+import logging
 import os
-import re
 import stat
 import tempfile
 import time
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Optional
 
 from pipeline import failpoints, fsops
 from pipeline.errors import ClaimLost, StorageError
+from pipeline.names import (SIDECAR_SUFFIX, candidates as _candidates, fit as _fit,  # noqa: F401
+                            is_candidate_name, name_problem, printable as _printable)
 from pipeline.values import Claim, Drop
 
-_NEVER_OURS = (".tmp", ".part")
-SIDECAR_SUFFIX = ".redox.json"
 SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
-
-
-def is_candidate_name(name: str, pattern: str) -> bool:
-    """Names that count: match ``pattern``, and are never hidden, temporary or a sidecar."""
-    return (not name.startswith(".") and not name.endswith(_NEVER_OURS)
-            and not name.endswith(SIDECAR_SUFFIX) and "\x00" not in name
-            and _matcher(pattern)(name) is not None)
-
-
-@functools.lru_cache(maxsize=32)
-def _matcher(pattern: str):
-    return re.compile(fnmatch.translate(pattern)).match
+log = logging.getLogger("pipeline.store")
 
 
 class LocalStore:
@@ -55,12 +42,20 @@ class LocalStore:
         self._lock_fd: int | None = None
         self._synced: dict[str, float] = {}
         self._dirty: set[str] = set()
+        self._noted: set[str] = set()      # names already warned about (left alone)
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Create missing folders and this process's claim folder, holding its lock."""
+        """Create missing folders and this process's claim folder, holding its lock.
+
+        Folders are created with the process umask (config ``umask``); an existing one that
+        anybody may enter or list gets a warning, since the files in it hold patient data.
+        """
         for folder in (self.inbox, self.processing, *self.folders.values()):
             fsops.ensure_dir(folder)
+            if os.stat(folder).st_mode & stat.S_IRWXO:
+                log.warning("folder is open to all users; chmod o-rwx it (it holds patient data)",
+                            extra={"path": folder})
         if self._lock_fd is not None:
             return
         # Built under a hidden name, locked, then renamed into place: nobody can mistake a
@@ -92,32 +87,55 @@ class LocalStore:
 
     # -- discover / claim ------------------------------------------------------------------
     def scan(self) -> Iterator[Drop]:
-        """Regular files in the inbox whose names count (one directory listing, lstat only)."""
+        """Regular files in the inbox whose names count (one directory listing, lstat only).
+
+        Anything else whose name matches (a symlink, directory, FIFO, a name that is not UTF-8
+        or too long) is left alone, with one warning per name while it stays there. An inbox
+        that exists but cannot be listed raises StorageError.
+        """
         try:
             entries = os.scandir(self.inbox)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise StorageError(f"cannot list the inbox ({exc.strerror})", self.inbox) from None
+        noted: set[str] = set()
         with entries:
             for entry in entries:
-                if not is_candidate_name(entry.name, self.pattern):
-                    continue
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    yield Drop(entry.name, info.st_size, info.st_mtime)
+                drop = self._drop(entry.name, entry.stat, noted)
+                if drop is not None:
+                    yield drop
+        self._noted &= noted        # forget names that are gone, so a new one is noted again
 
     def stat(self, name: str) -> Drop | None:
-        """The inbox file ``name`` as it is now, or None if it is gone or not a regular file."""
+        """The inbox file ``name`` as it is now, or None if it is gone or not one to take."""
+        return self._drop(name, lambda follow_symlinks: os.lstat(os.path.join(self.inbox, name)))
+
+    def _drop(self, name: str, lstat, noted: Optional[set] = None) -> Drop | None:
+        if not is_candidate_name(name, self.pattern):
+            return None
         try:
-            info = os.lstat(os.path.join(self.inbox, name))
+            info = lstat(follow_symlinks=False)
         except OSError:
             return None
-        return Drop(name, info.st_size, info.st_mtime) if stat.S_ISREG(info.st_mode) else None
+        why = name_problem(name)
+        if why is None and not stat.S_ISREG(info.st_mode):
+            why = f"it is {fsops.describe_mode(info.st_mode)}, not a regular file"
+        if why is None:
+            return Drop(name, info.st_size, info.st_mtime)
+        if noted is not None:
+            noted.add(name)
+        if name not in self._noted:
+            self._noted.add(name)
+            log.warning(f"left alone in the inbox: {why}", extra={"file": _printable(name)})
+        return None
 
     def claim(self, drop: Drop) -> Claim:
-        """Atomically move the inbox file into our claim folder. ClaimLost if someone was first."""
+        """Atomically move the inbox file into our claim folder. ClaimLost if someone was first.
+
+        What the rename moved is checked against ``drop``: a file replaced or rewritten since
+        it was seen settled (or swapped for a symlink) is put back to settle again, ClaimLost.
+        """
         src = os.path.join(self.inbox, drop.name)
         dst = self._free_slot(drop.name)
         try:
@@ -126,15 +144,24 @@ class LocalStore:
             raise ClaimLost("the file vanished or another worker claimed it", src) from None
         except OSError as exc:
             raise StorageError(f"cannot claim ({exc.strerror})", src) from None
-        return Claim(name=drop.name, location=dst, source=src, size=drop.size,
-                     mtime=drop.mtime, claimed_at=time.time())
+        claim = Claim(name=drop.name, location=dst, source=src, size=drop.size,
+                      mtime=drop.mtime, claimed_at=time.time())
+        try:
+            info = os.lstat(dst)
+        except FileNotFoundError:
+            raise ClaimLost("the file vanished right after it was claimed", src) from None
+        if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime) != (drop.size, drop.mtime):
+            self.release(claim)
+            raise ClaimLost("the file changed while it was being claimed; it settles again", src)
+        return claim
 
     def _free_slot(self, name: str) -> str:
         """Our claim folder is ours alone, so check-then-use is safe within this process."""
         dst = os.path.join(self.own_dir, name)
         n = 1
         while os.path.lexists(dst):
-            dst = os.path.join(self.own_dir, f"{n}~{name}")
+            # hidden, so it can never be mistaken for an inbox name like "2024~a.json"
+            dst = os.path.join(self.own_dir, _fit(f".{n}~", name, ""))
             n += 1
         return dst
 
@@ -151,6 +178,8 @@ class LocalStore:
                 return dst
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise StorageError(f"cannot release ({exc.strerror})", claim.location) from None
         raise StorageError("no free name to release to", claim.location)  # pragma: no cover
 
     # -- finish ----------------------------------------------------------------------------
@@ -175,6 +204,13 @@ class LocalStore:
             except FileExistsError:
                 fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
                 continue
+            except ClaimLost:
+                raise
+            except (OSError, StorageError) as exc:
+                # no sidecar without its file: take ours back; the file stays claimed
+                fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
+                why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
+                raise StorageError(f"cannot move the file to {status} ({why})", dest) from None
             self._sync_soon(folder)
             return dest
         raise StorageError("no free name to finish to", folder)  # pragma: no cover
@@ -219,7 +255,10 @@ class LocalStore:
                 return False
         except OSError as exc:
             raise StorageError(f"cannot write sidecar ({exc.strerror})", path) from None
-        fsops.write_atomic(path, sidecar, replace=True)   # ours, from an interrupted finish
+        try:
+            fsops.write_atomic(path, sidecar, replace=True)   # ours, from an interrupted finish
+        except OSError as exc:
+            raise StorageError(f"cannot write sidecar ({exc.strerror})", path) from None
         return True
 
     # -- recovery --------------------------------------------------------------------------
@@ -282,14 +321,28 @@ class LocalStore:
                 os.close(fd)
 
     def _adopt_file(self, path: str, name: str) -> list[Claim]:
+        if name_problem(name):
+            # claimed by an older version that took such names: back to the inbox, left alone
+            self._return_unclaimable(path, name)
+            return []
         try:
             info = os.lstat(path)
             dst = self._free_slot(name)
             os.rename(path, dst)
         except FileNotFoundError:
             return []               # another recovering worker took it first
+        except OSError as exc:
+            log.error("cannot adopt an abandoned claim", extra={"file": name, "error": exc.strerror})
+            return []
         return [Claim(name=name, location=dst, source=os.path.join(self.inbox, name),
                       size=info.st_size, mtime=info.st_mtime, claimed_at=time.time())]
+
+    def _return_unclaimable(self, path: str, name: str) -> None:
+        try:
+            fsops.move_noreplace(path, os.path.join(self.inbox, name))
+        except (OSError, StorageError) as exc:
+            log.error("cannot return an unclaimable file to the inbox",
+                      extra={"file": _printable(name), "error": str(exc)})
 
     def source_uri(self, name: str) -> str:
         return os.path.join(self.inbox, name)
@@ -303,18 +356,9 @@ def _names(folder: str) -> list[str]:
 
 
 def _original_name(slot_name: str) -> str:
-    head, sep, rest = slot_name.partition("~")
+    """The inbox name of a file in a claim folder (``.2~a.json`` was ``a.json``)."""
+    head, sep, rest = slot_name[1:].partition("~") if slot_name.startswith(".") else ("", "", "")
     return rest if sep and head.isdigit() and rest else slot_name
-
-
-def _candidates(name: str) -> Iterator[str]:
-    """``a.json``, then ``a-1.json``, ``a-2.json``, ... (the suffix keeps the extension)."""
-    yield name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, ext = name, ""
-    for n in range(1, 100000):
-        yield f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
 
 
 def _sidecar_claim_id(path: str) -> str | None:

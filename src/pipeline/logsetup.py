@@ -53,7 +53,9 @@ _NEEDS_QUOTES = re.compile(r'[\s"=]')
 
 
 def _text(value) -> str:
-    """key=value text: lists of plain strings as a,b,c; anything with spaces or quotes quoted."""
+    """One ``key=value`` token: lists of plain strings as a,b,c; quoted when it has spaces,
+    quotes or ``=``; control and other unprintable characters (a file name may hold CR, LF,
+    ESC ...) always escaped, so a name can neither forge a log line nor drive a terminal."""
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
@@ -62,6 +64,8 @@ def _text(value) -> str:
         text = ",".join(value)
     else:
         text = json.dumps(value, ensure_ascii=False, default=str)
+    if not text.isprintable():
+        return json.dumps(text, ensure_ascii=True)
     return json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Iterable
 
 from pipeline.errors import RejectedFile
@@ -18,6 +19,9 @@ from pipeline.values import Message
 MAX_DEPTH = 64          # deeper JSON is not a real Redox message, and would exhaust the stack
 MAX_NUMBER_CHARS = 64   # an integer or float literal longer than this is not a real value
 _BOM = b"\xef\xbb\xbf"
+# Redox data model and event type names ("PatientAdmin", "Clinical Summary", "NewPatient"):
+# they are recorded in the journal and the sidecar, so nothing else may pass for one.
+_SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _&/.-]{0,63}")
 
 
 def check(raw: bytes, destinations: Iterable[dict]) -> Message:
@@ -43,6 +47,11 @@ def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
         value = meta.get(key)
         if not isinstance(value, str) or not value.strip():
             raise RejectedFile(f"not a Redox message: Meta.{key} is missing or not a string", "invalid")
+        if not _SCHEMA_NAME.fullmatch(value):
+            what = "data model" if key == "DataModel" else "event type"
+            raise RejectedFile(f"not a Redox message: Meta.{key} is not a {what} name (a "
+                               "letter, then at most 63 letters, digits, spaces or _&/.-)",
+                               "invalid")
     meta["Destinations"] = [dict(d) for d in destinations]
     return meta["DataModel"], meta["EventType"]
 
@@ -61,7 +70,8 @@ def parse(raw: bytes) -> dict:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
                          parse_int=_int, parse_float=_float)
     except json.JSONDecodeError as exc:
-        what = "truncated JSON" if exc.pos >= len(text.rstrip()) else "not valid JSON"
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        what = "truncated JSON" if cut else "not valid JSON"
         raise RejectedFile(f"{what} (line {exc.lineno}, column {exc.colno}: {exc.msg})",
                            "invalid") from None
     except RecursionError:
@@ -84,7 +94,7 @@ def serialize(doc: Any) -> bytes:
 
 def _check_depth(doc: Any) -> None:
     """Reject absurd nesting (iteratively: a deep document must not exhaust our own stack)."""
-    stack = [(doc, 1)]
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -97,8 +107,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     doc: dict = {}
     for key, value in pairs:
         if key in doc:
-            # Which value would Redox use? Unknowable, so the file is not sent.
-            raise RejectedFile(f"duplicate key {key[:40]!r} in a JSON object", "invalid")
+            # Which value would Redox use? Unknowable, so the file is not sent. The key itself
+            # is not quoted: in a file that is not a Redox message it may be patient data.
+            raise RejectedFile(f"duplicate key in a JSON object (a key of {len(key)} "
+                               "characters appears twice)", "invalid")
         doc[key] = value
     return doc
 

@@ -78,6 +78,12 @@ class Transport:
         except requests.ReadTimeout:
             raise TransientDelivery("Redox did not answer in time", maybe_seen=True,
                                     elapsed=time.monotonic() - started) from None
+        except requests.exceptions.SSLError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" not in repr(exc):
+                raise TransientDelivery("the TLS connection to Redox failed", maybe_seen=True) from None
+            # the handshake failed, so nothing was sent; verification is never switched off
+            raise TransientDelivery("TLS certificate verification failed: the server's "
+                                    "certificate is not trusted") from None
         except requests.ConnectionError as exc:
             never_sent = _never_connected(exc)
             what = "could not connect to Redox" if never_sent else "the connection to Redox was lost"
@@ -334,7 +340,10 @@ def parse_errors(body: bytes) -> list[str]:
     meta = doc.get("Meta") if doc else None
     errors = meta.get("Errors") if isinstance(meta, dict) else None
     if isinstance(errors, list):
-        texts = [str(e.get("Text")) for e in errors if isinstance(e, dict) and e.get("Text")]
+        # kept as Redox sent it, except a lone surrogate (a "\ud800" escape), which no UTF-8
+        # journal, sidecar or log line can hold
+        texts = [str(e.get("Text")).encode("utf-8", "replace").decode("utf-8")
+                 for e in errors if isinstance(e, dict) and e.get("Text")]
         if texts:
             return texts
     if not doc and body.strip():

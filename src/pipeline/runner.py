@@ -27,7 +27,6 @@ from pipeline.work import FileWork, Job, Step
 log = logging.getLogger("pipeline.run")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
-STUCK_TRIES_ONCE = 3    # --once: a file that cannot be finished is released after this many tries
 
 
 class Runner:
@@ -64,6 +63,8 @@ class Runner:
         self.metrics = metrics
         self._not_due: dict[str, float] = {}
         self._oldest_inbox: Optional[float] = None   # mtime of the oldest inbox file at the last scan
+        self._stuck: dict[str, tuple[float, int]] = {}   # location → (first stuck at, times)
+        self.unfinished: set[str] = set()          # --once: files it could not claim or finish
 
     # -- control -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -85,9 +86,9 @@ class Runner:
             self._shutdown()
         if self.fatal:
             return EXIT_REDOX
-        # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed files are the
-        # --once run's business (exit 1), not a reason for systemd to call the stop a failure
-        return EXIT_FAILED if self.once and self.counts["failed"] else EXIT_OK
+        # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
+        # files are the --once run's business, not a reason for systemd to call the stop a failure
+        return EXIT_FAILED if self.once and (self.counts["failed"] or self.unfinished) else EXIT_OK
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -119,6 +120,9 @@ class Runner:
             waits.append(settle)
         if self.ready or self.retries:
             waits.append(max(0.01, self.work.breaker.wait_time()))
+        if (self.settler.has_ready() and self.inflight + len(self.ready) < self.workers
+                and not self.work.breaker.is_open and not self.stop_reason):
+            waits.append(0.0)                  # settled files and a free worker: claim now
         return min(1.0, max(0.0, min(waits)))
 
     def _drain(self, timeout: float) -> None:
@@ -156,14 +160,21 @@ class Runner:
 
     # -- discover + claim --------------------------------------------------------------------
     def _rescan(self) -> None:
-        self._not_due = self.journal.not_due(self.wall())
+        try:
+            self._not_due = self.journal.not_due(self.wall())
+        except StorageError as exc:
+            log.error("cannot read the journal", extra={"error": str(exc)})
         present = set()
         oldest = None
-        for drop in self.store.scan():
-            present.add(drop.name)
-            oldest = drop.mtime if oldest is None else min(oldest, drop.mtime)
-            if self._wanted(drop.name):
-                self.settler.observe(drop)
+        try:
+            for drop in self.store.scan():
+                present.add(drop.name)
+                oldest = drop.mtime if oldest is None else min(oldest, drop.mtime)
+                if self._wanted(drop.name):
+                    self.settler.observe(drop)
+        except StorageError as exc:      # e.g. its permissions changed: the next rescan tries again
+            log.error("cannot scan the source", extra={"error": str(exc)})
+            return
         self.settler.drop_missing(present)
         self._oldest_inbox = oldest
 
@@ -193,11 +204,15 @@ class Runner:
     def _claim_ready(self) -> None:
         while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
                and not self.stop_reason):
-            name = self.settler.pop_ready()
-            if name is None:
+            settled = self.settler.pop_settled()
+            if settled is None:
                 return
+            name = settled.name
             drop = self.store.stat(name)
             if drop is None:
+                continue
+            if (drop.size, drop.mtime) != (settled.size, settled.mtime):
+                self.settler.observe(drop)      # rewritten since it settled: settle again
                 continue
             try:
                 claim = self.store.claim(drop)
@@ -205,6 +220,8 @@ class Runner:
                 continue
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
+                if self.once:
+                    self.unfinished.add(name)       # (by name: it never got a location)
                 continue
             failpoints.reached("after_claim")
             job = Job(claim)
@@ -233,6 +250,9 @@ class Runner:
     # -- results -----------------------------------------------------------------------------
     def _on_step(self, job: Job, step: Step) -> None:
         name = job.claim.name
+        if step.kind != "stuck":
+            self._stuck.pop(job.claim.location, None)
+            self.unfinished.discard(job.claim.location)
         if step.kind == "finished":
             self.held.pop(job.claim.location, None)
             self.counts[step.status] += 1
@@ -248,23 +268,54 @@ class Runner:
             if self.metrics:
                 self.metrics.retried()
         elif step.kind == "stuck":
-            job.stuck += 1
-            if self.once and job.stuck >= STUCK_TRIES_ONCE:
-                self._release(job)             # the next run tries again; the journal keeps its state
-            else:
-                self._schedule(job, min(60.0, 0.5 * 2 ** job.stuck), step.error)
+            self._on_stuck(job, step.error)
         elif step.kind == "auth":
             self.fatal = step.error
             self.ready.appendleft(job)          # released with the rest below
         elif step.kind == "lost":
             self.held.pop(job.claim.location, None)
             log.warning("claimed file vanished before it was finished", extra={"file": name})
+        elif step.kind == "released":
+            self.held.pop(job.claim.location, None)
+            log.warning("returned to the inbox, where it is left alone", extra={
+                "file": name, "error": step.error, "path": step.dest})
         if self.progress:
             self.progress(self.counts)
 
+    def _on_stuck(self, job: Job, error: Optional[str]) -> None:
+        """Could not read it consistently or finish it (a folder missing, unwritable or full):
+        it stays claimed and is tried again, backing off to once a minute, so the service
+        recovers by itself once the folder is fixed. ``--once`` must end: after
+        ``once_wait_seconds`` the file goes back to the inbox (the journal keeps an accepted
+        outcome, so the next run finishes it without sending it again) and the exit status is 1."""
+        now = self.mono()
+        first, times = self._stuck.get(job.claim.location, (now, 0))
+        self._stuck[job.claim.location] = (first, times + 1)
+        delay = min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6))
+        if self.once:
+            self.unfinished.add(job.claim.location)
+            left = first + self.once_wait - now
+            if left <= 0:
+                self._stuck.pop(job.claim.location, None)
+                log.error("could not finish; giving up for this run",
+                          extra={"file": job.claim.name, "error": error})
+                self._journal(self.journal.schedule, job, self.wall())   # due at the next run
+                self._release(job)
+                return
+            delay = min(delay, left)          # one last try before giving up, within the run
+        self._schedule(job, delay, error)
+
+    def _journal(self, method, job: Job, *args) -> None:
+        """A journal write from the loop itself: a full disk must not stop the loop."""
+        if job.record is None:
+            return
+        try:
+            method(job.record.claim_id, *args)
+        except StorageError as exc:
+            log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
+
     def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
-        if job.record is not None:
-            self.journal.schedule(job.record.claim_id, self.wall() + delay)
+        self._journal(self.journal.schedule, job, self.wall() + delay)
         heapq.heappush(self.retries, (self.mono() + delay, next(self._seq), job))
         log.info("retry scheduled", extra={"file": job.claim.name, "delay": round(delay, 3),
                                            "attempt": job.record.attempts if job.record else 0,
@@ -323,7 +374,5 @@ class Runner:
                       extra={"file": job.claim.name, "error": str(exc)})
             return
         self.held.pop(job.claim.location, None)
-        if job.record is not None:   # its attempts and next retry time go with it
-            due = self.journal.get(job.record.claim_id).next_retry_at or 0
-            self.journal.schedule(job.record.claim_id, max(due, self.wall()), "released")
+        self._journal(self.journal.released, job, self.wall())   # attempts and schedule go with it
         log.info("released to the inbox", extra={"file": job.claim.name, "path": where})

@@ -9,6 +9,7 @@ message; retried step by step like SEND until ``job.message`` is set), redox (de
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -21,7 +22,7 @@ from pipeline import message as message_stage
 from pipeline.errors import (AuthError, ClaimLost, PermanentDelivery, RejectedFile, StorageError,
                              TransientDelivery)
 from pipeline.finish import finish
-from pipeline.fsops import NotRegular
+from pipeline.fsops import NotRegular, Unreadable
 from pipeline.journal import Journal, Record
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.route import route
@@ -38,14 +39,14 @@ class Job:
     record: Optional[Record] = None
     message: Optional[Message] = None
     last_error: Optional[str] = None
-    stuck: int = 0               # how often finishing it failed (storage problems)
 
 
 @dataclass(frozen=True)
 class Step:
     """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
-    (credentials refused: stop), ``lost`` (the file vanished), ``stuck`` (could not finish:
-    try again later, the file stays claimed)."""
+    (credentials refused: stop), ``lost`` (the file vanished), ``released`` (not a regular
+    file after all: put back in the inbox, where it is left alone), ``stuck`` (could not read it
+    consistently or could not finish: try again later, the file stays claimed)."""
     kind: str
     status: Optional[str] = None
     delay: float = 0.0
@@ -79,6 +80,10 @@ class FileWork:
                 early = self._prepare(job)
                 if early:
                     return early
+            else:
+                # the journal is the truth: a finish that failed (done/ full) left it ahead of
+                # job.record, and an accepted SEND must never be made again
+                job.record = self.journal.get(job.record.claim_id)
             if job.record.state in ("accepted", "finishing"):
                 return self._finish_recorded(job)
             if job.message is None:
@@ -101,9 +106,20 @@ class FileWork:
         decision = route(claim.size, self.send_limit, self.transfer is not None)
         try:
             raw = self._read(claim) if decision.action == "send" else None
+            sha = hashlib.sha256(raw).hexdigest() if raw is not None else self._hash(claim)
         except NotRegular as exc:
-            return self._reject_unread(job, f"not a regular file ({exc.args[0].split(':')[0]})")
-        sha = hashlib.sha256(raw).hexdigest() if raw is not None else self._hash(claim)
+            # swapped in after the scan: never opened, sent or moved to failed (a FIFO or
+            # symlink there could be followed by whoever reads failed/); it goes back
+            where = self.store.release(claim)
+            return Step("released", error=f"not a regular file ({exc.args[0].split(':')[0]})",
+                        dest=where)
+        except Unreadable as exc:
+            return self._reject_unread(job, exc.reason, "unreadable")
+        if raw is not None and len(raw) != claim.size:
+            # still being written after it looked settled: read it again once it is quiet
+            job.claim = dataclasses.replace(claim, size=len(raw))
+            return Step("stuck", error=f"the file changed after it was claimed ({claim.size} "
+                                       f"bytes, now {len(raw)}); reading it again later")
         job.record = self.journal.begin(claim.name, sha, claim.size, claim.source, claim.location,
                                         getattr(self.store, "owner", ""), claim.mtime)
         if job.record.state in ("accepted", "finishing"):
@@ -154,21 +170,27 @@ class FileWork:
         return None
 
     def _read(self, claim: Claim) -> bytes:
-        with self.store.open(claim) as handle:
-            return handle.read()
+        try:
+            with self.store.open(claim) as handle:
+                return handle.read()
+        except OSError as exc:      # EIO and the like: a storage problem, tried again later
+            raise StorageError(f"cannot read ({exc.strerror})", claim.location) from None
 
     def _hash(self, claim: Claim) -> str:
         digest = hashlib.sha256()
-        with self.store.open(claim) as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        try:
+            with self.store.open(claim) as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot read ({exc.strerror})", claim.location) from None
         return digest.hexdigest()
 
-    def _reject_unread(self, job: Job, reason: str) -> Step:
+    def _reject_unread(self, job: Job, reason: str, kind: str) -> Step:
         claim = job.claim
         job.record = self.journal.begin(claim.name, "", claim.size, claim.source, claim.location,
                                         getattr(self.store, "owner", ""), claim.mtime)
-        return self._done(job, Outcome("failed", errors=(reason,), reason_kind="not_a_file"))
+        return self._done(job, Outcome("failed", errors=(reason,), reason_kind=kind))
 
     # -- deliver ---------------------------------------------------------------------------------
     def _attempt(self, job: Job) -> Step:
