@@ -118,8 +118,14 @@ def cmd_run(args) -> int:
 
 def _run(settings, once: bool, app) -> int:
     client = app.make_client(settings)
-    store = app.make_store(settings, app.owner_id())
-    if once and not _anything_to_do(store):
+    try:
+        store = app.make_store(settings, app.owner_id())
+        idle = once and not _anything_to_do(store)
+    except (AuthError, StorageError) as exc:
+        # the source (S3) refused the credentials or cannot be reached: not the files' fault
+        print(f"stopped: the source cannot be used: {exc}; nothing was touched", file=sys.stderr)
+        return EXIT_REDOX
+    if idle:
         log.info("nothing to do: the inbox is empty")
         return EXIT_OK
     code = _check_credentials(client, once)

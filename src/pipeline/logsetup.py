@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 # the fields a log call may add through ``extra``; anything else is not printed
 FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "delay", "path",
           "in_flight", "done", "failed", "count", "elapsed", "holder", "url", "key", "reason",
-          "uploads", "field", "size", "worker", "config", "problems")
+          "uploads", "field", "size", "worker", "config", "problems", "message_id",
+          "receive_count")
 
 
 class JsonFormatter(logging.Formatter):

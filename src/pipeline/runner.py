@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 from pipeline.discover import Settler, Watcher
-from pipeline.errors import ClaimLost, StorageError
+from pipeline.errors import AuthError, ClaimLost, StorageError
 from pipeline.work import FileWork, Job, Step
 
 log = logging.getLogger("pipeline.run")
@@ -32,16 +32,22 @@ class Runner:
     """Drives files from inbox to done/failed. ``run()`` returns the exit status.
 
     ``work`` is the per-file stage chain; ``store`` the source (local or S3); ``watch``
-    whether to use file events (local service mode). Clocks are injectable for tests.
+    whether to use the event fast path: file events, or the store's own ``watch(events)``
+    (SQS notifications). A *queue-fed* store (``store.queue_fed``) gets names only from its
+    events: hints count in ``--once`` too, and ``--once`` ends when ``store.drained()``.
+    ``recover_seconds``: also adopt abandoned claims periodically (S3 leases), not just at
+    start. Clocks are injectable for tests.
     """
 
     def __init__(self, store, journal, work: FileWork, *, workers: int, settle_seconds: float,
                  rescan_seconds: float, once: bool, once_wait: float, grace: float,
                  watch: bool = False, mono: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, progress=None, metrics=None):
+                 wall: Callable[[], float] = time.time, progress=None, metrics=None,
+                 recover_seconds: Optional[float] = None):
         self.store, self.journal, self.work = store, journal, work
         self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
-        self.rescan_seconds, self.watch = rescan_seconds, watch
+        self.rescan_seconds, self.watch, self.recover_seconds = rescan_seconds, watch, recover_seconds
+        self.queue_fed = bool(getattr(store, "queue_fed", False))
         self.mono, self.wall = mono, wall
         self.settler = Settler(settle_seconds, wall=wall, mono=mono)
         self.settle_seconds = settle_seconds
@@ -69,11 +75,11 @@ class Runner:
 
     def run(self) -> int:
         self.store.prepare()
-        watcher = Watcher(self.store.inbox, self.events).start() if self.watch else None
+        watcher = self._start_watch()
         try:
             self._recover()
             self._rescan()
-            if self.once:
+            if self.once and not self.queue_fed:
                 self.initial = set(self.settler._seen) | {j.claim.name for j in self.ready}
             self._loop()
         finally:
@@ -84,9 +90,17 @@ class Runner:
             return EXIT_REDOX
         return EXIT_FAILED if self.counts["failed"] else EXIT_OK
 
+    def _start_watch(self):
+        if not self.watch:
+            return None
+        if hasattr(self.store, "watch"):
+            return self.store.watch(self.events, self.once)
+        return Watcher(self.store.inbox, self.events).start()
+
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
         next_rescan = self.mono() + self.rescan_seconds
+        next_recover = self.mono() + (self.recover_seconds or 0)
         once_deadline = self.mono() + max(10.0, 5 * self.settle_seconds)
         while True:
             self._drain(self._timeout(next_rescan))
@@ -95,6 +109,9 @@ class Runner:
             if self.mono() >= next_rescan:
                 self._rescan()
                 next_rescan = self.mono() + self.rescan_seconds
+            if self.recover_seconds and self.mono() >= next_recover and not self.stop_reason:
+                self._recover()
+                next_recover = self.mono() + self.recover_seconds
             self._promote_due_retries()
             self._claim_ready()
             self._dispatch()
@@ -131,15 +148,19 @@ class Runner:
         if kind == "step":
             self.inflight -= 1
             self._on_step(event[1], event[2])
-        elif kind == "hint" and not self.once:
-            drop = self.store.stat(event[1])
+        elif kind == "hint" and (not self.once or self.queue_fed):
+            drop = self._stat(event[1])
             if drop and self._wanted(drop.name):
                 self.settler.observe(drop)
         elif kind == "stop":
             self.stop_reason = event[1]
+        elif kind == "fatal":                  # the source refused our credentials
+            self.fatal = event[1]
 
     def _once_finished(self, deadline: float) -> bool:
         if self.inflight or self.ready or self.settler.has_ready():
+            return False
+        if self.queue_fed and not self.store.drained():
             return False
         if self.settler.unsettled() and self.mono() < deadline:
             return False                       # a file present at start is still being written
@@ -148,13 +169,30 @@ class Runner:
 
     # -- discover + claim --------------------------------------------------------------------
     def _rescan(self) -> None:
-        self._not_due = self.journal.not_due(self.wall())
+        self._not_due = {} if self.queue_fed else self.journal.not_due(self.wall())
         present = set()
-        for drop in self.store.scan():
-            present.add(drop.name)
-            if self._wanted(drop.name):
-                self.settler.observe(drop)
+        try:
+            for drop in self.store.scan():
+                present.add(drop.name)
+                if self._wanted(drop.name):
+                    self.settler.observe(drop)
+        except AuthError as exc:
+            self.fatal = str(exc)
+            return
+        except StorageError as exc:           # e.g. S3 throttling: the next rescan tries again
+            log.error("cannot list the inbox; trying again", extra={"error": str(exc)})
+            return
         self.settler.drop_missing(present)
+
+    def _stat(self, name: str):
+        """The store's stat; a storage problem skips the name for now (it is seen again)."""
+        try:
+            return self.store.stat(name)
+        except AuthError as exc:
+            self.fatal = str(exc)
+        except StorageError as exc:
+            log.error("cannot look at a file; trying again later", extra={"file": name, "error": str(exc)})
+        return None
 
     def _wanted(self, name: str) -> bool:
         if self.initial is not None and name not in self.initial:
@@ -168,13 +206,16 @@ class Runner:
             name = self.settler.pop_ready()
             if name is None:
                 return
-            drop = self.store.stat(name)
+            drop = self._stat(name)
             if drop is None:
                 continue
             try:
                 claim = self.store.claim(drop)
             except ClaimLost:
                 continue
+            except AuthError as exc:
+                self.fatal = str(exc)
+                return
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
                 continue
@@ -258,7 +299,15 @@ class Runner:
     def _recover(self) -> None:
         """Take over abandoned claims (and our own from an earlier life): they are read again;
         the journal decides whether each is finished, continued or sent."""
-        for claim in self.store.adopt_orphans():
+        try:
+            claims = self.store.adopt_orphans()
+        except AuthError as exc:
+            self.fatal = str(exc)
+            return
+        except StorageError as exc:
+            log.error("cannot look for abandoned claims; trying again", extra={"error": str(exc)})
+            return
+        for claim in claims:
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
@@ -283,7 +332,7 @@ class Runner:
     def _release(self, job: Job) -> None:
         try:
             where = self.store.release(job.claim)
-        except (ClaimLost, StorageError) as exc:
+        except (ClaimLost, StorageError, AuthError) as exc:
             log.error("could not release a claimed file; it is recovered at the next start",
                       extra={"file": job.claim.name, "error": str(exc)})
             return
