@@ -172,3 +172,28 @@ class Leases:
 
 def _encode(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True).encode("utf-8")
+
+
+class Heartbeat:
+    """A daemon thread calling ``beat()`` every ``interval`` seconds until stopped; a failing
+    beat is logged and the next one tried (renewals must outlive one bad request)."""
+
+    def __init__(self, beat: Callable[[], None], interval: float):
+        self.beat, self.interval = beat, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="s3-heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:      # credentials, network, a bug: keep beating
+                log.error("lease heartbeat failed; trying again", extra={"error": str(exc)})

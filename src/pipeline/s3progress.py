@@ -18,10 +18,36 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Optional
 
 from pipeline.errors import ClaimLost, PipelineError
 
 log = logging.getLogger("pipeline.s3")
+
+
+class Progress:
+    """Mixed into S3Store: SEND progress kept in our leases (uses ``leases``, ``_abandon``)."""
+
+    def inherited(self, name: str) -> Optional[dict]:
+        """The SEND progress a dead owner left in the lease we took over (once)."""
+        return self._inherited.pop(name, None)
+
+    def note_progress(self, name: str, **progress) -> None:
+        """Record SEND progress in our lease (renewing it). ClaimLost if the lease is lost:
+        the caller must not send."""
+        lease = self.leases.get(name)
+        if lease is None:
+            raise ClaimLost("we no longer hold its lease", self.bucket.uri(self.processing + name))
+        merged = dict(lease.body.get("progress") or {}, **progress)
+        try:
+            self.leases.renew(lease, progress=merged)
+        except ClaimLost:
+            self._abandon(name)
+            raise
+
+    def wrap_journal(self, journal) -> "LeaseJournal":
+        """The journal the runner and FileWork use with this store (see the module docstring)."""
+        return LeaseJournal(journal, self)
 
 
 class LeaseJournal:

@@ -194,8 +194,9 @@ class Feed:
         """The names waiting to be claimed, with size and event time from the notification
         (a scan in SQS mode lists nothing). Without a poller (``run --once`` asking whether
         there is anything to do) one short receive comes first."""
-        if self._thread is None and not self._pending and not self._exhausted:
-            self.receive(self.prefetch if self.prefetch <= 10 else 10, 1)
+        while self._thread is None and not self._pending and not self._exhausted:
+            if not self.receive(min(10, self.prefetch), 1):
+                break           # nothing (more) there right now
         with self._lock:
             drops = {}
             for name, msgs in self._pending.items():

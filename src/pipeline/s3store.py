@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-import threading
 import time
 from typing import BinaryIO, Iterator, Optional
 
-from pipeline.errors import ClaimLost, ConfigError, PipelineError, StorageError
+from pipeline.errors import ClaimLost, PipelineError, StorageError
 from pipeline.localstore import SIDECAR_SUFFIX, _candidates, is_candidate_name
-from pipeline.s3api import Bucket, Conflict, Denied, Missing, SourceAuthError, epoch
-from pipeline.s3lease import LEASE_DIR, Lease, Leases
+from pipeline.s3api import Bucket, Conflict, epoch
+from pipeline.s3lease import LEASE_DIR, Heartbeat, Lease, Leases
+from pipeline.s3progress import Progress
+from pipeline.s3recover import Recovery
 from pipeline.values import Claim, Drop
 
 log = logging.getLogger("pipeline.s3")
@@ -45,7 +46,7 @@ def folder_prefix(value: str) -> str:
     return value + "/" if value else ""
 
 
-class S3Store:
+class S3Store(Recovery, Progress):
     """One bucket's prefixes. ``owner`` identifies this process in leases; ``feed`` (an
     s3queue.Feed) switches discovery from listing to SQS notifications."""
 
@@ -53,19 +54,19 @@ class S3Store:
 
     def __init__(self, bucket: Bucket, *, prefix: str, processing: str, done: str, failed: str,
                  pattern: str, owner: str, lease_seconds: float, page_size: int = 1000,
-                 feed=None, clock=time.time):
+                 clock=time.time):
         self.bucket, self.pattern, self.owner, self.clock = bucket, pattern, owner, clock
         self.prefix, self.processing = prefix, processing
         self.folders = {"done": done, "failed": failed}
         self.page_size, self.lease_seconds = page_size, lease_seconds
         self.leases = Leases(bucket, processing + LEASE_DIR, owner, lease_seconds, clock)
         self.inbox = bucket.uri(prefix)
-        self.feed = feed
-        self.queue_fed = feed is not None
+        self.feed = None
+        self.queue_fed = False
         self._skip = tuple(p for p in (processing, done, failed) if p)
         self._etags: dict[str, str] = {}          # name → ETag seen by the last stat()
         self._inherited: dict[str, dict] = {}     # name → SEND progress of a dead owner
-        self._beat: Optional[_Heartbeat] = None
+        self._beat: Optional[Heartbeat] = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -74,8 +75,7 @@ class S3Store:
             interval = self.lease_seconds / 6
             if self.feed:
                 interval = min(interval, self.feed.visibility / 6)
-            self._beat = _Heartbeat(self, max(0.2, interval))
-            self._beat.start()
+            self._beat = Heartbeat(self.beat, max(0.2, interval)).start()
 
     def close(self) -> None:
         """Stop the heartbeat; hand messages we did not get to back to the queue."""
@@ -96,6 +96,10 @@ class S3Store:
         """SQS mode: start turning notifications into ("hint", name) events (the runner's
         fast path, like the local Watcher). Returns something with ``stop()``."""
         return self.feed.start(events, once) if self.feed else None
+
+    def use_feed(self, feed) -> None:
+        """Take names from SQS notifications (s3queue.Feed) instead of listings."""
+        self.feed, self.queue_fed = feed, True
 
     def drained(self) -> bool:
         """SQS ``--once``: the queue had nothing more and every message we took is resolved."""
@@ -315,93 +319,6 @@ class S3Store:
         return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
                 and bool(mine.get("sha256")))
 
-    # -- recovery --------------------------------------------------------------------------
-    def adopt_orphans(self) -> list[Claim]:
-        """Take over claims whose lease expired (their worker died or stalled), and objects
-        left in processing/ without any lease. Returns them as our claims."""
-        adopted: list[Claim] = []
-        leased: set[str] = set()
-        for name in self.leases.names(self.page_size):
-            leased.add(name)
-            if self.leases.get(name) is None:
-                adopted += self._adopt_leased(name)
-        lease_dir = self.processing + LEASE_DIR
-        for page in self.bucket.pages(self.processing, self.page_size):
-            for item in page:
-                key = item["Key"]
-                name = key[len(self.processing):]
-                if key.startswith(lease_dir) or name in leased or not is_ours(name, "*"):
-                    continue
-                try:
-                    lease = self.leases.acquire(name, source_mtime=epoch(item["LastModified"]))
-                except ClaimLost:
-                    continue
-                adopted += self._settle_adopted(lease)
-        return adopted
-
-    def _adopt_leased(self, name: str) -> list[Claim]:
-        found = self.leases.read(name)
-        if found is None:
-            return []
-        body, etag = found
-        if body.get("owner") == self.owner or not self.leases.expired(body):
-            return []
-        try:
-            lease = self.leases.take_over(name, body, etag)
-        except ClaimLost:
-            return []
-        log.warning("took over an expired lease", extra={"file": name,
-                                                         "holder": body.get("owner")})
-        return self._settle_adopted(lease)
-
-    def _settle_adopted(self, lease: Lease) -> list[Claim]:
-        """Finish whatever the lease's last owner was doing: the object is in processing/
-        (claimed), still in the inbox (the move was interrupted) or nowhere (finished)."""
-        try:
-            claim = self._move_in(lease, int(lease.body.get("size") or 0),
-                                  float(lease.body.get("source_mtime") or 0), adopting=True)
-        except ClaimLost:
-            claim = None
-        if claim is None:
-            self.leases.release(lease)
-            return []
-        if lease.body.get("progress"):
-            self._inherited[claim.name] = dict(lease.body["progress"])
-        if self.feed:
-            self.feed.attach(claim.name)
-        return [claim]
-
-    def has_claims(self) -> bool:
-        """Is anything in processing/ (ours, someone else's, or nobody's)?"""
-        lease_dir = self.processing + LEASE_DIR
-        for page in self.bucket.pages(self.processing, self.page_size):
-            if any(not item["Key"].startswith(lease_dir) for item in page):
-                return True
-        return False
-
-    # -- SEND progress, for the journal mirror (s3progress.py) --------------------------------
-    def inherited(self, name: str) -> Optional[dict]:
-        """The SEND progress a dead owner left in the lease we took over (once)."""
-        return self._inherited.pop(name, None)
-
-    def note_progress(self, name: str, **progress) -> None:
-        """Record SEND progress in our lease (renewing it). ClaimLost if the lease is lost:
-        the caller must not send."""
-        lease = self.leases.get(name)
-        if lease is None:
-            raise ClaimLost("we no longer hold its lease", self.bucket.uri(self.processing + name))
-        merged = dict(lease.body.get("progress") or {}, **progress)
-        try:
-            self.leases.renew(lease, progress=merged)
-        except ClaimLost:
-            self._abandon(name)
-            raise
-
-    def wrap_journal(self, journal):
-        from pipeline.s3progress import LeaseJournal
-        return LeaseJournal(journal, self)
-
-
 def _doc(raw: bytes) -> dict:
     try:
         doc = json.loads(raw)
@@ -410,75 +327,7 @@ def _doc(raw: bytes) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-class _Heartbeat:
-    """A daemon thread calling ``store.beat()`` every ``interval`` seconds until stopped."""
-
-    def __init__(self, store: S3Store, interval: float):
-        self.store, self.interval = store, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="s3-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.store.beat()
-            except SourceAuthError as exc:
-                log.error("heartbeat: AWS refused the credentials", extra={"error": str(exc)})
-            except Exception:      # the heartbeat must outlive any one bad beat
-                log.exception("heartbeat failed; trying again")
-
-
 def make_s3_store(settings, owner: str) -> S3Store:
-    """The S3 store for ``settings`` (source.kind s3), checked against the real bucket:
-    a missing bucket or queue is a ConfigError (exit 2), refused credentials an AuthError."""
-    from pipeline.s3api import Queue
-    src, folders = settings.source, settings.folders
-    bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region,
-                    pool=settings.workers + 6)
-    _check(bucket.check, "source.bucket")
-    feed = None
-    prefix = folder_prefix(src.prefix)
-    store = S3Store(bucket, prefix=prefix, processing=folder_prefix(folders.processing),
-                    done=folder_prefix(folders.done), failed=folder_prefix(folders.failed),
-                    pattern=src.pattern, owner=owner, lease_seconds=src.lease_seconds,
-                    page_size=src.page_size)
-    if src.queue_url:
-        from pipeline.s3queue import Feed
-        queue = Queue(src.queue_url, region=src.region, wait=src.queue_wait_seconds)
-        _check(queue.check, "source.queue_url")
-        feed = Feed(queue, bucket=src.bucket, name_of=store.name_of,
-                    visibility=src.queue_visibility_seconds, wait=src.queue_wait_seconds,
-                    prefetch=max(10, 2 * settings.workers))
-        store.feed, store.queue_fed = feed, True
-    _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
-    return store
-
-
-def _check(fn, key: str) -> None:
-    """Run a start-up check; what only the operator can fix becomes a ConfigError (exit 2)."""
-    try:
-        fn()
-    except (Missing, Denied) as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-
-
-def probe_conditional_writes(bucket: Bucket, prefix: str, owner: str) -> None:
-    """Claims are only safe if the endpoint honours ``If-None-Match: *``: write a probe twice
-    and insist that the second write is refused. ConfigError otherwise."""
-    key = f"{prefix}.probe-{owner}"
-    bucket.put(key, b"{}", if_none_match=True)
-    try:
-        bucket.put(key, b"{}", if_none_match=True)
-    except Conflict:
-        return
-    finally:
-        bucket.delete(key)
-    raise ConfigError("source.endpoint_url: this S3 endpoint ignores conditional writes "
-                      "(If-None-Match), so two workers could claim one object; refusing to run")
+    """The S3 store for ``settings`` (source.kind s3), checked against the real endpoint."""
+    from pipeline.s3setup import build_store     # the start-up checks live there
+    return build_store(settings, owner)
