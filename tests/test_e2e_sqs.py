@@ -86,3 +86,20 @@ def test_outside_keys_are_dropped_and_poison_goes_to_the_dead_letter_queue(
     assert body == "this is not an S3 notification"
     assert "not an S3 notification" in err
     assert sends_by_marker(sandbox) == Counter({"a": 1})
+
+
+def test_visibility_is_extended_while_a_slow_object_is_in_flight(tmp_path, sandbox, moto_server, bucket):
+    # maxReceiveCount 1: a message that ever became visible again would land in the DLQ
+    url, dlq = bucket.queue(f"q-{uuid.uuid4().hex[:8]}", dlq_after=1, visibility=1)
+    sandbox.faults(latency_ms=3000)                    # the SEND outlasts the visibility 3 times
+    env = sqs_env(tmp_path, sandbox, moto_server, bucket, url, queue_visibility_seconds=1)
+    proc = env.start()
+    try:
+        bucket.put("incoming/slow.json", message("slow"))
+        env.wait_for(lambda: bucket.keys("done/") == ["slow.json"])
+        env.wait_for(lambda: bucket.messages(url) == 0)
+    finally:
+        code, _, err = stop(proc)
+    assert code == 0, err
+    assert bucket.messages(dlq) == 0
+    assert sends_by_marker(sandbox) == Counter({"slow": 1})

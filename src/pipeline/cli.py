@@ -130,6 +130,7 @@ def _run(settings, once: bool, app) -> int:
         return EXIT_OK
     code = _check_credentials(client, once)
     if code is not None:
+        store.close()            # e.g. SQS messages already received go back to the queue now
         return code
     try:
         from pipeline.journal import Journal

@@ -120,16 +120,18 @@ class Bucket:
     def uri(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
 
-    def check(self) -> None:
-        """Raise StorageError (NoSuchBucket, access denied, unreachable) unless the bucket is usable."""
+    def check(self, prefix: str) -> None:
+        """Raise Missing / Denied / StorageError unless we can list ``prefix`` in the bucket.
+        (A listing, not HeadBucket: that needs s3:ListBucket on the whole bucket, and the IAM
+        policy in docs/s3.md only grants it for the pipeline's prefixes.)"""
         try:
-            self.client.head_bucket(Bucket=self.name)
+            self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1)
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise Missing("the bucket does not exist", self.uri("")) from None
-            raise translate(exc, "checking the bucket", self.uri("")) from None
+            raise translate(exc, "listing the bucket", self.uri(prefix)) from None
         except BotoCoreError as exc:
-            raise translate(exc, "checking the bucket", self.uri("")) from None
+            raise translate(exc, "listing the bucket", self.uri(prefix)) from None
 
     def pages(self, prefix: str, page_size: int) -> Iterator[list[dict]]:
         """The objects under ``prefix``, one listing page at a time (continuation tokens), so

@@ -19,7 +19,7 @@ def build_store(settings, owner: str) -> S3Store:
     src, folders = settings.source, settings.folders
     bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region,
                     pool=settings.workers + 6)
-    _check(bucket.check, "source.bucket")
+    _check(lambda: bucket.check(folder_prefix(src.prefix)), "source.bucket")
     store = S3Store(bucket, prefix=folder_prefix(src.prefix),
                     processing=folder_prefix(folders.processing),
                     done=folder_prefix(folders.done), failed=folder_prefix(folders.failed),
