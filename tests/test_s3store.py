@@ -162,7 +162,7 @@ def test_recovery_completes_a_move_interrupted_between_copy_and_delete(moto_serv
     bucket.put("in/a.json", b"{}")
     clock = Clock()
     dead = store(moto_server, bucket, owner="dead", clock=clock, lease_seconds=10)
-    etag = dead.stat("a.json") and dead._etags["a.json"]
+    etag = bucket.s3.head_object(Bucket=bucket.name, Key="in/a.json")["ETag"]
     dead.leases.acquire("a.json", source_etag=etag, size=2, source_mtime=1.0)
     bucket.s3.copy_object(Bucket=bucket.name, Key="proc/a.json",
                           CopySource={"Bucket": bucket.name, "Key": "in/a.json"})
@@ -251,3 +251,24 @@ def test_an_endpoint_that_ignores_conditional_writes_is_refused(aws_env, bucket)
             probe_conditional_writes(client, "proc/.leases/", "me")
     finally:
         lax.stop()
+
+
+@pytest.mark.parametrize("status, seen", [(504, True), (500, False)])
+def test_a_released_object_carries_its_send_progress_to_the_next_machine(
+        moto_server, bucket, tmp_path, status, seen):
+    bucket.put("in/a.json", b"{}")
+    first = store(moto_server, bucket, owner="first")
+    journal = first.wrap_journal(Journal(str(tmp_path / "first.db")))
+    claim = claim_of(first, "a.json")
+    record = journal.begin("a.json", "sha", claim.size, claim.source, claim.location, "first", 0)
+    journal.attempt_started(record.claim_id, "send", 1)
+    journal.attempt_ended(record.claim_id, "send", 1, result="transient", status=status,
+                          maybe_seen=seen, error=str(status))
+    first.release(claim)                                   # shutdown while a retry was pending
+    assert bucket.keys("in/") == ["a.json"]
+    second = store(moto_server, bucket, owner="second")
+    other = second.wrap_journal(Journal(str(tmp_path / "second.db")))
+    again = claim_of(second, "a.json")
+    carried = other.begin("a.json", "sha", again.size, again.source, again.location, "second", 0)
+    assert carried.attempts == 1 and carried.possible_duplicate is seen
+    assert carried.http_status == status

@@ -196,17 +196,24 @@ class Bucket:
             args["IfMatch"] = if_match
         return _call(self.client.put_object, "writing", self.uri(key), **args)["ETag"]
 
-    def copy(self, src: str, dst: str, size: int, *, src_etag: Optional[str] = None) -> None:
+    def copy(self, src: str, dst: str, size: int, *, src_etag: Optional[str] = None,
+             metadata: Optional[dict] = None) -> None:
         """Server-side copy (nothing passes through this process). ClaimLost if ``src`` is gone
-        (or, with ``src_etag``, was replaced). Above 5 GiB a managed multipart copy is used."""
+        (or, with ``src_etag``, was replaced). ``metadata`` is merged into the object's user
+        metadata (its content type kept). Above 5 GiB a managed multipart copy is used."""
         source = {"Bucket": self.name, "Key": src}
+        args: dict = {"CopySourceIfMatch": src_etag} if src_etag else {}
+        if metadata:
+            head = self.head(src) or {}
+            args.update(MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), **metadata},
+                        ContentType=head.get("ContentType", "application/octet-stream"))
         try:
             if size < SINGLE_COPY_LIMIT:
-                args = {"CopySourceIfMatch": src_etag} if src_etag else {}
                 self.client.copy_object(Bucket=self.name, Key=dst, CopySource=source,
-                                        MetadataDirective="COPY", **args)
+                                        **{"MetadataDirective": "COPY", **args})
             else:
-                self.client.copy(CopySource=source, Bucket=self.name, Key=dst)
+                self.client.copy(CopySource=source, Bucket=self.name, Key=dst,
+                                 ExtraArgs={k: v for k, v in args.items() if k != "CopySourceIfMatch"})
         except ClientError as exc:
             if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
                 raise ClaimLost("the object vanished or was replaced", self.uri(src)) from None

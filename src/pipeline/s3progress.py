@@ -6,6 +6,8 @@ already made. The lease travels with the claim, so it carries what matters (s3le
 
 - before every SEND, ``sends_started = n`` is written into the lease — a compare-and-swap on
   the lease, so a worker whose lease was taken over finds out *before* sending, not after;
+- after an answer that was not an acceptance, ``sends_ended``, the status and whether Redox may
+  have seen any attempt (``maybe_seen``);
 - once Redox accepted a SEND, its Log IDs (``accepted``).
 
 When a claim is adopted from a dead owner, ``begin()`` replays that into the local journal: an
@@ -85,9 +87,15 @@ class LeaseJournal:
                      extra={"file": record.name})
         elif started > record.attempts:
             self.journal.attempt_started(cid, "send", started)
-            self.journal.close_interrupted(cid)
-            log.warning("the previous owner died during a SEND; marked as a possible duplicate",
-                        extra={"file": record.name, "attempt": started})
+            if int(progress.get("sends_ended") or 0) >= started:     # answered, not accepted
+                self.journal.attempt_ended(cid, "send", started, result="transient",
+                                           status=progress.get("http_status"),
+                                           maybe_seen=bool(progress.get("maybe_seen")),
+                                           error="attempted by an earlier owner")
+            else:
+                self.journal.close_interrupted(cid)
+                log.warning("the previous owner died during a SEND; marked as a possible duplicate",
+                            extra={"file": record.name, "attempt": started})
 
     def _name(self, claim_id: str) -> str:
         with self._lock:
@@ -103,8 +111,13 @@ class LeaseJournal:
     def attempt_ended(self, claim_id, kind, n, *, result, status, maybe_seen, error=None, logs=None):
         self.journal.attempt_ended(claim_id, kind, n, result=result, status=status,
                                    maybe_seen=maybe_seen, error=error, logs=logs)
-        if kind == "send" and logs is not None:
+        if kind != "send":
+            return
+        if logs is not None:
             self._mirror(claim_id, accepted={"n": n, "status": status, "logs": list(logs)})
+        else:
+            seen = bool(maybe_seen) or bool(self.journal.get(claim_id).possible_duplicate)
+            self._mirror(claim_id, sends_ended=n, http_status=status, maybe_seen=seen)
 
     def void_attempt(self, claim_id, kind, n):
         self.journal.void_attempt(claim_id, kind, n)

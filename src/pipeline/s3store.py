@@ -64,7 +64,7 @@ class S3Store(Recovery, Progress):
         self.feed = None
         self.queue_fed = False
         self._skip = tuple(p for p in (processing, done, failed) if p)
-        self._etags: dict[str, str] = {}          # name → ETag seen by the last stat()
+        self._seen: dict[str, tuple] = {}         # name → (ETag, carried progress) from stat()
         self._inherited: dict[str, dict] = {}     # name → SEND progress of a dead owner
         self._beat: Optional[Heartbeat] = None
 
@@ -132,9 +132,9 @@ class S3Store(Recovery, Progress):
         not in the inbox settles its messages (s3queue.Feed: gone, elsewhere or ours)."""
         head = self.bucket.head(self.prefix + name)
         if head is not None:
-            if len(self._etags) > 10000:
-                self._etags.clear()
-            self._etags[name] = head["ETag"]
+            if len(self._seen) > 10000:
+                self._seen.clear()
+            self._seen[name] = (head["ETag"], _carried(head))
             return Drop(name, int(head["ContentLength"]), epoch(head["LastModified"]))
         if self.feed:
             self._settle_messages(name)
@@ -161,9 +161,9 @@ class S3Store(Recovery, Progress):
     def claim(self, drop: Drop) -> Claim:
         """Take the lease on ``drop.name``, then move the object into processing/.
         ClaimLost if another worker holds the name or the object vanished."""
-        etag = self._etags.pop(drop.name, None)
+        etag, carried = self._seen.pop(drop.name, (None, None))
         lease = self.leases.acquire(drop.name, source_etag=etag, source_mtime=drop.mtime,
-                                    size=drop.size)
+                                    size=drop.size, progress=carried or {})
         try:
             claim = self._move_in(lease, drop.size, drop.mtime)
         except ClaimLost:
@@ -172,6 +172,8 @@ class S3Store(Recovery, Progress):
         if claim is None:
             self.leases.release(lease)
             raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
+        if carried:
+            self._inherited[drop.name] = carried       # released by a worker elsewhere
         if self.feed:
             self.feed.attach(drop.name)
         return claim
@@ -259,7 +261,8 @@ class S3Store(Recovery, Progress):
             self.feed.defer(name, self.lease_seconds / 2)
 
     def release(self, claim: Claim) -> str:
-        """Put a claimed object back in the inbox (under its own name if free)."""
+        """Put a claimed object back in the inbox (under its own name if free), carrying its
+        SEND progress in its metadata for whichever worker claims it next."""
         lease = self._guard(claim)
         folder, base = posixpath.split(claim.name)
         for candidate in _candidates(base):
@@ -268,7 +271,7 @@ class S3Store(Recovery, Progress):
                 break
         else:  # pragma: no cover - 100,000 objects under one name
             raise StorageError("no free name to release to", self.inbox)
-        self.bucket.copy(claim.location, dst, claim.size)
+        self.bucket.copy(claim.location, dst, claim.size, metadata=_carry(lease.body.get("progress")))
         self.bucket.delete(claim.location)
         self.leases.release(lease)
         if self.feed:
@@ -318,6 +321,25 @@ class S3Store(Recovery, Progress):
             return True
         return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
                 and bool(mine.get("sha256")))
+
+PROGRESS_META = "redox-progress"     # x-amz-meta-redox-progress: SEND progress of a released object
+
+
+def _carry(progress: Optional[dict]) -> Optional[dict]:
+    """User metadata carrying a released object's SEND progress to whoever claims it next
+    (S3 allows 2 KB of metadata: Log IDs are dropped if they do not fit, the count never is)."""
+    if not progress:
+        return None
+    text = json.dumps(progress, separators=(",", ":"))
+    if len(text) > 1800:
+        text = json.dumps({"sends_started": progress.get("sends_started", 0)}, separators=(",", ":"))
+    return {PROGRESS_META: text}
+
+
+def _carried(head: dict) -> Optional[dict]:
+    text = (head.get("Metadata") or {}).get(PROGRESS_META)
+    return (_doc(text.encode()) or None) if text else None
+
 
 def _doc(raw: bytes) -> dict:
     try:
