@@ -172,7 +172,7 @@ class S3Store(Recovery, Progress):
         if claim is None:
             self.leases.release(lease)
             raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
-        if carried:
+        if carried and lease.body.get("source_etag"):
             self._inherited[drop.name] = carried       # released by a worker elsewhere
         if self.feed:
             self.feed.attach(drop.name)
@@ -194,7 +194,8 @@ class S3Store(Recovery, Progress):
             if adopting and etag:
                 self._delete_version(src, etag)
             elif not adopting:
-                self.leases.renew(lease, source_etag=None, source_mtime=epoch(head["LastModified"]))
+                self.leases.renew(lease, source_etag=None, source_mtime=epoch(head["LastModified"]),
+                                  progress={})
             return self._claim_of(lease, dst, int(head["ContentLength"]), epoch(head["LastModified"]))
         if etag is None:
             source = self.bucket.head(src)
