@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from collections import Counter
 
 import pytest
@@ -72,7 +71,7 @@ def test_keys_that_are_not_ours_are_left_untouched(tmp_path, sandbox, moto_serve
 
 
 def test_pagination_takes_every_object_with_a_tiny_page_size(tmp_path, sandbox, moto_server, bucket):
-    names = [f"p/{i:03d}.json" for i in range(23)]
+    names = [f"p/{i:03d}.json" for i in range(11)]
     for name in names:
         bucket.put(f"incoming/{name}", message(name))
     env = s3_env(tmp_path, sandbox, moto_server, bucket, page_size=3)
@@ -93,17 +92,23 @@ def test_a_name_already_in_done_gets_a_suffix_and_nothing_is_overwritten(tmp_pat
 
 
 def test_two_workers_on_one_bucket_never_send_one_object_twice(tmp_path, sandbox, moto_server, bucket):
-    names = [f"n{i:03d}.json" for i in range(60)]
+    names = [f"n{i:03d}.json" for i in range(30)]
     for name in names:
         bucket.put(f"incoming/{name}", message(name))
-    sandbox.faults(latency_ms=20)
-    workers = [s3_env(tmp_path, sandbox, moto_server, bucket, name=f"m{i}", page_size=7) for i in range(2)]
-    procs = [subprocess.Popen(env.command("run", "--once", "--config", str(env.config)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env._env(None), cwd=env.root) for env in workers]
-    results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
-    assert bucket.keys("done/") == names
+    sandbox.faults(latency_ms=300)
+    slow = s3_env(tmp_path, sandbox, moto_server, bucket, name="m1", page_size=4)
+    slow.config_data["workers"] = 1
+    slow.write_config()
+    fast = s3_env(tmp_path, sandbox, moto_server, bucket, name="m2", page_size=4)
+    service = slow.start()                  # one machine's service, one file at a time...
+    try:
+        slow.wait_for(bucket.leases)        # ...is working when the second machine's run starts
+        result = fast.run("run", "--once")
+        assert result.returncode == 0, result.stderr
+        fast.wait_for(lambda: bucket.keys("done/") == names)
+    finally:
+        code, _, err = stop(service)
+    assert code == 0, err
     assert bucket.keys("processing/", sidecars=True) == [] and bucket.keys("incoming/") == []
     assert sends_by_marker(sandbox) == Counter({n: 1 for n in names})
     owners = Counter(bucket.sidecar(f"done/{n}")["pipeline"]["pid"] for n in names)

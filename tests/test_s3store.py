@@ -70,10 +70,10 @@ def test_folders_inside_the_prefix_are_not_listed(moto_server, bucket):
 
 
 def test_concurrent_claims_of_the_same_objects_have_exactly_one_winner_each(moto_server, bucket):
-    names = [f"n{i}.json" for i in range(25)]
+    names = [f"n{i}.json" for i in range(16)]
     for name in names:
         bucket.put(f"in/{name}", b"{}")
-    stores = [store(moto_server, bucket, owner=f"w{i}") for i in range(4)]
+    stores = [store(moto_server, bucket, owner=f"w{i}") for i in range(3)]
     drops = {(i, n): s.stat(n) for i, s in enumerate(stores) for n in names}
     won: list[tuple[int, str]] = []
     barrier = threading.Barrier(len(stores))

@@ -202,7 +202,7 @@ class Runner:
 
     def _claim_ready(self) -> None:
         while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
-               and not self.stop_reason):
+               and not self.stop_reason and not self.fatal):
             name = self.settler.pop_ready()
             if name is None:
                 return
