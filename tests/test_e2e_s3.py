@@ -7,8 +7,6 @@ import hashlib
 import json
 from collections import Counter
 
-import pytest
-
 from pipeline_env import PipelineEnv, message, stop
 
 FOLDERS = {"processing": "processing", "done": "done", "failed": "failed"}

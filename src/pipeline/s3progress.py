@@ -18,6 +18,7 @@ Nothing else changes: every other call goes straight to the journal.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Optional
@@ -25,6 +26,37 @@ from typing import Optional
 from pipeline.errors import ClaimLost, PipelineError
 
 log = logging.getLogger("pipeline.s3")
+
+
+PROGRESS_META = "redox-progress"     # x-amz-meta-redox-progress: SEND progress of a released object
+
+
+def carry_progress(progress: Optional[dict]) -> Optional[dict]:
+    """User metadata carrying a released object's SEND progress to whoever claims it next
+    (S3 allows 2 KB of user metadata). Accepted Log IDs that do not fit are dropped; the counts
+    never are, and an accepted SEND then makes the next one a possible duplicate."""
+    if not progress:
+        return None
+    text = json.dumps(progress, separators=(",", ":"))
+    if len(text) > 1800:
+        small = {k: progress[k] for k in ("sends_started", "sends_ended", "http_status", "maybe_seen")
+                 if k in progress}
+        if progress.get("accepted"):
+            small["maybe_seen"] = True
+        text = json.dumps(small, separators=(",", ":"))
+    return {PROGRESS_META: text}
+
+
+def carried_progress(head: dict) -> Optional[dict]:
+    """The SEND progress a released object carries (from its HEAD), or None."""
+    text = (head.get("Metadata") or {}).get(PROGRESS_META)
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and doc else None
 
 
 class Progress:

@@ -16,7 +16,6 @@ S3 event notifications on SQS (s3queue.py) instead of listings.
 from __future__ import annotations
 
 import json
-import logging
 import posixpath
 import time
 from typing import BinaryIO, Iterator, Optional
@@ -25,12 +24,9 @@ from pipeline.errors import ClaimLost, PipelineError, StorageError
 from pipeline.localstore import SIDECAR_SUFFIX, _candidates, is_candidate_name
 from pipeline.s3api import Bucket, Conflict, epoch
 from pipeline.s3lease import LEASE_DIR, Heartbeat, Lease, Leases
-from pipeline.s3progress import Progress
+from pipeline.s3progress import Progress, carried_progress, carry_progress
 from pipeline.s3recover import Recovery
 from pipeline.values import Claim, Drop
-
-log = logging.getLogger("pipeline.s3")
-
 
 def is_ours(name: str, pattern: str) -> bool:
     """A key below the prefix counts when its base name does (localstore's rule: not hidden,
@@ -134,7 +130,7 @@ class S3Store(Recovery, Progress):
         if head is not None:
             if len(self._seen) > 10000:
                 self._seen.clear()
-            self._seen[name] = (head["ETag"], _carried(head))
+            self._seen[name] = (head["ETag"], carried_progress(head))
             return Drop(name, int(head["ContentLength"]), epoch(head["LastModified"]))
         if self.feed:
             self._settle_messages(name)
@@ -272,7 +268,7 @@ class S3Store(Recovery, Progress):
                 break
         else:  # pragma: no cover - 100,000 objects under one name
             raise StorageError("no free name to release to", self.inbox)
-        self.bucket.copy(claim.location, dst, claim.size, metadata=_carry(lease.body.get("progress")))
+        self.bucket.copy(claim.location, dst, claim.size, metadata=carry_progress(lease.body.get("progress")))
         self.bucket.delete(claim.location)
         self.leases.release(lease)
         if self.feed:
@@ -322,25 +318,6 @@ class S3Store(Recovery, Progress):
             return True
         return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
                 and bool(mine.get("sha256")))
-
-PROGRESS_META = "redox-progress"     # x-amz-meta-redox-progress: SEND progress of a released object
-
-
-def _carry(progress: Optional[dict]) -> Optional[dict]:
-    """User metadata carrying a released object's SEND progress to whoever claims it next
-    (S3 allows 2 KB of metadata: Log IDs are dropped if they do not fit, the count never is)."""
-    if not progress:
-        return None
-    text = json.dumps(progress, separators=(",", ":"))
-    if len(text) > 1800:
-        text = json.dumps({"sends_started": progress.get("sends_started", 0)}, separators=(",", ":"))
-    return {PROGRESS_META: text}
-
-
-def _carried(head: dict) -> Optional[dict]:
-    text = (head.get("Metadata") or {}).get(PROGRESS_META)
-    return (_doc(text.encode()) or None) if text else None
-
 
 def _doc(raw: bytes) -> dict:
     try:
