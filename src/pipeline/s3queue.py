@@ -131,6 +131,10 @@ class Feed:
                 log.warning("cannot receive from the queue; trying again", extra={"error": str(exc)})
                 self._stopping.wait(min(30.0, max(1.0, self.wait)))
                 continue
+            except Exception:       # a bug must not silently stop the feed: log, go on
+                log.exception("unexpected error while receiving; trying again")
+                self._stopping.wait(1.0)
+                continue
             if not got and self._once:
                 self._exhausted = True
                 self._events.put(("wake",))           # the runner may be done now
