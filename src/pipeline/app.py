@@ -69,6 +69,8 @@ def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
     breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
                              max(0.05, retry.backoff_max_seconds))
+    if hasattr(store, "wrap_journal"):
+        journal = store.wrap_journal(journal)     # S3: SEND progress travels with the lease
     observe = metrics.observe if metrics else (lambda *a, **k: None)
     transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
                         settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
@@ -81,8 +83,23 @@ def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
-                  watch=(settings.source.kind == "local" and not once), progress=progress,
-                  metrics=metrics)
+                  watch=watches(settings, once), progress=progress, metrics=metrics,
+                  recover_seconds=recover_seconds(settings))
+
+
+def watches(settings: Settings, once: bool) -> bool:
+    """Event fast path: file events for a local service; SQS notifications always (in SQS mode
+    they are the only way names arrive, ``--once`` included)."""
+    if settings.source.kind == "s3":
+        return bool(settings.source.queue_url)
+    return not once
+
+
+def recover_seconds(settings: Settings):
+    """S3: look for expired leases (a worker on some machine died) every half lease, not only
+    at start. Local claims are recovered at start (their owner's lock tells)."""
+    return settings.source.lease_seconds / 2 if settings.source.kind == "s3" else None
+
 
 
 # -- delivery confirmation (reconcile) --------------------------------------------------------------

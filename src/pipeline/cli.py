@@ -191,15 +191,26 @@ def cmd_run(args) -> int:
 
 def _run(settings, once: bool, app) -> int:
     client = app.make_client(settings)
-    store = app.make_store(settings, app.owner_id())
-    waiting = sum(1 for _ in store.scan()) if once else 0
-    if once and not waiting and not store.has_claims():
+    try:
+        store = app.make_store(settings, app.owner_id())
+        waiting = sum(1 for _ in store.scan()) if once else 0
+        idle = once and not waiting and not store.has_claims()
+    except AuthError as exc:          # S3 refused the credentials: not the files' fault
+        log.error(f"stopped: the source refused the credentials: {exc}; nothing was touched")
+        return EXIT_REDOX
+    except StorageError as exc:
+        if settings.source.kind != "s3":
+            raise                     # local folders: fix them first (exit 2)
+        log.error(f"stopped: the source cannot be reached: {exc}; nothing was touched")
+        return EXIT_REDOX
+    if idle:
         log.info("nothing to do: the inbox is empty")
         return EXIT_OK
     metrics = None if once else _start_metrics(settings)
     try:
         code = _check_credentials(client, once)
         if code is not None:
+            store.close()            # e.g. SQS messages already received go back to the queue now
             return code
         try:
             from pipeline.journal import Journal

@@ -39,6 +39,13 @@ class SourceSettings(_Model):
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
     queue_url: Optional[str] = None
+    # S3 only (docs/s3.md): a claim's lease lasts this long unless renewed (renewed every third
+    # of it while the object is in flight; an abandoned claim is recovered after it runs out)
+    lease_seconds: float = Field(300.0, ge=1)
+    page_size: int = Field(1000, ge=1, le=1000)     # keys per listing request
+    # SQS mode: long-poll wait, and how long a received message stays hidden between extensions
+    queue_wait_seconds: int = Field(10, ge=1, le=20)
+    queue_visibility_seconds: int = Field(300, ge=1, le=43200)
 
 
 class FolderSettings(_Model):
@@ -243,8 +250,10 @@ def semantic_problems(s: Settings) -> list[str]:
     problems: list[str] = []
     if s.source.kind == "local" and not s.source.inbox:
         problems.append("source.inbox: missing (required for source.kind local)")
-    if s.source.kind == "s3" and not s.source.bucket:
-        problems.append("source.bucket: missing (required for source.kind s3)")
+    if s.source.kind == "s3":
+        problems += s3_problems(s)
+    elif s.source.queue_url:
+        problems.append("source.queue_url: only for source.kind s3")
     if not s.destinations:
         problems.append("destinations: missing (at least one Redox destination is required)")
     problems += auth_problems(s.redox.auth, "redox.auth")
@@ -280,6 +289,25 @@ def delivery_problems(s: Settings, required: bool) -> list[str]:
     if dc.auth is None and s.redox.auth.method != "oauth":
         problems.append(f"delivery_check.auth: missing ({why}: the Platform API needs an OAuth "
                         "key and redox.auth is a legacy key)")
+    return problems
+
+
+def s3_problems(s: Settings) -> list[str]:
+    """With S3 the folders are key prefixes in the bucket: distinct, and apart from the inbox."""
+    problems = [] if s.source.bucket else ["source.bucket: missing (required for source.kind s3)"]
+    inbox = s.source.prefix.strip("/")
+    seen: dict[str, str] = {}
+    for key in ("processing", "done", "failed"):
+        value = getattr(s.folders, key).strip("/")
+        if not value:
+            problems.append(f"folders.{key}: must be a key prefix (not empty) with source.kind s3")
+        elif value in seen:
+            problems.append(f"folders.{key}: the same prefix as folders.{seen[value]}")
+        elif value == inbox or (inbox and (inbox + "/").startswith(value + "/")):
+            problems.append(f"folders.{key}: must not contain source.prefix")
+        seen.setdefault(value, key)
+    if s.source.queue_url and not re.match(r"^https?://[^/\s]+/", s.source.queue_url):
+        problems.append("source.queue_url: not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")
     return problems
 
 

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 from pipeline import fsops
 from pipeline.errors import StorageError
-from pipeline.localstore import SIDECAR_SUFFIX
+from pipeline.names import SIDECAR_SUFFIX
 
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024   # a sidecar holds names and IDs; anything bigger is not ours
 

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 
 from pipeline import fsops
 from pipeline.errors import ClaimLost, ConfigError
-from pipeline.localstore import SIDECAR_SUFFIX, is_candidate_name
+from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
 
 FOLDERS = ("inbox", "processing", "done", "failed")
 SIDECAR_LIMIT = 4 << 20      # a sidecar is small; anything larger is not ours

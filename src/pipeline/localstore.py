@@ -19,8 +19,8 @@ from typing import BinaryIO, Iterator, Optional
 
 from pipeline import failpoints, fsops
 from pipeline.errors import ClaimLost, StorageError
-from pipeline.names import (SIDECAR_SUFFIX, candidates as _candidates, fit as _fit,  # noqa: F401
-                            is_candidate_name, name_problem, printable as _printable)
+from pipeline.names import (SIDECAR_SUFFIX, candidates as _candidates, fit as _fit,
+                            is_candidate_name, name_problem, original_name, printable as _printable)
 from pipeline.values import Claim, Drop
 
 SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
@@ -309,7 +309,7 @@ class LocalStore:
             claims = []
             for name in _names(folder):
                 if name != ".lock":
-                    claims += self._adopt_file(os.path.join(folder, name), _original_name(name))
+                    claims += self._adopt_file(os.path.join(folder, name), original_name(name))
             fsops._unlink_quietly(lock)
             try:
                 os.rmdir(folder)
@@ -353,12 +353,6 @@ def _names(folder: str) -> list[str]:
         return os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
-
-
-def _original_name(slot_name: str) -> str:
-    """The inbox name of a file in a claim folder (``.2~a.json`` was ``a.json``)."""
-    head, sep, rest = slot_name[1:].partition("~") if slot_name.startswith(".") else ("", "", "")
-    return rest if sep and head.isdigit() and rest else slot_name
 
 
 def _sidecar_claim_id(path: str) -> str | None:

@@ -19,7 +19,9 @@ FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "de
           "in_flight", "done", "failed", "count", "elapsed", "holder", "url", "key", "reason",
           "uploads", "field", "size", "worker", "config", "problems", "duration", "total",
           # delivery confirmation (reconcile)
-          "log_id", "delivered", "filtered", "gave_up", "pending", "checked", "files")
+          "log_id", "delivered", "filtered", "gave_up", "pending", "checked", "files",
+          # S3 + SQS
+          "message_id", "receive_count")
 
 
 class JsonFormatter(logging.Formatter):

@@ -75,3 +75,9 @@ def fit(prefix: str, stem: str, suffix: str) -> str:
 def printable(name: str) -> str:
     """A name as it can be logged: undecodable bytes shown as \\xNN escapes."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def original_name(slot_name: str) -> str:
+    """The inbox name of a file in a claim folder (``.2~a.json`` was ``a.json``)."""
+    head, sep, rest = slot_name[1:].partition("~") if slot_name.startswith(".") else ("", "", "")
+    return rest if sep and head.isdigit() and rest else slot_name

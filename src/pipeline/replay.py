@@ -28,7 +28,7 @@ from typing import Optional
 from pipeline import timefmt
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.folders import Entry
-from pipeline.localstore import _candidates
+from pipeline.names import candidates as _candidates
 
 OWN_FAULT_KINDS = frozenset({"invalid", "too_large", "not_a_file"})
 OWN_FAULT_STATUSES = frozenset({400, 413, 422})

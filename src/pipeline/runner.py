@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from pipeline import failpoints, recovery
 from pipeline.discover import Settler, Watcher
-from pipeline.errors import ClaimLost, StorageError
+from pipeline.errors import AuthError, ClaimLost, StorageError
 from pipeline.work import FileWork, Job, Step
 
 log = logging.getLogger("pipeline.run")
@@ -33,16 +33,22 @@ class Runner:
     """Drives files from inbox to done/failed. ``run()`` returns the exit status.
 
     ``work`` is the per-file stage chain; ``store`` the source (local or S3); ``watch``
-    whether to use file events (local service mode). Clocks are injectable for tests.
+    whether to use the event fast path: file events, or the store's own ``watch(events)``
+    (SQS notifications). A *queue-fed* store (``store.queue_fed``) gets names only from its
+    events: hints count in ``--once`` too, and ``--once`` ends when ``store.drained()``.
+    ``recover_seconds``: also adopt abandoned claims periodically (S3 leases), not just at
+    start. Clocks are injectable for tests.
     """
 
     def __init__(self, store, journal, work: FileWork, *, workers: int, settle_seconds: float,
                  rescan_seconds: float, once: bool, once_wait: float, grace: float,
                  watch: bool = False, mono: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, progress=None, metrics=None):
+                 wall: Callable[[], float] = time.time, progress=None, metrics=None,
+                 recover_seconds: Optional[float] = None):
         self.store, self.journal, self.work = store, journal, work
         self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
-        self.rescan_seconds, self.watch = rescan_seconds, watch
+        self.rescan_seconds, self.watch, self.recover_seconds = rescan_seconds, watch, recover_seconds
+        self.queue_fed = bool(getattr(store, "queue_fed", False))
         self.mono, self.wall = mono, wall
         self.settler = Settler(settle_seconds, wall=wall, mono=mono)
         self.settle_seconds = settle_seconds
@@ -73,11 +79,11 @@ class Runner:
 
     def run(self) -> int:
         self.store.prepare()
-        watcher = Watcher(self.store.inbox, self.events).start() if self.watch else None
+        watcher = self._start_watch()
         try:
             self._recover()
             self._rescan()
-            if self.once:
+            if self.once and not self.queue_fed:
                 self.initial = self.settler.known() | {j.claim.name for j in self.ready}
             self._loop()
         finally:
@@ -90,9 +96,17 @@ class Runner:
         # files are the --once run's business, not a reason for systemd to call the stop a failure
         return EXIT_FAILED if self.once and (self.counts["failed"] or self.unfinished) else EXIT_OK
 
+    def _start_watch(self):
+        if not self.watch:
+            return None
+        if hasattr(self.store, "watch"):
+            return self.store.watch(self.events, self.once)
+        return Watcher(self.store.inbox, self.events).start()
+
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
         next_rescan = self.mono() + self.rescan_seconds
+        next_recover = self.mono() + (self.recover_seconds or 0)
         once_deadline = self.mono() + max(10.0, 5 * self.settle_seconds)
         while True:
             self._drain(self._timeout(next_rescan))
@@ -102,6 +116,9 @@ class Runner:
                 self._rescan()
                 next_rescan = self.mono() + self.rescan_seconds
             self._recheck_settling()
+            if self.recover_seconds and self.mono() >= next_recover and not self.stop_reason:
+                self._recover()
+                next_recover = self.mono() + self.recover_seconds
             self._promote_due_retries()
             self._claim_ready()
             self._dispatch()
@@ -143,15 +160,19 @@ class Runner:
         if kind == "step":
             self.inflight -= 1
             self._on_step(event[1], event[2])
-        elif kind == "hint" and not self.once:
-            drop = self.store.stat(event[1])
+        elif kind == "hint" and (not self.once or self.queue_fed):
+            drop = self._stat(event[1])
             if drop and self._wanted(drop.name):
                 self.settler.observe(drop)
         elif kind == "stop":
             self.stop_reason = event[1]
+        elif kind == "fatal":                  # the source refused our credentials
+            self.fatal = event[1]
 
     def _once_finished(self, deadline: float) -> bool:
         if self.inflight or self.ready or self.settler.has_ready():
+            return False
+        if self.queue_fed and not self.store.drained():
             return False
         if self.settler.pending_count() and self.mono() < deadline:
             return False                       # a file present at start is still being written
@@ -160,10 +181,11 @@ class Runner:
 
     # -- discover + claim --------------------------------------------------------------------
     def _rescan(self) -> None:
-        try:
-            self._not_due = self.journal.not_due(self.wall())
-        except StorageError as exc:
-            log.error("cannot read the journal", extra={"error": str(exc)})
+        if not self.queue_fed:
+            try:
+                self._not_due = self.journal.not_due(self.wall())
+            except StorageError as exc:
+                log.error("cannot read the journal", extra={"error": str(exc)})
         present = set()
         oldest = None
         try:
@@ -172,8 +194,11 @@ class Runner:
                 oldest = drop.mtime if oldest is None else min(oldest, drop.mtime)
                 if self._wanted(drop.name):
                     self.settler.observe(drop)
-        except StorageError as exc:      # e.g. its permissions changed: the next rescan tries again
-            log.error("cannot scan the source", extra={"error": str(exc)})
+        except AuthError as exc:
+            self.fatal = str(exc)
+            return
+        except StorageError as exc:      # permissions changed, S3 throttling: the next rescan tries again
+            log.error("cannot scan the source; trying again", extra={"error": str(exc)})
             return
         self.settler.drop_missing(present)
         self._oldest_inbox = oldest
@@ -189,11 +214,21 @@ class Runner:
     def _recheck_settling(self) -> None:
         """Look again at files whose settle time has passed (no event is needed for that)."""
         for name in self.settler.due():
-            drop = self.store.stat(name)
+            drop = self._stat(name)
             if drop is None:
                 self.settler.forget(name)
             elif self._wanted(name):
                 self.settler.observe(drop)
+
+    def _stat(self, name: str):
+        """The store's stat; a storage problem skips the name for now (it is seen again)."""
+        try:
+            return self.store.stat(name)
+        except AuthError as exc:
+            self.fatal = str(exc)
+        except StorageError as exc:
+            log.error("cannot look at a file; trying again later", extra={"file": name, "error": str(exc)})
+        return None
 
     def _wanted(self, name: str) -> bool:
         if self.initial is not None and name not in self.initial:
@@ -203,12 +238,12 @@ class Runner:
 
     def _claim_ready(self) -> None:
         while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
-               and not self.stop_reason):
+               and not self.stop_reason and not self.fatal):
             settled = self.settler.pop_settled()
             if settled is None:
                 return
             name = settled.name
-            drop = self.store.stat(name)
+            drop = self._stat(name)
             if drop is None:
                 continue
             if (drop.size, drop.mtime) != (settled.size, settled.mtime):
@@ -218,6 +253,9 @@ class Runner:
                 claim = self.store.claim(drop)
             except ClaimLost:
                 continue
+            except AuthError as exc:
+                self.fatal = str(exc)
+                return
             except StorageError as exc:
                 log.error("cannot claim", extra={"file": name, "error": str(exc)})
                 if self.once:
@@ -344,8 +382,16 @@ class Runner:
     # -- recovery and shutdown ----------------------------------------------------------------
     def _recover(self) -> None:
         """Take over abandoned claims and complete journal rows a crash left open."""
-        recovery.complete_journal(self.store, self.journal)
-        for claim in recovery.adopt(self.store):
+        try:
+            recovery.complete_journal(self.store, self.journal)
+            claims = recovery.adopt(self.store)
+        except AuthError as exc:
+            self.fatal = str(exc)
+            return
+        except StorageError as exc:
+            log.error("cannot look for abandoned claims; trying again", extra={"error": str(exc)})
+            return
+        for claim in claims:
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
@@ -369,7 +415,7 @@ class Runner:
     def _release(self, job: Job) -> None:
         try:
             where = self.store.release(job.claim)
-        except (ClaimLost, StorageError) as exc:
+        except (ClaimLost, StorageError, AuthError) as exc:
             log.error("could not release a claimed file; it is recovered at the next start",
                       extra={"file": job.claim.name, "error": str(exc)})
             return

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 from pipeline.folders import FOLDERS, age
-from pipeline.localstore import SIDECAR_SUFFIX, _original_name
+from pipeline.names import SIDECAR_SUFFIX, original_name
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
 AUTH_TIMEOUT_SECONDS = 5.0
@@ -110,7 +110,7 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
         rows = journal.rows("state IN ('waiting', 'released') AND next_retry_at IS NOT NULL "
                             "ORDER BY next_retry_at")
         present = {"released": {e.path for e in inbox},
-                   "waiting": {_original_name(e.name) for e in processing}}
+                   "waiting": {original_name(e.name) for e in processing}}
         retries = []
         for row in rows:
             if row["name"] not in present[row["state"]]:

@@ -1,0 +1,318 @@
+"""The one module that imports boto3/botocore: thin S3 and SQS wrappers that speak our errors.
+
+Every call goes through :func:`_call`, which translates botocore's exceptions at this one
+boundary (design.md: errors translated at one boundary):
+
+- throttling, 5xx, timeouts, connection errors → :class:`StorageError` (transient: the caller
+  tries again later). botocore's *standard* retry mode has already retried them with
+  exponential backoff and jitter before we see them.
+- refused or expired credentials → :class:`SourceAuthError` (an :class:`AuthError`: the run
+  stops and leaves files where they are, exit 3, like refused Redox credentials).
+- 412 / 409 on a conditional write → :class:`Conflict` (someone else won the race).
+- a missing key → ``None`` from :meth:`Bucket.head`, :class:`ClaimLost` elsewhere.
+
+Credentials come from the standard AWS chain only (environment, shared profile, container or
+instance role); nothing in config.yaml is a secret here.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Iterator, Optional
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
+                                 NoCredentialsError, PartialCredentialsError, ReadTimeoutError,
+                                 ResponseStreamingError)
+
+from pipeline.errors import AuthError, ClaimLost, StorageError
+
+# error codes meaning "these credentials are no good", across S3 and SQS
+AUTH_CODES = {"ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "InvalidToken",
+              "SignatureDoesNotMatch", "TokenRefreshRequired", "InvalidClientTokenId",
+              "UnrecognizedClientException", "AuthFailure", "InvalidSecurity"}
+MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+# CopyObject copies at most 5 GiB in one request; larger objects take a multipart copy
+SINGLE_COPY_LIMIT = 5 * 1024 ** 3
+RETRY_ATTEMPTS = 5
+
+
+class SourceAuthError(AuthError):
+    """S3 or SQS refused the credentials (expired session token, unknown key, ...)."""
+
+
+class Missing(StorageError):
+    """The bucket or queue does not exist (at start: a config error)."""
+
+
+class Denied(StorageError):
+    """Authenticated, but the IAM policy does not allow the operation."""
+
+
+class Conflict(Exception):
+    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def translate(exc: Exception, what: str, where: str) -> Exception:
+    """Our error for a botocore exception raised while doing ``what`` to ``where``."""
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return SourceAuthError(f"no AWS credentials found for {what} (the standard AWS chain: "
+                               "environment, profile, instance or container role)")
+    if isinstance(exc, ClientError):
+        code, status = _code(exc), _status(exc)
+        if code in AUTH_CODES:
+            return SourceAuthError(f"AWS refused the credentials ({code}) during {what}")
+        if code in ("AccessDenied", "AllAccessDisabled", "AccessDeniedException") or status == 403:
+            return Denied(f"access denied ({code}) during {what}; check the IAM policy", where)
+        if code == "NoSuchBucket":
+            return Missing(f"the bucket does not exist ({what})", where)
+        if code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded") \
+                or status == 503:
+            return StorageError(f"throttled ({code}) during {what}, after {RETRY_ATTEMPTS} tries; "
+                                "tried again later", where)
+        if status >= 500:
+            return StorageError(f"server error {status} ({code}) during {what}, after "
+                                f"{RETRY_ATTEMPTS} tries; tried again later", where)
+        return StorageError(f"{what} failed ({code or status})", where)
+    if isinstance(exc, BotoCoreError):
+        return StorageError(f"{what} failed ({exc.__class__.__name__}; tried again later)", where)
+    return exc
+
+
+def _call(fn, what: str, where: str, **kwargs):
+    """``fn(**kwargs)``, with botocore's exceptions translated (see the module docstring)."""
+    try:
+        return fn(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        if isinstance(exc, ClientError) and _code(exc) in CONFLICT_CODES:
+            raise Conflict(where) from None
+        raise translate(exc, what, where) from None
+
+
+def _config(pool: int, read_timeout: float, path_style: bool) -> Config:
+    return Config(retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
+                  connect_timeout=10, read_timeout=read_timeout, max_pool_connections=pool,
+                  s3={"addressing_style": "path"} if path_style else None)
+
+
+class Bucket:
+    """One bucket's objects, as the S3 store needs them. Thread-safe (one boto3 client)."""
+
+    def __init__(self, name: str, *, endpoint_url: Optional[str] = None, region: Optional[str] = None,
+                 pool: int = 10, client=None):
+        self.name = name
+        self.client = client or boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region,
+            config=_config(pool, 60, path_style=bool(endpoint_url)))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.name}/{key}"
+
+    def check(self, prefix: str) -> None:
+        """Raise Missing / Denied / StorageError unless we can list ``prefix`` in the bucket.
+        (A listing, not HeadBucket: that needs s3:ListBucket on the whole bucket, and the IAM
+        policy in docs/s3.md only grants it for the pipeline's prefixes.)"""
+        try:
+            self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise Missing("the bucket does not exist", self.uri("")) from None
+            raise translate(exc, "listing the bucket", self.uri(prefix)) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "listing the bucket", self.uri(prefix)) from None
+
+    def pages(self, prefix: str, page_size: int) -> Iterator[list[dict]]:
+        """The objects under ``prefix``, one listing page at a time (continuation tokens), so
+        the whole listing is never in memory at once. Each item: Key, Size, LastModified, ETag."""
+        args = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            page = _call(self.client.list_objects_v2, "listing", self.uri(prefix), **args)
+            yield page.get("Contents", [])
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            args["ContinuationToken"] = token
+
+    def head(self, key: str) -> Optional[dict]:
+        """The object's metadata (ContentLength, LastModified, ETag), or None if it is absent."""
+        try:
+            return self.client.head_object(Bucket=self.name, Key=key)
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES:
+                return None
+            raise translate(exc, "reading metadata", self.uri(key)) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "reading metadata", self.uri(key)) from None
+
+    def get_with_etag(self, key: str, limit: int = 1 << 20) -> Optional[tuple[bytes, str]]:
+        """A small object's bytes (at most ``limit``) and ETag, or None if it is absent."""
+        try:
+            reply = self.client.get_object(Bucket=self.name, Key=key)
+            with reply["Body"] as body:
+                return body.read(limit), reply["ETag"]
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES:
+                return None
+            raise translate(exc, "reading", self.uri(key)) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "reading", self.uri(key)) from None
+
+    def open(self, key: str, etag: Optional[str] = None) -> io.BufferedReader:
+        """A streaming, read-only file object over the object (never the whole object in memory).
+        ClaimLost if it is gone (or, with ``etag``, was replaced)."""
+        args = {"Bucket": self.name, "Key": key}
+        if etag:
+            args["IfMatch"] = etag
+        try:
+            body = self.client.get_object(**args)["Body"]
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
+                raise ClaimLost("the object vanished", self.uri(key)) from None
+            raise translate(exc, "opening", self.uri(key)) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "opening", self.uri(key)) from None
+        return io.BufferedReader(_Stream(body, self.uri(key)), buffer_size=1 << 20)
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False,
+            if_match: Optional[str] = None) -> str:
+        """Write ``data``; returns the new ETag. Conflict when the condition fails
+        (``if_none_match``: the key exists; ``if_match``: its ETag is no longer that one)."""
+        args = {"Bucket": self.name, "Key": key, "Body": data, "ContentType": "application/json"}
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        if if_match:
+            args["IfMatch"] = if_match
+        return _call(self.client.put_object, "writing", self.uri(key), **args)["ETag"]
+
+    def copy(self, src: str, dst: str, size: int, *, src_etag: Optional[str] = None,
+             metadata: Optional[dict] = None) -> None:
+        """Server-side copy (nothing passes through this process). ClaimLost if ``src`` is gone
+        (or, with ``src_etag``, was replaced). ``metadata`` is merged into the object's user
+        metadata (its content type kept). Above 5 GiB a managed multipart copy is used."""
+        source = {"Bucket": self.name, "Key": src}
+        args: dict = {"CopySourceIfMatch": src_etag} if src_etag else {}
+        if metadata:
+            head = self.head(src) or {}
+            args.update(MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), **metadata},
+                        ContentType=head.get("ContentType", "application/octet-stream"))
+        try:
+            if size < SINGLE_COPY_LIMIT:
+                self.client.copy_object(Bucket=self.name, Key=dst, CopySource=source,
+                                        **{"MetadataDirective": "COPY", **args})
+            else:
+                self.client.copy(CopySource=source, Bucket=self.name, Key=dst,
+                                 ExtraArgs={k: v for k, v in args.items() if k != "CopySourceIfMatch"})
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
+                raise ClaimLost("the object vanished or was replaced", self.uri(src)) from None
+            raise translate(exc, "copying", self.uri(src)) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "copying", self.uri(src)) from None
+
+    def delete(self, key: str, *, if_match: Optional[str] = None) -> None:
+        """Delete ``key`` (an absent key is not an error: moves are idempotent). With
+        ``if_match``, only that version (S3 conditional delete); Conflict if it changed."""
+        args = {"IfMatch": if_match} if if_match else {}
+        try:
+            self.client.delete_object(Bucket=self.name, Key=key, **args)
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES:
+                return      # already gone
+            if _code(exc) in CONFLICT_CODES:
+                raise Conflict(self.uri(key)) from None
+            raise translate(exc, "deleting", self.uri(key)) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "deleting", self.uri(key)) from None
+
+
+class _Stream(io.RawIOBase):
+    """An S3 response body as a raw stream, translating mid-stream failures to StorageError."""
+
+    def __init__(self, body, where: str):
+        self.body, self.where = body, where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            chunk = self.body.read(len(buffer))
+        except (BotoConnectionError, ReadTimeoutError, ResponseStreamingError, OSError) as exc:
+            raise StorageError(f"reading failed mid-stream ({exc.__class__.__name__})",
+                               self.where) from None
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.body.close()
+        super().close()
+
+
+class Queue:
+    """One SQS queue, as the notification feed needs it. Thread-safe (one boto3 client)."""
+
+    def __init__(self, url: str, *, region: Optional[str] = None, wait: float = 10, client=None):
+        self.url = url
+        parsed = urlparse(url)
+        # The queue URL's own origin is the endpoint (AWS regional endpoint, or moto/ElasticMQ).
+        self.client = client or boto3.session.Session().client(
+            "sqs", endpoint_url=f"{parsed.scheme}://{parsed.netloc}", region_name=region,
+            config=_config(4, wait + 15, path_style=False))
+
+    def check(self) -> None:
+        """StorageError unless the queue exists and we may read it."""
+        try:
+            self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        except ClientError as exc:
+            if "NonExistentQueue" in _code(exc) or _code(exc) == "QueueDoesNotExist":
+                raise Missing("the queue does not exist", self.url) from None
+            raise translate(exc, "checking the queue", self.url) from None
+        except BotoCoreError as exc:
+            raise translate(exc, "checking the queue", self.url) from None
+
+    def receive(self, count: int, wait: float, visibility: int) -> list[dict]:
+        """Up to ``count`` (≤ 10) messages, long-polling up to ``wait`` seconds."""
+        reply = _call(self.client.receive_message, "receiving", self.url, QueueUrl=self.url,
+                      MaxNumberOfMessages=max(1, min(10, count)), WaitTimeSeconds=int(wait),
+                      VisibilityTimeout=int(visibility), AttributeNames=["ApproximateReceiveCount"])
+        return reply.get("Messages", [])
+
+    def delete(self, handles: list[str]) -> None:
+        """Delete messages by receipt handle (an already-deleted one is not an error)."""
+        for start in range(0, len(handles), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start:start + 10])]
+            _call(self.client.delete_message_batch, "deleting messages", self.url,
+                  QueueUrl=self.url, Entries=entries)
+
+    def change_visibility(self, handles: list[str], seconds: int) -> None:
+        """Keep messages hidden for ``seconds`` more (0: visible again now). Handles that are no
+        longer valid (the message came back to someone else) are skipped, not errors."""
+        for start in range(0, len(handles), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": int(seconds)}
+                       for i, h in enumerate(handles[start:start + 10])]
+            _call(self.client.change_message_visibility_batch, "extending visibility", self.url,
+                  QueueUrl=self.url, Entries=entries)
+
+
+def epoch(value) -> float:
+    """A boto3 datetime (or an ISO 8601 string from an event) as epoch seconds."""
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
