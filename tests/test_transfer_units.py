@@ -1,5 +1,5 @@
 """Unit tests for the transfer path's parts: the streaming scanner (jsonscan), the document plan
-and base64 decoder (documents), and the streamed multipart body (redox.MultipartBody)."""
+and base64 decoder (documents), and the streamed multipart body (multipart.MultipartBody)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline import documents, jsonscan
 from pipeline.errors import RejectedFile
-from pipeline.redox import MultipartBody
+from pipeline.multipart import MultipartBody
 from pipeline.sandbox.uploads import _Scanner as MultipartScanner
 
 DEST = [{"ID": "af394f14-b34a-464f-8d24-895f370af4c9", "Name": "Redox EMR"}]
@@ -168,7 +168,7 @@ def test_decode_tolerates_missing_padding_and_refuses_a_broken_length():
         documents.decode(io.BytesIO(raw), span, "f", 99)
 
 
-# -- redox.MultipartBody -----------------------------------------------------------------------
+# -- multipart.MultipartBody -----------------------------------------------------------------------
 @pytest.mark.parametrize("block", [1, 100, 1 << 16, -1])
 def test_multipart_body_is_what_a_multipart_parser_reads_back(block):
     payload = os.urandom(200_000)

@@ -19,7 +19,8 @@ from pipeline.journal import Journal
 from pipeline.localstore import LocalStore
 from pipeline.ratelimit import RateLimiter
 from pipeline.reconcile import BackgroundReconcile, Reconciler
-from pipeline.redox import PlatformClient, RedoxClient, Transport
+from pipeline.platform import PlatformClient
+from pipeline.redox import RedoxClient, Transport
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.runner import Runner
 from pipeline.transfer import Transfer

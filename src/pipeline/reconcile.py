@@ -73,7 +73,7 @@ class PassResult:
 class Reconciler:
     """One pass over ``folder`` (a done-folder seam), recording into ``ledger``.
 
-    ``client.log_status(log_id)`` is the Platform API (redox.PlatformClient). ``sleep`` waits
+    ``client.log_status(log_id)`` is the Platform API (platform.PlatformClient). ``sleep`` waits
     between retries and ``should_stop`` ends a pass early (the service passes an Event's
     ``wait`` and ``is_set``); ``clock`` gives epoch seconds.
     """

@@ -3,27 +3,25 @@
 ``Transport`` turns every requests exception into a :class:`TransientDelivery` that knows
 whether Redox may have seen the request; ``RedoxClient`` adds the token, the shared rate limit,
 the one repeat after a 401, and translates every status into the error tree (redox-api.md: SEND,
-the status table). ``PlatformClient`` looks up a Log ID's delivery status the same way.
+the status table). platform.py looks up a Log ID's delivery status through the same client.
 """
 
 from __future__ import annotations
 
 import email.utils
-import io
 import json
 import logging
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Mapping, Optional
-from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.values import DELIVERY_STATUSES, LogStatus, Sent
+from pipeline.multipart import MultipartBody
+from pipeline.values import Sent
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +111,7 @@ def _never_connected(exc: Exception) -> bool:
         "Connection refused"))
 
 
-class _BearerClient:
+class BearerClient:
     """What every Redox API call shares: a Bearer token, the shared rate limit, a 429's pause,
     and exactly one repeat with a fresh token after a 401 (redox-api.md: Authentication)."""
 
@@ -143,7 +141,7 @@ class _BearerClient:
         raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
 
 
-class RedoxClient(_BearerClient):
+class RedoxClient(BearerClient):
     """SEND and file upload with auth, rate limit and error translation.
 
     ``tokens`` is a shared token source (auth.py); ``limiter`` a shared RateLimiter.
@@ -179,126 +177,6 @@ class RedoxClient(_BearerClient):
         if not isinstance(uri, str) or not uri:
             raise TransientDelivery("Redox's upload reply has no URI", status=reply.status, maybe_seen=True)
         return uri, reply.status
-
-class PlatformClient(_BearerClient):
-    """Delivery status from Redox's Platform API (redox-api.md: Delivery status).
-
-    ``log_status(log_id)`` returns a LogStatus, or raises TransientDelivery (5xx, 429, no
-    answer: worth retrying), PermanentDelivery (404 and other 4xx, an unreadable reply: this
-    Log ID cannot be looked up now) or AuthError (the key is refused, or 403: not allowed to
-    read this organization's logs — a credentials problem, not the file's).
-    """
-
-    def __init__(self, platform_url: str, organization_id: str, transport: Transport, tokens,
-                 limiter):
-        super().__init__(transport, tokens, limiter)
-        self.logs_url = (f"{platform_url.rstrip('/')}/v1/organizations/"
-                         f"{quote(organization_id, safe='')}/logs/")
-
-    def log_status(self, log_id: str) -> LogStatus:
-        reply = self._authorized("GET", self.logs_url + quote(log_id, safe=""),
-                                 headers={"Accept": "application/json"})
-        if reply.status == 200:
-            return parse_log_status(log_id, reply.body)
-        errors = _platform_errors(reply.body) or [f"HTTP {reply.status} from the Platform API"]
-        if reply.status == 403:
-            raise AuthError("the Platform API refused access to the organization's logs (HTTP 403): "
-                            "check delivery_check.organization_id and the key's permissions")
-        if reply.status in TRANSIENT_STATUSES or reply.status >= 500:
-            raise TransientDelivery(f"the Platform API answered HTTP {reply.status}",
-                                    status=reply.status, errors=errors,
-                                    retry_after=retry_after(reply.headers))
-        if reply.status == 404:
-            errors = ["not found in Redox's logs (not there yet, past retention, or another "
-                      "organization's)"]
-        raise PermanentDelivery(f"the Platform API answered HTTP {reply.status}",
-                                status=reply.status, errors=errors)
-
-
-def parse_log_status(log_id: str, body: bytes) -> LogStatus:
-    """``payload.result.attempts`` → LogStatus; defensive about missing and extra fields.
-
-    A status outside succeeded|failed|filtered|pending is kept as ``pending`` (not final), so
-    an unknown answer is checked again rather than taken for an outcome.
-    """
-    result = _dig(json_object(body), "payload", "result")
-    attempts = result.get("attempts") if isinstance(result, dict) else None
-    if not isinstance(attempts, dict):
-        raise PermanentDelivery("the Platform API's reply has no attempts", status=200,
-                                errors=["unreadable Platform API reply (no attempts)"])
-    latest = attempts.get("latest") if isinstance(attempts.get("latest"), dict) else {}
-    status = str(latest.get("status") or "pending").lower()
-    note = None
-    if status not in DELIVERY_STATUSES:
-        status, note = "pending", f"unrecognised delivery status {str(latest.get('status'))[:40]!r}"
-    total = attempts.get("total")
-    at = latest.get("attemptAt")
-    return LogStatus(log_id=log_id, status=status,
-                     total=total if isinstance(total, int) and not isinstance(total, bool) else None,
-                     attempt_at=at if isinstance(at, str) else None, note=note)
-
-
-def _platform_errors(body: bytes) -> list[str]:
-    """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
-    errors = json_object(body).get("errors")
-    if isinstance(errors, list):
-        texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
-        if texts:
-            return texts
-    return parse_errors(body)
-
-
-def _dig(doc: dict, *keys):
-    for key in keys:
-        doc = doc.get(key) if isinstance(doc, dict) else None
-    return doc
-
-
-class MultipartBody:
-    """A ``multipart/form-data`` body with one part named ``file``, streamed from a file.
-
-    requests builds a ``files=`` body whole in memory (a second copy of a 30 MB document);
-    this one is read in blocks as it is sent, with a known length (so a Content-Length, not
-    chunked framing). It carries its own boundary in ``content_type``, which is what
-    redox-api.md's "let the HTTP library set the Content-Type (boundary)" is about: header and
-    body must agree. Starts from the beginning of ``document`` whatever its position.
-    """
-
-    def __init__(self, document: BinaryIO, filename: str):
-        self.boundary = secrets.token_hex(16)
-        self.content_type = f"multipart/form-data; boundary={self.boundary}"
-        head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"{_safe_filename(filename)}\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n").encode("ascii")
-        tail = f"\r\n--{self.boundary}--\r\n".encode("ascii")
-        document.seek(0, os.SEEK_END)
-        self._length = len(head) + document.tell() + len(tail)
-        document.seek(0)
-        self._parts = [io.BytesIO(head), document, io.BytesIO(tail)]
-
-    def __len__(self) -> int:
-        return self._length
-
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (all that is left when negative); b"" at the end."""
-        out = bytearray()
-        while self._parts and (size < 0 or len(out) < size):
-            data = self._parts[0].read(-1 if size < 0 else size - len(out))
-            if data:
-                out += data
-            else:
-                self._parts.pop(0)
-        return bytes(out)
-
-    def __iter__(self):
-        return iter(lambda: self.read(64 * 1024), b"")
-
-
-def _safe_filename(name: str) -> str:
-    """The part's filename: printable ASCII without quotes or backslashes, else "document"."""
-    clean = "".join(c for c in (name or "") if 32 <= ord(c) < 127 and c not in '"\\')
-    return clean.strip()[:100] or "document"
-
 
 def raise_for_status(reply: Reply, upload: bool = False):
     """Translate a non-success reply into the error tree (redox-api.md: the status table).
