@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import calendar
 import time
 import uuid
 
@@ -273,9 +274,11 @@ def test_since_accepts_iso_dates_and_epoch_seconds(text, expected):
 
 
 def test_since_refuses_what_is_not_a_date():
-    with pytest.raises(ValueError, match="not a date"):
+    with pytest.raises(ValueError, match="expected a date"):
         parse_since("yesterday")
-    assert parse_since("2026-03-04") == time.mktime((2026, 3, 4, 0, 0, 0, 0, 0, -1))
+    # dates are UTC, like every timestamp in the sidecars; ages count back from now
+    assert parse_since("2026-03-04") == calendar.timegm((2026, 3, 4, 0, 0, 0))
+    assert abs(parse_since("2h") - (time.time() - 7200)) < 5
 
 
 def test_config_names_what_delivery_confirmation_lacks(tmp_path):

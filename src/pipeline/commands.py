@@ -1,4 +1,4 @@
-"""The operator's commands: ``status``, ``retry-failed`` and ``report`` (interface.md).
+"""The operator's commands: ``status``, ``retry-failed``, ``report`` and ``reconcile`` (interface.md).
 
 Each reads the settings, looks at the folders through the folders seam (local only so far:
 another source kind is refused with a clear config error, exit 2) and hands the work to its
@@ -79,6 +79,57 @@ def report(args) -> int:
     return 0
 
 
+def reconcile(args) -> int:
+    """One pass of delivery confirmation (interface.md: reconcile); the exit status says how
+    the deliveries of the files in scope stand."""
+    settings = _settings(args)
+    problems = config_mod.delivery_problems(settings, required=True)
+    if problems:
+        raise ConfigError(problems)
+    since = _since(args)
+    from pipeline import app
+    from pipeline.reconcile import log_pass
+    from pipeline.runlock import RunLock
+    folder, platform = app.make_done_folder(settings), app.make_platform_client(settings)
+    try:   # one pass at a time per journal: wait for the service's (or another cron's) to end
+        lock = RunLock(app.reconcile_lock_path(settings)).acquire(wait=True)
+    except OSError as exc:
+        raise ConfigError(f"state.path: cannot create the reconcile lock ({exc.strerror})") from None
+    try:
+        try:
+            journal = Journal(settings.state.path)
+        except StorageError as exc:
+            raise ConfigError(f"state.path: {exc}") from None
+        try:
+            result = app.make_reconciler(settings, journal, folder=folder,
+                                         client=platform).run_pass(since)
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+    log_pass(result)
+    _print_pass(args, result)
+    return result.exit_status
+
+
+def _print_pass(args, result) -> None:
+    """The pass's outcome on stdout: one summary (a JSON object with --log-format json), and in
+    text one line per failed or given-up delivery. Why a pass stopped is logged (stderr)."""
+    c = result.counts
+    problems = [{"file": p.name or p.ref, "log_id": p.log_id, "status": p.status,
+                 "gave_up": p.gave_up} for p in result.problems]
+    logsetup.emit(args.log_format,
+                  f"{c['delivered']} delivered, {c['filtered']} filtered, {c['failed']} failed, "
+                  f"{c['gave_up']} gave up, {c['pending']} pending "
+                  f"({result.files} files, {result.looked_up} look-ups)",
+                  **c, files=result.files, looked_up=result.looked_up,
+                  exit_status=result.exit_status, stopped=result.stopped, problems=problems)
+    if args.log_format != "json":
+        for p in problems:
+            what = "gave up waiting (still pending)" if p["gave_up"] else p["status"]
+            print(f"  {what}: {p['file']} (Log ID {p['log_id']})", flush=True)
+
+
 def _delivery(settings, since: Optional[float]) -> Optional[dict]:
     """Delivery confirmation's counts for the report's period (None when it is disabled)."""
     if not settings.delivery_check.enabled:
@@ -93,7 +144,7 @@ def _delivery(settings, since: Optional[float]) -> Optional[dict]:
 
 
 def _settings(args):
-    return config_mod.load(config_mod.default_path(args.config))
+    return config_mod.load_for_command(config_mod.default_path(args.config))
 
 
 def _since(args) -> Optional[float]:

@@ -195,6 +195,14 @@ def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Sett
     return _resolve_paths(settings, path.resolve().parent)
 
 
+def load_for_command(path: str | os.PathLike) -> Settings:
+    """``load``, then the configured umask applied to this process at once: every file and
+    folder a command creates after this (sidecars, folders, the journal) gets it."""
+    settings = load(path)
+    os.umask(settings.umask_value)
+    return settings
+
+
 def _expand(value: Any, environ, where: str, problems: list[str]) -> Any:
     """Replace ``${NAME}`` in every string; a missing variable is a problem naming it."""
     if isinstance(value, dict):

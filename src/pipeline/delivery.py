@@ -17,9 +17,11 @@ look-up gave no status. Counts are per Log ID: one Log ID is one destination of 
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+import time
+from datetime import date, datetime, timezone
 from typing import Optional
 
+from pipeline import timefmt
 from pipeline.delivery_ledger import Delivery, DeliveryLedger
 from pipeline.finish import iso
 from pipeline.journal import Journal
@@ -123,21 +125,16 @@ def from_sidecar(doc: dict, log_id: str, base: Delivery) -> Optional[Delivery]:
 
 
 def parse_since(value) -> Optional[float]:
-    """``--since``: an ISO date or date-time (naive = local time) or epoch seconds → epoch.
-
-    Raises ValueError for anything else.
-    """
+    """``since`` for delivery_summary: None, epoch seconds, a date or datetime (naive = UTC),
+    or text as every ``--since`` takes it (timefmt.parse_since: a date, a date-time or an age).
+    Raises ValueError for anything else."""
     if value is None or isinstance(value, (int, float)):
         return None if value is None else float(value)
     if isinstance(value, datetime):
-        return value.timestamp()
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day).timestamp()
-    text = str(value).strip()
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date (use YYYY-MM-DD or an ISO date-time)") from None
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
+    return timefmt.parse_since(str(value), time.time())
 
 
 def _epoch(value) -> Optional[float]:

@@ -15,7 +15,7 @@ import os
 import queue
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from pipeline.values import Drop
 

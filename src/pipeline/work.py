@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from pipeline import failpoints
