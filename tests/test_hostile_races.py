@@ -173,7 +173,7 @@ def test_a_settled_file_rewritten_while_waiting_for_a_worker_settles_again(tmp_p
     os.utime(path, (then, then))
     runner = Runner(rig.store, rig.journal, rig.work, workers=1, settle_seconds=5,
                     rescan_seconds=5, once=False, once_wait=0, grace=1)
-    runner._rescan()
+    runner.intake.rescan()
     assert runner.settler.has_ready()
     with open(path, "ab") as handle:                # the exporter writes it again
         handle.write(b" ")

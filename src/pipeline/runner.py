@@ -19,8 +19,9 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-from pipeline import failpoints, recovery
+from pipeline import recovery
 from pipeline.discover import Settler, Watcher
+from pipeline.intake import Intake
 from pipeline.errors import AuthError, ClaimLost, StorageError
 from pipeline.work import FileWork, Job, Step
 
@@ -51,6 +52,7 @@ class Runner:
         self.queue_fed = bool(getattr(store, "queue_fed", False))
         self.mono, self.wall = mono, wall
         self.settler = Settler(settle_seconds, wall=wall, mono=mono)
+        self.intake = Intake(store, journal, self.settler, once=once, queue_fed=self.queue_fed, wall=wall)
         self.settle_seconds = settle_seconds
         self.events: queue.Queue = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
@@ -64,13 +66,10 @@ class Runner:
         self.fatal: Optional[str] = None          # credentials refused / Redox unreachable
         self.delivered_any = False
         self.unreachable_streak = 0
-        self.initial: Optional[set[str]] = None   # --once: the names present at start
         self.progress = progress
         self.metrics = metrics
-        self._not_due: dict[str, float] = {}
-        self._oldest_inbox: Optional[float] = None   # mtime of the oldest inbox file at the last scan
         self._stuck: dict[str, tuple[float, int]] = {}   # location → (first stuck at, times)
-        self.unfinished: set[str] = set()          # --once: files it could not claim or finish
+        self._unfinished: set[str] = set()         # --once: files it could not finish
 
     # -- control -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -82,19 +81,25 @@ class Runner:
         watcher = self._start_watch()
         try:
             self._recover()
-            self._rescan()
+            self.intake.rescan()
             if self.once and not self.queue_fed:
-                self.initial = self.settler.known() | {j.claim.name for j in self.ready}
+                self.intake.initial = self.settler.known() | {j.claim.name for j in self.ready}
             self._loop()
         finally:
             if watcher:
                 watcher.stop()
             self._shutdown()
-        if self.fatal:
+        if self.fatal or self.intake.fatal:
+            self.fatal = self.fatal or self.intake.fatal
             return EXIT_REDOX
         # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
         # files are the --once run's business, not a reason for systemd to call the stop a failure
         return EXIT_FAILED if self.once and (self.counts["failed"] or self.unfinished) else EXIT_OK
+
+    @property
+    def unfinished(self) -> set[str]:
+        """--once: files it could not claim (by name) or finish (by location)."""
+        return self._unfinished | self.intake.unfinished
 
     def _start_watch(self):
         if not self.watch:
@@ -110,12 +115,12 @@ class Runner:
         once_deadline = self.mono() + max(10.0, 5 * self.settle_seconds)
         while True:
             self._drain(self._timeout(next_rescan))
-            if self.stop_reason or self.fatal:
+            if self.stop_reason or self.fatal or self.intake.fatal:
                 return
             if self.mono() >= next_rescan:
-                self._rescan()
+                self.intake.rescan()
                 next_rescan = self.mono() + self.rescan_seconds
-            self._recheck_settling()
+            self.intake.recheck_settling()
             if self.recover_seconds and self.mono() >= next_recover and not self.stop_reason:
                 self._recover()
                 next_recover = self.mono() + self.recover_seconds
@@ -160,10 +165,8 @@ class Runner:
         if kind == "step":
             self.inflight -= 1
             self._on_step(event[1], event[2])
-        elif kind == "hint" and (not self.once or self.queue_fed):
-            drop = self._stat(event[1])
-            if drop and self._wanted(drop.name):
-                self.settler.observe(drop)
+        elif kind == "hint":
+            self.intake.hint(event[1])
         elif kind == "stop":
             self.stop_reason = event[1]
         elif kind == "fatal":                  # the source refused our credentials
@@ -179,93 +182,27 @@ class Runner:
         horizon = self.mono() + self.once_wait
         return not any(due <= horizon for due, _, _ in self.retries)
 
-    # -- discover + claim --------------------------------------------------------------------
-    def _rescan(self) -> None:
-        if not self.queue_fed:
-            try:
-                self._not_due = self.journal.not_due(self.wall())
-            except StorageError as exc:
-                log.error("cannot read the journal", extra={"error": str(exc)})
-        present = set()
-        oldest = None
-        try:
-            for drop in self.store.scan():
-                present.add(drop.name)
-                oldest = drop.mtime if oldest is None else min(oldest, drop.mtime)
-                if self._wanted(drop.name):
-                    self.settler.observe(drop)
-        except AuthError as exc:
-            self.fatal = str(exc)
-            return
-        except StorageError as exc:      # permissions changed, S3 throttling: the next rescan tries again
-            log.error("cannot scan the source; trying again", extra={"error": str(exc)})
-            return
-        self.settler.drop_missing(present)
-        self._oldest_inbox = oldest
-
+    # -- claim -------------------------------------------------------------------------------
     def _report_gauges(self) -> None:
         """In flight, waiting for a retry, and the oldest file not finished yet (inbox as of
         the last scan, or held by us)."""
         held = [job.claim.mtime for job in self.held.values()]
-        candidates = held + ([self._oldest_inbox] if self._oldest_inbox is not None else [])
+        oldest_inbox = self.intake.oldest_inbox
+        candidates = held + ([oldest_inbox] if oldest_inbox is not None else [])
         self.metrics.gauges(in_flight=self.inflight, waiting_retry=len(self.retries),
                             oldest_mtime=min(candidates) if candidates else None)
 
-    def _recheck_settling(self) -> None:
-        """Look again at files whose settle time has passed (no event is needed for that)."""
-        for name in self.settler.due():
-            drop = self._stat(name)
-            if drop is None:
-                self.settler.forget(name)
-            elif self._wanted(name):
-                self.settler.observe(drop)
-
-    def _stat(self, name: str):
-        """The store's stat; a storage problem skips the name for now (it is seen again)."""
-        try:
-            return self.store.stat(name)
-        except AuthError as exc:
-            self.fatal = str(exc)
-        except StorageError as exc:
-            log.error("cannot look at a file; trying again later", extra={"file": name, "error": str(exc)})
-        return None
-
-    def _wanted(self, name: str) -> bool:
-        if self.initial is not None and name not in self.initial:
-            return False
-        due = self._not_due.get(name)
-        return due is None or due <= self.wall()
-
     def _claim_ready(self) -> None:
+        """Claim while a worker would be free for it, Redox is not failing for everyone, and
+        no stop was asked for: unclaimed files stay in the inbox for other processes."""
         while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
                and not self.stop_reason and not self.fatal):
-            settled = self.settler.pop_settled()
-            if settled is None:
+            claim = self.intake.claim_next()
+            if claim is None:
                 return
-            name = settled.name
-            drop = self._stat(name)
-            if drop is None:
-                continue
-            if (drop.size, drop.mtime) != (settled.size, settled.mtime):
-                self.settler.observe(drop)      # rewritten since it settled: settle again
-                continue
-            try:
-                claim = self.store.claim(drop)
-            except ClaimLost:
-                continue
-            except AuthError as exc:
-                self.fatal = str(exc)
-                return
-            except StorageError as exc:
-                log.error("cannot claim", extra={"file": name, "error": str(exc)})
-                if self.once:
-                    self.unfinished.add(name)       # (by name: it never got a location)
-                continue
-            failpoints.reached("after_claim")
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
-            log.debug("claimed", extra={"file": name})
             if self.metrics:
                 self.metrics.claimed()
 
@@ -331,7 +268,7 @@ class Runner:
         self._stuck[job.claim.location] = (first, times + 1)
         delay = min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6))
         if self.once:
-            self.unfinished.add(job.claim.location)
+            self._unfinished.add(job.claim.location)
             left = first + self.once_wait - now
             if left <= 0:
                 self._stuck.pop(job.claim.location, None)
