@@ -346,3 +346,20 @@ def _record(row: sqlite3.Row) -> Record:
         next_retry_at=row["next_retry_at"], dest=row["dest"], sha256=row["sha256"],
         duplicate_of=row["duplicate_of"])
 
+
+@contextlib.contextmanager
+def read_existing(path: str):
+    """For the read-only commands (status, report): ``(state, journal)`` where state is "ok",
+    "missing" (no journal yet: nothing is created) or "unreadable (why)" with journal None."""
+    if not os.path.exists(path):
+        yield "missing", None
+        return
+    try:
+        journal = Journal(path)
+    except StorageError as exc:
+        yield f"unreadable ({exc})", None
+        return
+    try:
+        yield "ok", journal
+    finally:
+        journal.close()

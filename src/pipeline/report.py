@@ -21,7 +21,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from pipeline import timefmt
-from pipeline.errors import StorageError
 
 UNKNOWN_MODEL = "(not read)"     # rejected before its Meta could be read
 
@@ -84,18 +83,12 @@ def _from_sidecar(car: dict, file: str, origin: str, fallback: Optional[float]) 
 
 
 def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
-    if not os.path.exists(path):
-        return "missing", []
-    from pipeline.journal import Journal
-    try:
-        journal = Journal(path)
-    except StorageError as exc:
-        return f"unreadable ({exc})", []
-    try:
+    from pipeline.journal import read_existing
+    with read_existing(path) as (state, journal):
+        if journal is None:
+            return state, []
         found = journal.rows("state IN ('done', 'failed') AND finished_at >= ?",
                              (since if since is not None else 0,))
-    finally:
-        journal.close()
     rows = []
     for r in found:
         errors = json.loads(r["errors"] or "[]")

@@ -11,7 +11,6 @@ to stay silent); it appears under ``sections.<name>`` in ``--json`` and as its o
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, Optional
 
@@ -99,14 +98,10 @@ def last_errors(view, limit: int, present: set[str]) -> list[dict]:
 def _retries(path: str, view, inbox: list, processing: list, now: float) -> tuple[str, list]:
     """Files with a retry scheduled in the journal that are still where the journal says:
     ``released`` (back in the inbox, untouched until due) or ``waiting`` (held by a service)."""
-    if not os.path.exists(path):
-        return "missing", []
-    from pipeline.journal import Journal
-    try:
-        journal = Journal(path)
-    except StorageError as exc:
-        return f"unreadable ({exc})", []
-    try:
+    from pipeline.journal import read_existing
+    with read_existing(path) as (state, journal):
+        if journal is None:
+            return state, []
         rows = journal.rows("state IN ('waiting', 'released') AND next_retry_at IS NOT NULL "
                             "ORDER BY next_retry_at")
         present = {"released": {e.path for e in inbox},
@@ -121,8 +116,6 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
                             "due_in_seconds": round(max(0.0, row["next_retry_at"] - now), 3),
                             "last_error": tried[-1]["error"] if tried else None})
         return "ok", retries
-    finally:
-        journal.close()
 
 
 def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
