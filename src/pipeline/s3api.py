@@ -107,6 +107,18 @@ def _config(pool: int, read_timeout: float, path_style: bool) -> Config:
                   s3={"addressing_style": "path"} if path_style else None)
 
 
+def _absent_is_none(fn, what: str, where: str, **kwargs):
+    """``fn(**kwargs)``, or None when the key does not exist; other failures translated."""
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        if _code(exc) in MISSING_CODES:
+            return None
+        raise translate(exc, what, where) from None
+    except BotoCoreError as exc:
+        raise translate(exc, what, where) from None
+
+
 class Bucket:
     """One bucket's objects, as the S3 store needs them. Thread-safe (one boto3 client)."""
 
@@ -147,25 +159,18 @@ class Bucket:
 
     def head(self, key: str) -> Optional[dict]:
         """The object's metadata (ContentLength, LastModified, ETag), or None if it is absent."""
-        try:
-            return self.client.head_object(Bucket=self.name, Key=key)
-        except ClientError as exc:
-            if _code(exc) in MISSING_CODES:
-                return None
-            raise translate(exc, "reading metadata", self.uri(key)) from None
-        except BotoCoreError as exc:
-            raise translate(exc, "reading metadata", self.uri(key)) from None
+        return _absent_is_none(self.client.head_object, "reading metadata", self.uri(key),
+                               Bucket=self.name, Key=key)
 
     def get_with_etag(self, key: str, limit: int = 1 << 20) -> Optional[tuple[bytes, str]]:
         """A small object's bytes (at most ``limit``) and ETag, or None if it is absent."""
+        reply = _absent_is_none(self.client.get_object, "reading", self.uri(key),
+                                Bucket=self.name, Key=key)
+        if reply is None:
+            return None
         try:
-            reply = self.client.get_object(Bucket=self.name, Key=key)
             with reply["Body"] as body:
                 return body.read(limit), reply["ETag"]
-        except ClientError as exc:
-            if _code(exc) in MISSING_CODES:
-                return None
-            raise translate(exc, "reading", self.uri(key)) from None
         except BotoCoreError as exc:
             raise translate(exc, "reading", self.uri(key)) from None
 
