@@ -143,6 +143,9 @@ class Watcher:
         return self
 
     def stop(self) -> None:
+        # Stopping races the emitter thread, which then logs a harmless "queue_events() called
+        # when the thread is inactive" error: nothing after this point is news to an operator.
+        logging.getLogger("watchdog").setLevel(logging.CRITICAL)
         try:
             self.observer.stop()
             self.observer.join(timeout=5)
