@@ -403,3 +403,18 @@ def test_in_process_sandbox(http):
         assert send(http, sb.url, token, message()).status_code == 503
         assert send(http, sb.url, token, message()).status_code == 200
         assert len(sb.records()["sends"]) == 2
+
+
+def test_the_redox_pipeline_sandbox_command_speaks_json_when_asked():
+    """`redox-pipeline sandbox --log-format json`: its ready line is one JSON object too."""
+    import json as _json
+    import subprocess
+    import sys as _sys
+    proc = subprocess.Popen([_sys.executable, "-m", "pipeline", "sandbox", "--port", "0",
+                             "--log-format", "json"], stdout=subprocess.PIPE, text=True)
+    try:
+        ready = _json.loads(proc.stdout.readline())
+        assert ready["event"] == "sandbox listening" and ready["url"].startswith("http://127.0.0.1:")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

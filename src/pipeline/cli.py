@@ -91,8 +91,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:
         from pipeline import sandbox
-        rest = [a for a in argv[1:] if not a.startswith("--log-format")]
-        return sandbox.main(rest)
+        return sandbox.main(argv[1:])
     Parser.json_errors = wants_json(argv)
     args = build_parser().parse_args(argv)
     logsetup.setup(args.log_format)

@@ -8,6 +8,7 @@ or options, 1 when the port cannot be bound.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8787, help="0 picks a free port")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     p.add_argument("--verbose", action="store_true", help="log method, path, status to stderr")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: the ready line and errors as JSON objects")
     p.add_argument("--latency-ms", type=float, dest="latency_ms")
     p.add_argument("--error-rate", type=float, dest="error_rate")
     p.add_argument("--error-status", type=int, dest="error_status")
@@ -72,17 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sandbox = make_sandbox(args)
     except ValueError as exc:
-        print(f"sandbox: {exc}", file=sys.stderr)
+        _error(args, str(exc))
         return 2
     try:
         sandbox.start()
     except OSError as exc:
-        print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        _error(args, f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
         return 1
     stop = threading.Event()
     _on_signals(stop)
-    print(f"sandbox listening on {sandbox.url}", flush=True)
+    if args.log_format == "json":   # interface.md: with json every line is one JSON object
+        print(json.dumps({"event": "sandbox listening", "url": sandbox.url}), flush=True)
+    else:
+        print(f"sandbox listening on {sandbox.url}", flush=True)
     try:
         # Short waits keep the main thread responsive to signals on every platform.
         while not stop.wait(0.2):
@@ -98,3 +103,10 @@ def _on_signals(stop: threading.Event) -> None:
         return  # signal handlers can only be installed from the main thread
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+
+
+def _error(args, problem: str) -> None:
+    if args.log_format == "json":
+        print(json.dumps({"level": "error", "event": "sandbox error", "problem": problem}), file=sys.stderr)
+    else:
+        print(f"sandbox: {problem}", file=sys.stderr)
