@@ -180,16 +180,18 @@ def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Sett
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     for warning in literal_secrets(raw):
         log.warning(warning)
-    problems: list[str] = []
-    expanded = _expand(raw, os.environ if environ is None else environ, "", problems)
-    if problems:
-        raise ConfigError(problems)
+    unset: list[str] = []
+    expanded = _expand(raw, os.environ if environ is None else environ, "", unset)
     expanded["config_path"] = str(path.resolve())
+    # Every problem at once (a missing variable does not hide an unknown key elsewhere); a key
+    # whose variable is unset is reported once, for the variable.
     try:
         settings = Settings.model_validate(expanded)
+        problems = semantic_problems(settings)
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()]) from None
-    problems = semantic_problems(settings)
+        settings, problems = None, [_describe(err) for err in exc.errors()]
+    unset_keys = {problem.split(":", 1)[0] for problem in unset}
+    problems = unset + [p for p in problems if p.split(":", 1)[0] not in unset_keys]
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(settings, path.resolve().parent)
@@ -250,6 +252,8 @@ def _describe(err: dict) -> str:
         return f"{path}: missing"
     if kind == "extra_forbidden":
         return f"{path}: unknown key"
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == _UUID:
+        return f"{path}: must be a UUID (like af394f14-b34a-464f-8d24-895f370af4c9)"
     return f"{path}: {err['msg']}"
 
 
