@@ -20,8 +20,9 @@ from pipeline.values import Claim, Outcome
 
 
 def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outcome,
-           extra: Optional[dict] = None) -> str:
-    """Record ``outcome``, write the sidecar and move the file. Returns where it landed.
+           extra: Optional[dict] = None) -> tuple[str, Record]:
+    """Record ``outcome``, write the sidecar and move the file. Returns where it landed and
+    the journal's record as the sidecar shows it.
 
     The sidecar's ``history`` lists the sidecars of earlier failures of the same file (same
     inbox name and bytes) that ``retry-failed`` put back, oldest first.
@@ -41,7 +42,7 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
     failpoints.reached("after_move")
     journal.finished(record.claim_id, dest, outcome.status, replay_ids)
-    return dest
+    return dest, fresh
 
 
 def build_sidecar(claim: Claim, record: Record, outcome: Outcome, attempts: list[dict],

@@ -278,8 +278,7 @@ class FileWork:
         extra = {}
         if job.message is not None:
             extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
-        dest = finish(self.store, self.journal, job.claim, job.record, outcome, extra)
-        job.record = self.journal.get(job.record.claim_id)
+        dest, job.record = finish(self.store, self.journal, job.claim, job.record, outcome, extra)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
 
