@@ -17,9 +17,9 @@ from pipeline.donefolder import LocalDoneFolder
 from pipeline.errors import ConfigError
 from pipeline.journal import Journal
 from pipeline.localstore import LocalStore
+from pipeline.platform import PlatformClient
 from pipeline.ratelimit import RateLimiter
 from pipeline.reconcile import BackgroundReconcile, Reconciler
-from pipeline.platform import PlatformClient
 from pipeline.redox import RedoxClient, Transport
 from pipeline.retry import CircuitBreaker, RetryPolicy
 from pipeline.runner import Runner
