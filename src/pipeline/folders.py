@@ -165,6 +165,9 @@ def make_folders(settings, command: str):
     """
     if settings.source.kind == "local":
         return LocalFolders(settings)
+    if command in ("status", "report"):             # read-only: the S3 view serves them
+        from pipeline.s3folders import S3Folders     # boto3 only when S3 is configured
+        return S3Folders(settings)
     raise ConfigError(f"source.kind: `{command}` supports only source.kind local so far "
                       f"(this config uses {settings.source.kind})")
 

@@ -1,0 +1,79 @@
+"""The operator's read view of an S3 source (status, report): the folders.py seam over keys.
+
+The inbox is ``source.prefix`` (keys the pipeline would take, as the S3 store decides: its
+``is_ours`` rule, nothing under the folder prefixes); processing/, done/ and failed/ are the
+``folders`` prefixes in the same bucket. Listing is paginated like the store's; nothing is
+written. ``retry-failed`` still refuses an S3 source (see folders.make_folders).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator, Optional
+
+from pipeline.folders import SIDECAR_LIMIT, Entry
+from pipeline.names import SIDECAR_SUFFIX
+from pipeline.s3api import Bucket, epoch
+from pipeline.s3store import folder_prefix, is_ours
+
+
+class S3Folders:
+    """The inbox and output prefixes of ``settings`` (source.kind s3), read-only."""
+
+    kind = "s3"
+
+    def __init__(self, settings, bucket: Optional[Bucket] = None):
+        src, folders = settings.source, settings.folders
+        self.bucket = bucket or Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region)
+        self.pattern, self.page_size = src.pattern, src.page_size
+        self.prefixes = {"inbox": folder_prefix(src.prefix),
+                         "processing": folder_prefix(folders.processing),
+                         "done": folder_prefix(folders.done), "failed": folder_prefix(folders.failed)}
+
+    def where(self, folder: str, path: str = "") -> str:
+        return self.bucket.uri(self.prefixes[folder] + path)
+
+    def entries(self, folder: str) -> Iterator[Entry]:
+        """Every message file in ``folder`` (keys below its prefix; no sidecars, nothing under
+        a hidden folder such as processing/.leases/)."""
+        for rel, obj in self._objects(folder):
+            if folder == "inbox":
+                if is_ours(rel, self.pattern):
+                    yield _entry(folder, rel, obj)
+            elif not rel.endswith(SIDECAR_SUFFIX) and _visible(rel):
+                yield _entry(folder, rel, obj)
+
+    def sidecars(self, folder: str) -> Iterator[Entry]:
+        for rel, obj in self._objects(folder):
+            if rel.endswith(SIDECAR_SUFFIX) and _visible(rel):
+                yield _entry(folder, rel, obj)
+
+    def read_sidecar(self, folder: str, path: str) -> Optional[dict]:
+        """The sidecar of the file at ``path`` (or the sidecar at ``path``), or None."""
+        if not path.endswith(SIDECAR_SUFFIX):
+            path += SIDECAR_SUFFIX
+        found = self.bucket.get_with_etag(self.prefixes[folder] + path, SIDECAR_LIMIT)
+        try:
+            doc = json.loads(found[0]) if found else None
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _objects(self, folder: str) -> Iterator[tuple[str, dict]]:
+        """(key below the folder's prefix, listing item), page by page; for the inbox, keys
+        under any folder prefix (when those lie inside source.prefix) are not its own."""
+        prefix = self.prefixes[folder]
+        others = [p for f, p in self.prefixes.items() if f != folder and p.startswith(prefix)]
+        for page in self.bucket.pages(prefix, self.page_size):
+            for obj in page:
+                key = obj["Key"]
+                if not any(key.startswith(p) for p in others if p):
+                    yield key[len(prefix):], obj
+
+
+def _visible(rel: str) -> bool:
+    return bool(rel) and not any(part.startswith(".") for part in rel.split("/"))
+
+
+def _entry(folder: str, rel: str, obj: dict) -> Entry:
+    return Entry(folder, rel, int(obj.get("Size") or 0), epoch(obj.get("LastModified")))

@@ -1,0 +1,36 @@
+"""status and report over an S3 source: the read view counts keys as the store would."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline_env import PipelineEnv, message
+
+
+def s3_env(tmp_path, moto_server, bucket):
+    return PipelineEnv(tmp_path, "http://127.0.0.1:9", source={
+        "kind": "s3", "bucket": bucket.name, "prefix": "incoming/", "endpoint_url": moto_server.url,
+        "region": "us-east-1"}, folders={"processing": "processing", "done": "done", "failed": "failed"})
+
+
+def test_status_and_report_count_an_s3_source(tmp_path, moto_server, bucket):
+    car = {"status": "failed", "errors": ["not valid JSON"], "reason_kind": "invalid",
+           "finished_at": "2026-11-26T10:00:00+00:00", "dropped_at": "2026-11-26T09:59:00+00:00"}
+    for key, data in {
+        "incoming/a.json": message("a"), "incoming/sub/b.json": message("b"),
+        "incoming/.hidden.json": b"{}", "incoming/c.json.part": b"{}", "incoming/notes.txt": b"x",
+        "processing/x.json": message("x"), "processing/.leases/x.json": b"{}",
+        "done/d.json": message("d"), "done/d.json.redox.json": json.dumps(dict(car, status="done",
+                                                                               errors=[])).encode(),
+        "failed/f.json": b"{", "failed/f.json.redox.json": json.dumps(car).encode(),
+    }.items():
+        bucket.put(key, data)
+    env = s3_env(tmp_path, moto_server, bucket)
+    result = env.run("status", "--json", "--no-auth-check")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["inbox"], doc["processing"], doc["done"], doc["failed"]) == (2, 1, 1, 1)
+    assert [e["file"] for e in doc["last_errors"]] == ["f.json"]
+    report = env.run("report", "--json")
+    assert report.returncode == 0, report.stderr
+    assert "not valid JSON" in report.stdout
