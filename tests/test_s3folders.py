@@ -34,3 +34,22 @@ def test_status_and_report_count_an_s3_source(tmp_path, moto_server, bucket):
     report = env.run("report", "--json")
     assert report.returncode == 0, report.stderr
     assert "not valid JSON" in report.stdout
+
+
+def test_retry_failed_puts_an_s3_object_back_and_its_history_reaches_the_next_sidecar(
+        tmp_path, moto_server, bucket, sandbox):
+    car = {"status": "failed", "errors": ["gave up after 10 attempts"], "reason_kind": "gave_up",
+           "attempts": 10, "finished_at": "2026-11-26T10:00:00+00:00"}
+    bucket.put("failed/x/late.json", message("late"))
+    bucket.put("failed/x/late.json.redox.json", json.dumps(car).encode())
+    env = PipelineEnv(tmp_path, sandbox.url, source={
+        "kind": "s3", "bucket": bucket.name, "prefix": "incoming/", "endpoint_url": moto_server.url,
+        "region": "us-east-1", "settle_seconds": 0}, folders={
+        "processing": "processing", "done": "done", "failed": "failed"})
+    result = env.run("retry-failed")
+    assert result.returncode == 0, result.stderr
+    assert bucket.keys("incoming/") == ["x/late.json"] and bucket.keys("failed/") == []
+    assert env.run("run", "--once").returncode == 0
+    assert bucket.keys("done/") == ["x/late.json"]
+    sidecar = bucket.sidecar("done/x/late.json")
+    assert sidecar["status"] == "done" and sidecar["history"][0]["errors"] == car["errors"]

@@ -110,16 +110,6 @@ def test_processing_counts_claimed_files_but_not_the_owner_lock(env):
     assert doc["processing"] == 1
 
 
-def test_retry_failed_refuses_an_s3_source_clearly(env):
-    env.config_data["source"] = {"kind": "s3", "bucket": "b", "prefix": "incoming/"}
-    env.write_config()
-    for command in ("retry-failed",):     # status and report read S3 (test_s3folders.py)
-        result = env.run(command)
-        assert result.returncode == 2
-        assert "supports only source.kind local" in result.stderr
-        assert "Traceback" not in result.stderr
-
-
 def test_a_sidecar_without_its_file_is_not_a_current_failure(env):
     (env.folder("failed") / "gone.json.redox.json").write_text(json.dumps(
         {"status": "failed", "errors": ["x"], "reason_kind": "gave_up"}))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from pipeline import fsops
-from pipeline.errors import ClaimLost, ConfigError
+from pipeline.errors import ClaimLost
 from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
 
 FOLDERS = ("inbox", "processing", "done", "failed")
@@ -93,6 +93,10 @@ class LocalFolders:
                 digest.update(chunk)
         return digest.hexdigest()
 
+    def inbox_name(self, entry: Entry) -> str:
+        """The name a failed file goes back into the (flat) inbox under."""
+        return entry.name
+
     def inbox_has(self, name: str) -> bool:
         return os.path.lexists(os.path.join(self.roots["inbox"], name))
 
@@ -159,17 +163,11 @@ def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def make_folders(settings, command: str):
-    """The folder view for ``settings.source.kind``.
-
-    Raises ConfigError (exit 2, with a clear sentence) for a kind this command cannot read yet.
-    """
+    """The folder view for ``settings.source.kind``: local folders, or an S3 bucket's prefixes."""
     if settings.source.kind == "local":
         return LocalFolders(settings)
-    if command in ("status", "report"):             # read-only: the S3 view serves them
-        from pipeline.s3folders import S3Folders     # boto3 only when S3 is configured
-        return S3Folders(settings)
-    raise ConfigError(f"source.kind: `{command}` supports only source.kind local so far "
-                      f"(this config uses {settings.source.kind})")
+    from pipeline.s3folders import S3Folders         # boto3 only when S3 is configured
+    return S3Folders(settings)
 
 
 def age(mtime: float, now: Optional[float] = None) -> float:

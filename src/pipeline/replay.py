@@ -103,7 +103,7 @@ def requeue(view, journal, choice: Choice, *, forced: bool, clock=time.time) -> 
     entry = choice.entry
     sha = view.sha256(entry)
     history = _history(choice.sidecar, entry, clock(), forced)
-    for name in _candidates(entry.name):
+    for name in _candidates(view.inbox_name(entry)):
         if view.inbox_has(name):
             continue
         replay_id = journal.remember_replay(name, sha, history)

@@ -3,14 +3,16 @@
 The inbox is ``source.prefix`` (keys the pipeline would take, as the S3 store decides: its
 ``is_ours`` rule, nothing under the folder prefixes); processing/, done/ and failed/ are the
 ``folders`` prefixes in the same bucket. Listing is paginated like the store's; nothing is
-written. ``retry-failed`` still refuses an S3 source (see folders.make_folders).
+written, except by retry-failed's moves back into the inbox.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Iterator, Optional
 
+from pipeline.errors import ClaimLost
 from pipeline.folders import SIDECAR_LIMIT, Entry
 from pipeline.names import SIDECAR_SUFFIX
 from pipeline.s3api import Bucket, epoch
@@ -58,6 +60,39 @@ class S3Folders:
         except ValueError:
             return None
         return doc if isinstance(doc, dict) else None
+
+    # -- the few writes retry-failed needs ----------------------------------------------------
+    def sha256(self, entry: Entry) -> str:
+        """The sha256 of the object's bytes, streamed (never the whole object in memory)."""
+        digest = hashlib.sha256()
+        with self.bucket.open(self.prefixes[entry.folder] + entry.path) as body:
+            for chunk in iter(lambda: body.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def inbox_name(self, entry: Entry) -> str:
+        """The key below the prefix is kept all the way (``failed/a/b.json`` → ``incoming/a/b.json``)."""
+        return entry.path
+
+    def inbox_has(self, name: str) -> bool:
+        return self.bucket.head(self.prefixes["inbox"] + name) is not None
+
+    def move_to_inbox(self, entry: Entry, name: str) -> str:
+        """Copy the object back under the inbox prefix (a new object: to the pipeline it is a
+        fresh drop), then delete it from failed/. FileExistsError when the name is taken
+        (checked just before the copy: S3 offers no create-only copy to close that gap)."""
+        src, dst = self.prefixes[entry.folder] + entry.path, self.prefixes["inbox"] + name
+        if self.bucket.head(dst) is not None:
+            raise FileExistsError(self.bucket.uri(dst))
+        head = self.bucket.head(src)
+        if head is None:
+            raise ClaimLost("the object vanished", self.bucket.uri(src))
+        self.bucket.copy(src, dst, int(head.get("ContentLength") or 0), src_etag=head.get("ETag"))
+        self.bucket.delete(src)
+        return self.bucket.uri(dst)
+
+    def remove_sidecar(self, entry: Entry) -> None:
+        self.bucket.delete(self.prefixes[entry.folder] + entry.path + SIDECAR_SUFFIX)
 
     def _objects(self, folder: str) -> Iterator[tuple[str, dict]]:
         """(key below the folder's prefix, listing item), page by page; for the inbox, keys
