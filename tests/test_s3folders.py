@@ -53,3 +53,19 @@ def test_retry_failed_puts_an_s3_object_back_and_its_history_reaches_the_next_si
     assert bucket.keys("done/") == ["x/late.json"]
     sidecar = bucket.sidecar("done/x/late.json")
     assert sidecar["status"] == "done" and sidecar["history"][0]["errors"] == car["errors"]
+
+
+def test_reconcile_follows_the_log_ids_of_files_in_an_s3_done_prefix(tmp_path, moto_server, bucket, sandbox):
+    bucket.put("incoming/r/a.json", message("a"))
+    env = PipelineEnv(tmp_path, sandbox.url, source={
+        "kind": "s3", "bucket": bucket.name, "prefix": "incoming/", "endpoint_url": moto_server.url,
+        "region": "us-east-1", "settle_seconds": 0}, folders={
+        "processing": "processing", "done": "done", "failed": "failed"},
+        delivery_check={"enabled": True, "organization_id": "org-1",
+                        "platform_url": f"{sandbox.url}/platform"})
+    assert env.run("run", "--once").returncode == 0
+    result = env.run("reconcile")
+    assert result.returncode == 0, result.stderr
+    sidecar = bucket.sidecar("done/r/a.json")
+    [log_id] = [entry["ID"] for entry in sidecar["logs"]]
+    assert sidecar["delivery"][log_id]["status"] == "succeeded"

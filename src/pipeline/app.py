@@ -105,10 +105,10 @@ def recover_seconds(settings: Settings):
 
 # -- delivery confirmation (reconcile) --------------------------------------------------------------
 def make_done_folder(settings: Settings):
-    """Where reconcile finds finished files: the done folder (local folders only, for now)."""
-    if settings.source.kind != "local":
-        raise ConfigError("delivery_check: reconcile reads local done folders only; "
-                          "source.kind s3 is not supported by it yet")
+    """Where reconcile finds finished files: the local done folder, or the bucket's done prefix."""
+    if settings.source.kind == "s3":
+        from pipeline.s3folders import S3DoneFolder, S3Folders   # boto3 only for S3
+        return S3DoneFolder(S3Folders(settings))
     return LocalDoneFolder(settings.folders.done)
 
 

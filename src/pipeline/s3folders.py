@@ -112,3 +112,36 @@ def _visible(rel: str) -> bool:
 
 def _entry(folder: str, rel: str, obj: dict) -> Entry:
     return Entry(folder, rel, int(obj.get("Size") or 0), epoch(obj.get("LastModified")))
+
+
+class S3DoneFolder:
+    """``folders.done`` in the bucket, as delivery confirmation sees it (donefolder.py's seam).
+
+    A ref is the key below the done prefix; only files with their sidecar beside them count
+    (finish writes the sidecar first, so a lone sidecar is a finish in progress).
+    """
+
+    def __init__(self, view: S3Folders):
+        self.view = view
+
+    def refs(self) -> Iterator[str]:
+        files, cars = set(), set()
+        for rel, _ in self.view._objects("done"):
+            if _visible(rel):
+                (cars if rel.endswith(SIDECAR_SUFFIX) else files).add(rel)
+        yield from sorted(f for f in files if f + SIDECAR_SUFFIX in cars)
+
+    def where(self, ref: str) -> str:
+        return self.view.where("done", ref)
+
+    def read_sidecar(self, ref: str) -> Optional[dict]:
+        return self.view.read_sidecar("done", ref)
+
+    def write_sidecar(self, ref: str, data: bytes) -> bool:
+        """Replace the sidecar (an S3 put replaces an object whole); False when the file it
+        describes is no longer there."""
+        key = self.view.prefixes["done"] + ref
+        if self.view.bucket.head(key) is None:
+            return False
+        self.view.bucket.put(key + SIDECAR_SUFFIX, data)
+        return True
