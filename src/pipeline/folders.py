@@ -87,11 +87,8 @@ class LocalFolders:
     # -- the few writes retry-failed needs ------------------------------------------------
     def sha256(self, entry: Entry) -> str:
         """The sha256 of a file's bytes (regular files only: NotRegular otherwise)."""
-        digest = hashlib.sha256()
-        with fsops.open_regular(os.path.join(self.roots[entry.folder], entry.path)) as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        with fsops.open_regular(os.path.join(self.roots[entry.folder], entry.path)) as handle:   # streamed, never whole in memory
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
     def inbox_name(self, entry: Entry) -> str:
         """The name a failed file goes back into the (flat) inbox under."""

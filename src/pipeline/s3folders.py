@@ -64,11 +64,8 @@ class S3Folders:
     # -- the few writes retry-failed needs ----------------------------------------------------
     def sha256(self, entry: Entry) -> str:
         """The sha256 of the object's bytes, streamed (never the whole object in memory)."""
-        digest = hashlib.sha256()
-        with self.bucket.open(self.prefixes[entry.folder] + entry.path) as body:
-            for chunk in iter(lambda: body.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        with self.bucket.open(self.prefixes[entry.folder] + entry.path) as handle:   # streamed, never whole in memory
+            return hashlib.file_digest(handle, "sha256").hexdigest()
 
     def inbox_name(self, entry: Entry) -> str:
         """The key below the prefix is kept all the way (``failed/a/b.json`` → ``incoming/a/b.json``)."""

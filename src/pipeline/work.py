@@ -177,14 +177,11 @@ class FileWork:
             raise StorageError(f"cannot read ({exc.strerror})", claim.location) from None
 
     def _hash(self, claim: Claim) -> str:
-        digest = hashlib.sha256()
         try:
-            with self.store.open(claim) as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+            with self.store.open(claim) as handle:   # streamed, never whole in memory
+                return hashlib.file_digest(handle, "sha256").hexdigest()
         except OSError as exc:
             raise StorageError(f"cannot read ({exc.strerror})", claim.location) from None
-        return digest.hexdigest()
 
     def _reject_unread(self, job: Job, reason: str, kind: str) -> Step:
         claim = job.claim
