@@ -1,0 +1,151 @@
+"""The HTTP transport (redox.Transport) against real sockets on 127.0.0.1: what it sends, and how
+each way a request can fail maps to "Redox may have seen it" (redox-api.md: no idempotency key,
+so a SEND that may have arrived is a possible duplicate) — and proxies from the environment."""
+
+from __future__ import annotations
+
+import io
+import socket
+import socketserver
+import threading
+
+import pytest
+
+from pipeline.errors import TransientDelivery
+from pipeline.redox import Transport
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def server():
+    """A TCP server whose per-connection behaviour a test sets: ``behaviour(sock, request_bytes)``.
+    Every request it read is kept in ``requests`` (head and body)."""
+    state = {"behaviour": None, "requests": []}
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = self.request.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                body += self.request.recv(65536)
+            state["requests"].append((head.decode("latin-1"), body))
+            state["behaviour"](self.request)
+
+    srv = _Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield state
+    srv.shutdown()
+    srv.server_close()
+
+
+def _answer(sock):
+    body = b'{"Meta": {"Logs": [{"ID": "log-1"}]}}'
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nRetry-After: 3\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_reply_carries_status_headers_and_body_and_the_request_is_framed(server):
+    server["behaviour"] = _answer
+    reply = Transport(2, 2).request("POST", server["url"] + "/endpoint", body=b'{"a": 1}',
+                                    headers={"Content-Type": "application/json",
+                                             "Authorization": "Bearer t"})
+    assert reply.status == 200 and reply.body.startswith(b'{"Meta"')
+    assert reply.headers.get("retry-after") == "3"        # header names are case-insensitive
+    head, body = server["requests"][0]
+    assert head.startswith("POST /endpoint HTTP/1.1") and body == b'{"a": 1}'
+    assert "Content-Length: 8" in head and "User-Agent: redox-pipeline/" in head
+
+
+def test_a_streamed_body_is_sent_with_its_length_not_chunked(server):
+    server["behaviour"] = _answer
+
+    class Sized(io.BytesIO):
+        def __len__(self):
+            return len(self.getvalue())
+
+    Transport(2, 2).request("POST", server["url"] + "/upload", body=Sized(b"x" * 100_000))
+    head, body = server["requests"][0]
+    assert "Content-Length: 100000" in head and "chunked" not in head.lower()
+    assert body == b"x" * 100_000
+
+
+def test_forms_and_json_bodies_say_what_they_are(server):
+    server["behaviour"] = _answer
+    transport = Transport(2, 2)
+    transport.request("POST", server["url"] + "/token", data={"grant_type": "client_credentials"})
+    transport.request("POST", server["url"] + "/auth", json_body={"apiKey": "k"})
+    (form_head, form), (json_head, doc) = server["requests"]
+    assert "application/x-www-form-urlencoded" in form_head and form == b"grant_type=client_credentials"
+    assert "Content-Type: application/json" in json_head and doc == b'{"apiKey": "k"}'
+
+
+def test_a_refused_connection_was_never_seen():
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", f"http://127.0.0.1:{_free_port()}/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is False
+    assert "could not connect" in str(caught.value)
+
+
+def test_a_connection_closed_after_the_request_may_have_been_seen(server):
+    server["behaviour"] = lambda sock: sock.close()
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", server["url"] + "/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is True
+    assert "connection to Redox was lost" in str(caught.value)
+
+
+def test_no_answer_within_the_read_timeout_may_have_been_seen(server):
+    gate = threading.Event()
+    server["behaviour"] = lambda sock: gate.wait(10)
+    try:
+        with pytest.raises(TransientDelivery) as caught:
+            Transport(2, 0.2).request("POST", server["url"] + "/endpoint", body=b"{}")
+    finally:
+        gate.set()
+    assert caught.value.maybe_seen is True and "did not answer in time" in str(caught.value)
+
+
+def test_a_proxy_from_the_environment_carries_the_request(server, monkeypatch):
+    server["behaviour"] = _answer
+    monkeypatch.setenv("HTTP_PROXY", server["url"])
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    reply = Transport(2, 2).request("POST", "http://redox.invalid/endpoint", body=b"{}")
+    assert reply.status == 200
+    head, _ = server["requests"][0]
+    assert head.startswith("POST http://redox.invalid/endpoint HTTP/1.1")   # proxy form
+
+
+def test_no_proxy_sends_direct(server, monkeypatch):
+    server["behaviour"] = _answer
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_free_port()}")   # nothing listens
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert Transport(2, 2).request("GET", server["url"] + "/x").status == 200
+    assert server["requests"][0][0].startswith("GET /x HTTP/1.1")
+
+
+def test_an_unreachable_proxy_was_never_seen(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", "http://redox.invalid/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is False
