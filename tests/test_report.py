@@ -59,7 +59,7 @@ def env(tmp_path):
     journal = Journal(str(env.folder("state.db")), clock=lambda: d2.timestamp())
     record = journal.begin("g.json", "ab" * 32, 2, "inbox/g.json", "proc/g.json", "me",
                            d2.timestamp() - 600)
-    journal.describe(record.claim_id, "Scheduling", "New")
+    journal.attempt_started(record.claim_id, "send", 1, described=("Scheduling", "New"))
     journal.finishing(record.claim_id, "done", [], None)
     journal.finished(record.claim_id, "/elsewhere/g.json", "done")
     journal.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -29,20 +30,23 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
 
     Raises StorageError (the file then stays claimed) or ClaimLost.
     """
-    if not (outcome.status == "done" and record.state == "accepted" and not outcome.duplicate_of):
-        # an accepted SEND is already enough for recovery to finish it as done
+    if outcome.status != "done" or outcome.duplicate_of:
+        # a done outcome otherwise comes from an accepted SEND, which the journal already
+        # holds (state accepted): enough for recovery to finish it as done
         journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
                           outcome.duplicate_of)
-    fresh = journal.get(record.claim_id)
-    sidecar = build_sidecar(claim, fresh, outcome, journal.attempts_of(record.claim_id), extra)
+    fresh, attempts, replay_ids, history = journal.for_sidecar(record.claim_id, claim.name)
+    sidecar = build_sidecar(claim, fresh, outcome, attempts, extra)
     # A file put back by retry-failed carries its earlier sidecars along (journal: replays).
-    replay_ids, history = journal.replay_history(record.claim_id, claim.name, fresh.sha256)
     if history:
         sidecar["history"] = history
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
     failpoints.reached("after_move")
     journal.finished(record.claim_id, dest, outcome.status, replay_ids)
     return dest, fresh
+
+
+_HOST = socket.gethostname()
 
 
 def build_sidecar(claim: Claim, record: Record, outcome: Outcome, attempts: list[dict],
@@ -65,15 +69,19 @@ def build_sidecar(claim: Claim, record: Record, outcome: Outcome, attempts: list
         "claim_id": record.claim_id,
         "dropped_at": iso(claim.mtime),
         "claimed_at": iso(claim.claimed_at),
-        "finished_at": iso(datetime.now(timezone.utc).timestamp()),
+        "finished_at": iso(time.time()),
         "attempt_history": [_attempt(a) for a in attempts],
-        "pipeline": {"version": __version__, "host": socket.gethostname(), "pid": os.getpid()},
+        "pipeline": {"version": __version__, "host": _HOST, "pid": os.getpid()},
     }
     if outcome.duplicate_of:
         doc["duplicate_of"] = outcome.duplicate_of
     if extra:
         doc.update(extra)
     return doc
+
+
+# made once: json.dumps() with options builds a new encoder for every value
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def encode(doc: dict) -> bytes:
@@ -83,8 +91,7 @@ def encode(doc: dict) -> bytes:
     Never raises on odd text: a lone surrogate (a name that is not UTF-8, a ``\\ud800`` escape in
     Redox's error text) is written as its JSON escape.
     """
-    lines = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False, default=str)}"
-                        for key, value in doc.items())
+    lines = ",\n".join(f"  {_ENCODE(key)}: {_ENCODE(value)}" for key, value in doc.items())
     return ("{\n" + lines + "\n}\n").encode("utf-8", "backslashreplace")
 
 

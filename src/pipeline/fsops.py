@@ -30,10 +30,13 @@ def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o
     folder = os.path.dirname(path) or "."
     fd, tmp = _create_temp(folder, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if replace:
             os.replace(tmp, path)
         else:

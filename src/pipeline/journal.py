@@ -50,8 +50,13 @@ CREATE TABLE IF NOT EXISTS claims (
     first_claimed_at REAL,
     finished_at REAL
 );
-CREATE INDEX IF NOT EXISTS claims_by_sha ON claims (sha256, state);
-CREATE INDEX IF NOT EXISTS claims_by_name ON claims (name, state);
+-- look-ups by bytes (dedupe) and by inbox name; without ``state``, which changes at every step,
+-- so a step rewrites one index fewer (these replace the first version's (sha256, state) and
+-- (name, state) indexes, dropped here)
+DROP INDEX IF EXISTS claims_by_sha;
+DROP INDEX IF EXISTS claims_by_name;
+CREATE INDEX IF NOT EXISTS claims_by_sha256 ON claims (sha256);
+CREATE INDEX IF NOT EXISTS claims_by_inbox_name ON claims (name);
 CREATE INDEX IF NOT EXISTS claims_by_state ON claims (state, next_retry_at);
 CREATE TABLE IF NOT EXISTS attempts (
     claim_id TEXT NOT NULL,
@@ -122,33 +127,43 @@ class Journal:
         with self._lock:
             self.db.close()
 
-    @contextlib.contextmanager
-    def _errors(self):
-        """A full disk or an I/O error is a StorageError (the file stays claimed and is tried
-        again), not an unexpected exception. SQLite's messages quote no data."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StorageError(f"journal: {exc}", self.path) from None
-
+    # Every statement runs under the lock; an SQLite error (a full disk, an I/O error) becomes a
+    # StorageError (the file stays claimed and is tried again), never an unexpected exception.
+    # SQLite's messages quote no data. Several statements share one transaction: each
+    # transaction costs a round of file locks and WAL writes (issue 6: the journal was the
+    # largest cost per file after HTTP).
     def _write(self, sql: str, args: Iterable = ()) -> None:
-        with self._lock, self._errors():
-            self.db.execute(sql, tuple(args))
+        self._in_tx(lambda db: db.execute(sql, tuple(args)), "")
 
     def _tx(self, statements: list[tuple[str, tuple]]) -> None:
-        with self._lock, self._errors():
-            self.db.execute("BEGIN IMMEDIATE")
+        def run(db):
+            for sql, args in statements:
+                db.execute(sql, args)
+        self._in_tx(run)
+
+    def _in_tx(self, work, begin: str = "BEGIN IMMEDIATE"):
+        """``work(db)`` in one transaction (``begin`` "" = the statement's own autocommit);
+        all or nothing. Returns what ``work`` returns."""
+        with self._lock:
             try:
-                for sql, args in statements:
-                    self.db.execute(sql, args)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+                if not begin:
+                    return work(self.db)
+                self.db.execute(begin)
+                try:
+                    result = work(self.db)
+                    self.db.execute("COMMIT")
+                    return result
+                except BaseException:
+                    # SQLite has already rolled back after some errors (a full disk at COMMIT);
+                    # the original error is the one to report
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"journal: {exc}", self.path) from None
 
     def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        with self._lock, self._errors():
-            return self.db.execute(sql, tuple(args)).fetchall()
+        return self._in_tx(lambda db: db.execute(sql, tuple(args)).fetchall(), "")
 
     # -- claims ------------------------------------------------------------------------------
     def begin(self, name: str, sha256: str, size: int, source: str, location: str, owner: str,
@@ -156,59 +171,65 @@ class Journal:
         """The record for a freshly claimed file: an open one for the same name and bytes
         (released for a later retry, or abandoned by a dead process) is continued, so its
         attempts and history are kept; otherwise a new one is started."""
-        rows = self._query(
-            "SELECT * FROM claims WHERE name = ? AND sha256 = ? AND state IN (?,?,?,?,?) "
-            "ORDER BY CASE state WHEN 'finishing' THEN 0 WHEN 'accepted' THEN 1 ELSE 2 END, "
-            "first_claimed_at LIMIT 1", (name, sha256, *OPEN_STATES))
-        now = self.clock()
-        if rows:
-            row = rows[0]
-            state = row["state"] if row["state"] in ("accepted", "finishing") else "claimed"
-            self._write("UPDATE claims SET location = ?, owner = ?, state = ? WHERE claim_id = ?",
-                        (location, owner, state, row["claim_id"]))
-            self.close_interrupted(row["claim_id"])
-            return self.get(row["claim_id"])
-        claim_id = uuid.uuid4().hex
-        self._write(
-            "INSERT INTO claims (claim_id, name, source, location, owner, sha256, size, state, "
-            "dropped_at, first_claimed_at) VALUES (?,?,?,?,?,?,?, 'claimed', ?, ?)",
-            (claim_id, name, source, location, owner, sha256, size, dropped_at, now))
-        return Record(claim_id=claim_id, name=name, state="claimed", attempts=0,
-                      possible_duplicate=False, logs=[], errors=[], uploads=[], http_status=None,
-                      outcome=None, reason_kind=None, next_retry_at=None, dest=None, sha256=sha256)
+        claim_id, now = uuid.uuid4().hex, self.clock()
+
+        def start(db):
+            row = db.execute(
+                "SELECT * FROM claims WHERE name = ? AND sha256 = ? AND state IN (?,?,?,?,?) "
+                "ORDER BY CASE state WHEN 'finishing' THEN 0 WHEN 'accepted' THEN 1 ELSE 2 END, "
+                "first_claimed_at LIMIT 1", (name, sha256, *OPEN_STATES)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO claims (claim_id, name, source, location, owner, sha256, size, "
+                    "state, dropped_at, first_claimed_at) VALUES (?,?,?,?,?,?,?, 'claimed', ?, ?)",
+                    (claim_id, name, source, location, owner, sha256, size, dropped_at, now))
+            return row
+
+        row = self._in_tx(start)
+        if row is None:
+            return Record(claim_id=claim_id, name=name, state="claimed", attempts=0,
+                          possible_duplicate=False, logs=[], errors=[], uploads=[], http_status=None,
+                          outcome=None, reason_kind=None, next_retry_at=None, dest=None, sha256=sha256)
+        state = row["state"] if row["state"] in ("accepted", "finishing") else "claimed"
+        self._write("UPDATE claims SET location = ?, owner = ?, state = ? WHERE claim_id = ?",
+                    (location, owner, state, row["claim_id"]))
+        self.close_interrupted(row["claim_id"])
+        return self.get(row["claim_id"])
 
     def get(self, claim_id: str) -> Record:
         row = self._query("SELECT * FROM claims WHERE claim_id = ?", (claim_id,))[0]
         return _record(row)
-
-    def describe(self, claim_id: str, data_model: str, event_type: str) -> None:
-        self._write("UPDATE claims SET data_model = ?, event_type = ? WHERE claim_id = ?",
-                    (data_model, event_type, claim_id))
 
     def close_interrupted(self, claim_id: str) -> None:
         """Attempts started but never ended belong to a process that died mid-request:
         Redox may have received them (redox-api.md: no idempotency key). Only an interrupted
         SEND makes the file a possible duplicate; an interrupted upload at worst left an
         unused copy of a document with Redox."""
-        with self._lock, self._errors():
-            sends = self.db.execute(
+        def close(db):
+            sends = db.execute(
                 "SELECT COUNT(*) FROM attempts WHERE claim_id = ? AND kind = 'send' AND "
                 "result IS NULL", (claim_id,)).fetchone()[0]
-            self.db.execute(
+            db.execute(
                 "UPDATE attempts SET ended_at = ?, result = 'interrupted', maybe_seen = 1 "
                 "WHERE claim_id = ? AND result IS NULL", (self.clock(), claim_id))
             if sends:
-                self.db.execute("UPDATE claims SET possible_duplicate = 1 WHERE claim_id = ?", (claim_id,))
+                db.execute("UPDATE claims SET possible_duplicate = 1 WHERE claim_id = ?", (claim_id,))
+        self._in_tx(close)
 
     # -- attempts ----------------------------------------------------------------------------
-    def attempt_started(self, claim_id: str, kind: str, n: int) -> None:
-        """Committed before the request goes out, so a crash mid-request is visible later."""
-        field = "attempts = ?, " if kind == "send" else ""
-        args = (n,) if kind == "send" else ()
+    def attempt_started(self, claim_id: str, kind: str, n: int,
+                        described: Optional[tuple[str, str]] = None) -> None:
+        """Committed before the request goes out, so a crash mid-request is visible later.
+        ``described``: the message's (data model, event type), recorded in the same commit."""
+        fields, args = "", ()
+        if kind == "send":
+            fields, args = "attempts = ?, ", (n,)
+        if described:
+            fields, args = fields + "data_model = ?, event_type = ?, ", args + tuple(described)
         self._tx([
             ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
              (claim_id, kind, n, self.clock())),
-            (f"UPDATE claims SET {field}state = 'claimed', next_retry_at = NULL WHERE claim_id = ?",
+            (f"UPDATE claims SET {fields}state = 'claimed', next_retry_at = NULL WHERE claim_id = ?",
              (*args, claim_id)),
         ])
 
@@ -278,10 +299,9 @@ class Journal:
     # -- replay history (retry-failed) ---------------------------------------------------------
     def remember_replay(self, name: str, sha256: str, history: list[dict]) -> int:
         """Keep ``history`` for the file about to be put back into the inbox as ``name``."""
-        with self._lock:
-            cur = self.db.execute("INSERT INTO replays (name, sha256, requeued_at, history) "
-                                  "VALUES (?,?,?,?)", (name, sha256, self.clock(), json.dumps(history)))
-            return cur.lastrowid
+        return self._in_tx(lambda db: db.execute(
+            "INSERT INTO replays (name, sha256, requeued_at, history) VALUES (?,?,?,?)",
+            (name, sha256, self.clock(), json.dumps(history))).lastrowid, "")
 
     def forget_replay(self, replay_id: int) -> None:
         """The move back to the inbox did not happen after all."""
@@ -290,15 +310,18 @@ class Journal:
     def replay_history(self, claim_id: str, name: str, sha256: Optional[str]) -> tuple[list[int], list[dict]]:
         """(ids, earlier sidecars oldest first) waiting for this claim's outcome, or taken by it
         already (a finish redone after a crash builds the same sidecar again)."""
-        rows = self._query("SELECT id, history FROM replays WHERE name = ? AND sha256 = ? AND "
-                           "(consumed_by IS NULL OR consumed_by = ?) ORDER BY id",
-                           (name, sha256 or "", claim_id))
-        return [r["id"] for r in rows], [doc for r in rows for doc in json.loads(r["history"])]
+        return self._in_tx(lambda db: _replays(db, claim_id, name, sha256), "")
 
     def attempts_of(self, claim_id: str) -> list[dict]:
-        rows = self._query("SELECT kind, n, started_at, ended_at, status, result, maybe_seen, error "
-                           "FROM attempts WHERE claim_id = ? ORDER BY started_at, n", (claim_id,))
-        return [dict(r) for r in rows]
+        return self._in_tx(lambda db: _attempts(db, claim_id), "")
+
+    def for_sidecar(self, claim_id: str, name: str) -> tuple[Record, list[dict], list[int], list[dict]]:
+        """What a sidecar is built from, read in one transaction: the record, its attempts,
+        and the replay history (:meth:`replay_history`) of ``name`` with the record's bytes."""
+        def read(db):
+            record = _record(db.execute("SELECT * FROM claims WHERE claim_id = ?", (claim_id,)).fetchone())
+            return (record, _attempts(db, claim_id), *_replays(db, claim_id, name, record.sha256))
+        return self._in_tx(read, "BEGIN")
 
     # -- look-ups ----------------------------------------------------------------------------
     def delivered(self, sha256: str, exclude: str) -> Optional[str]:
@@ -326,8 +349,7 @@ class Journal:
     # -- companion tables (delivery_ledger.py keeps its own table in this database) ------------
     def ensure_schema(self, script: str) -> None:
         """Run ``CREATE ... IF NOT EXISTS`` statements for a companion table."""
-        with self._lock:
-            self.db.executescript(script)
+        self._in_tx(lambda db: db.executescript(script), "")
 
     def query(self, sql: str, args: Iterable = ()) -> list[dict]:
         return [dict(r) for r in self._query(sql, args)]
@@ -335,6 +357,19 @@ class Journal:
     def transaction(self, statements: list[tuple[str, tuple]]) -> None:
         """Run ``statements`` in one immediate transaction (all or nothing)."""
         self._tx(statements)
+
+
+def _attempts(db, claim_id: str) -> list[dict]:
+    rows = db.execute("SELECT kind, n, started_at, ended_at, status, result, maybe_seen, error "
+                      "FROM attempts WHERE claim_id = ? ORDER BY started_at, n", (claim_id,))
+    return [dict(r) for r in rows]
+
+
+def _replays(db, claim_id: str, name: str, sha256: Optional[str]) -> tuple[list[int], list[dict]]:
+    rows = db.execute("SELECT id, history FROM replays WHERE name = ? AND sha256 = ? AND "
+                      "(consumed_by IS NULL OR consumed_by = ?) ORDER BY id",
+                      (name, sha256 or "", claim_id)).fetchall()
+    return [r["id"] for r in rows], [doc for r in rows for doc in json.loads(r["history"])]
 
 
 def _record(row: sqlite3.Row) -> Record:

@@ -134,11 +134,11 @@ class LeaseJournal:
             name = self._names.get(claim_id)
         return name if name is not None else self.journal.get(claim_id).name
 
-    def attempt_started(self, claim_id, kind, n):
+    def attempt_started(self, claim_id, kind, n, described=None):
         """Fence: the lease must still be ours (ClaimLost otherwise) before a SEND goes out."""
         if kind == "send":
             self.store.note_progress(self._name(claim_id), sends_started=n)
-        return self.journal.attempt_started(claim_id, kind, n)
+        return self.journal.attempt_started(claim_id, kind, n, described)
 
     def attempt_ended(self, claim_id, kind, n, *, result, status, maybe_seen, error=None, logs=None):
         self.journal.attempt_ended(claim_id, kind, n, result=result, status=status,

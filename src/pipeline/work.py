@@ -136,7 +136,6 @@ class FileWork:
             job.message = message_stage.check(raw, self._destinations)
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
-        self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
         return None
 
     # -- transfer (files over send_limit: redox-api.md, Transferring files) --------------------
@@ -166,7 +165,6 @@ class FileWork:
                         error=job.last_error, unreachable=exc.status is None and not exc.maybe_seen)
         finally:
             job.record = self.journal.get(job.record.claim_id)
-        self.journal.describe(job.record.claim_id, job.message.data_model, job.message.event_type)
         return None
 
     def _read(self, claim: Claim) -> bytes:
@@ -201,7 +199,8 @@ class FileWork:
         if not_now:
             return not_now
         n = record.attempts + 1
-        self.journal.attempt_started(record.claim_id, "send", n)
+        self.journal.attempt_started(record.claim_id, "send", n,
+                                     described=(job.message.data_model, job.message.event_type))
         failpoints.reached("before_send")
         try:
             sent = self.client.send(job.message.body)
