@@ -2,7 +2,8 @@
 
 1. overhead: files/s through `run --once` vs a bare requests.Session loop (same concurrency,
    same bodies, same sandbox), at 0 ms and 50 ms sandbox latency, as a ratio
-2. CPU per file: user+system seconds of the pipeline process / files
+2. CPU per file: user+system seconds of the pipeline process / files (and the part of it that
+   is the process's start-up, measured by the same run with an empty inbox)
 3. backlog: 50,000 files waiting: seconds until the first SEND, and the scan cost
 4. rate: max_requests_per_second 20 over 1,000 files: achieved rate, busiest 1-second window
 5. latency: drop-to-done for one file in service mode
@@ -102,11 +103,13 @@ def overhead(count: int) -> None:
             sends = sorted(s["at"] for s in sandbox.records()["sends"])
             steady = (len(sends) - 1) / (sends[-1] - sends[0]) if len(sends) > 1 else 0
             bare = bare_loop(sandbox, bodies)
+            _, idle_cpu = timed_once(env)        # the same run with nothing to send: start-up
         pipe_rate, bare_rate = count / wall, count / bare
         print(f"  latency {latency:>2} ms: pipeline {pipe_rate:7.1f} files/s (whole run incl. start-up, "
               f"{wall:.2f} s; steady {steady:.1f}/s), bare loop {bare_rate:7.1f}/s, "
               f"ratio {pipe_rate / bare_rate:.2f} (steady {steady / bare_rate:.2f}); "
-              f"CPU {1000 * cpu / count:.2f} ms/file")
+              f"CPU {1000 * cpu / count:.2f} ms/file ({idle_cpu:.2f} s of it start-up, "
+              f"{1000 * (cpu - idle_cpu) / count:.2f} ms/file beyond it)")
 
 
 def backlog(count: int) -> None:

@@ -27,20 +27,23 @@ def server():
     state = {"behaviour": None, "requests": []}
 
     class Handler(socketserver.BaseRequestHandler):
-        def handle(self):
+        def handle(self):            # requests one after another on a kept-alive connection
             data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = self.request.recv(65536)
-                if not chunk:
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(data) < length:
+                    data += self.request.recv(65536)
+                body, data = data[:length], data[length:]
+                state["requests"].append((head.decode("latin-1"), body))
+                if state["behaviour"](self.request) == "closed":
                     return
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            while len(body) < length:
-                body += self.request.recv(65536)
-            state["requests"].append((head.decode("latin-1"), body))
-            state["behaviour"](self.request)
 
     srv = _Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -105,7 +108,7 @@ def test_a_refused_connection_was_never_seen():
 
 
 def test_a_connection_closed_after_the_request_may_have_been_seen(server):
-    server["behaviour"] = lambda sock: sock.close()
+    server["behaviour"] = lambda sock: sock.close() or "closed"
     with pytest.raises(TransientDelivery) as caught:
         Transport(2, 2).request("POST", server["url"] + "/endpoint", body=b"{}")
     assert caught.value.maybe_seen is True
@@ -114,7 +117,7 @@ def test_a_connection_closed_after_the_request_may_have_been_seen(server):
 
 def test_no_answer_within_the_read_timeout_may_have_been_seen(server):
     gate = threading.Event()
-    server["behaviour"] = lambda sock: gate.wait(10)
+    server["behaviour"] = lambda sock: gate.wait(10) and "closed"
     try:
         with pytest.raises(TransientDelivery) as caught:
             Transport(2, 0.2).request("POST", server["url"] + "/endpoint", body=b"{}")

@@ -190,12 +190,16 @@ class LocalStore:
         interrupted finish (same ``claim_id``, no file beside it) is reused. Returns the path.
         """
         folder = self.folders[status]
-        fsops.ensure_dir(folder)
+        if not os.path.isdir(folder):       # removed while we run: made again
+            fsops.ensure_dir(folder)
         for candidate in _candidates(os.path.basename(claim.name)):
             dest = os.path.join(folder, candidate)
-            if self._already_moved(dest, claim_id):
-                fsops._unlink_quietly(claim.location)     # a crash between link and unlink
-                return dest
+            if os.path.lexists(dest):
+                if _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id:
+                    # ours already (see _already_moved): a crash between link and unlink
+                    fsops._unlink_quietly(claim.location)
+                    return dest
+                continue
             if not self._write_sidecar(dest, sidecar, claim_id):
                 continue
             failpoints.reached("after_sidecar")
@@ -244,8 +248,8 @@ class LocalStore:
             self._dirty.add(folder)
 
     def _write_sidecar(self, dest: str, sidecar: bytes, claim_id: str) -> bool:
-        if os.path.lexists(dest):
-            return False
+        """Write the sidecar for ``dest`` (a free name): False when that name's sidecar
+        belongs to another file."""
         path = dest + SIDECAR_SUFFIX
         try:
             fsops.write_atomic(path, sidecar, replace=False)

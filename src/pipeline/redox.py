@@ -61,11 +61,13 @@ class Transport:
         self.verify = verify
         # an empty CURL_CA_BUNDLE does not switch verification off (docs/security.md)
         ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-        self._pool_kw = dict(num_pools=4, maxsize=max(4, pool_size), retries=False, timeout=self.timeout,
+        # num_pools: the few origins config names (API, uploads, auth, Platform API) each keep
+        # their pool, which _route holds on to
+        self._pool_kw = dict(num_pools=16, maxsize=max(4, pool_size), retries=False, timeout=self.timeout,
                              cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
                              ca_certs=ca_certs if verify else None)
         self._direct = urllib3.PoolManager(**self._pool_kw)
-        self._via: dict[str, urllib3.PoolManager] = {}    # origin -> its manager (proxy or direct)
+        self._routes: dict[str, object] = {}    # origin -> its connection pool, or its proxy
         self._lock = threading.Lock()
 
     def request(self, method: str, url: str, *, headers: Optional[dict] = None, data=None,
@@ -84,8 +86,9 @@ class Transport:
             all_headers["Content-Length"] = str(len(body))
         started = time.monotonic()
         try:
-            resp = self._manager(url).urlopen(method, url, body=body, headers=all_headers,
-                                              redirect=False, retries=False, preload_content=True)
+            pool, target = self._route(url)
+            resp = pool.urlopen(method, target, body=body, headers=all_headers,
+                                redirect=False, retries=False, preload_content=True)
         except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ProxyError) as exc:
             # NewConnectionError (refused, DNS) is a ConnectTimeoutError too; a proxy that could
             # not be reached or refused the tunnel never passed the request on either
@@ -109,17 +112,23 @@ class Transport:
                                     elapsed=time.monotonic() - started) from None
         return Reply(resp.status, resp.headers, resp.data, time.monotonic() - started)
 
-    def _manager(self, url: str) -> urllib3.PoolManager:
-        """The pool manager for ``url``'s origin: through the proxy the environment names for
-        it (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, NO_PROXY), else direct. Read once per origin."""
-        origin = "/".join(url.split("/", 3)[:3])
-        manager = self._via.get(origin)
-        if manager is None:
+    def _route(self, url: str):
+        """(what to send through, what to ask it for): the connection pool of ``url``'s origin
+        and the path, or the proxy the environment names for it (HTTPS_PROXY / HTTP_PROXY /
+        ALL_PROXY, NO_PROXY) and the whole URL. Decided once per origin; going straight to the
+        pool saves parsing the URL and looking the pool up again on every request."""
+        scheme, _, host, *rest = url.split("/", 3)
+        origin = f"{scheme}//{host}"
+        route = self._routes.get(origin)
+        if route is None:
             with self._lock:
-                manager = self._via.get(origin)
-                if manager is None:
-                    manager = self._via[origin] = self._proxy_manager(url) or self._direct
-        return manager
+                route = self._routes.get(origin)
+                if route is None:
+                    route = self._routes[origin] = (self._proxy_manager(url)
+                                                    or self._direct.connection_from_url(url))
+        if isinstance(route, urllib3.PoolManager):
+            return route, url
+        return route, "/" + (rest[0] if rest else "")
 
     def _proxy_manager(self, url: str) -> Optional[urllib3.PoolManager]:
         parts = urllib.parse.urlsplit(url)
@@ -135,8 +144,11 @@ class Transport:
 
     def close(self) -> None:
         with self._lock:
-            for manager in {id(m): m for m in (self._direct, *self._via.values())}.values():
-                manager.clear()
+            for route in self._routes.values():
+                if isinstance(route, urllib3.PoolManager):
+                    route.clear()
+            self._routes.clear()
+            self._direct.clear()
 
 
 def _never_connected(exc: Exception) -> bool:

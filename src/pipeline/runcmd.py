@@ -7,6 +7,7 @@ runs until SIGTERM/SIGINT and exits 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -129,6 +130,9 @@ def _drive(settings, runner, journal, client, once: bool) -> int:
     if not once and settings.delivery_check.enabled:
         background = app.make_background_reconcile(settings, journal, client)
     _install_signals(runner)
+    # what start-up built (modules, config, clients) lives as long as the process: keep it out
+    # of every later garbage collection, which otherwise walks it again and again
+    gc.freeze()
     try:
         if background:
             background.start()
