@@ -16,17 +16,18 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from pipeline import __version__, failpoints
-from pipeline.journal import Journal, Record
+from pipeline.journal import Journal, Record, SidecarView
 from pipeline.values import Claim, Outcome
 
 
 def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outcome,
-           extra: Optional[dict] = None) -> tuple[str, Record]:
+           extra: Optional[dict] = None, view: Optional[SidecarView] = None) -> tuple[str, Record]:
     """Record ``outcome``, write the sidecar and move the file. Returns where it landed and
     the journal's record as the sidecar shows it.
 
     The sidecar's ``history`` lists the sidecars of earlier failures of the same file (same
-    inbox name and bytes) that ``retry-failed`` put back, oldest first.
+    inbox name and bytes) that ``retry-failed`` put back, oldest first. ``view``: what the
+    journal held when the SEND was accepted (read in the same transaction), if at hand.
 
     Raises StorageError (the file then stays claimed) or ClaimLost.
     """
@@ -35,15 +36,17 @@ def finish(store, journal: Journal, claim: Claim, record: Record, outcome: Outco
         # holds (state accepted): enough for recovery to finish it as done
         journal.finishing(record.claim_id, outcome.status, list(outcome.errors), outcome.reason_kind,
                           outcome.duplicate_of)
-    fresh, attempts, replay_ids, history = journal.for_sidecar(record.claim_id, claim.name)
-    sidecar = build_sidecar(claim, fresh, outcome, attempts, extra)
+        view = None
+    if view is None:
+        view = journal.for_sidecar(record.claim_id, claim.name)
+    sidecar = build_sidecar(claim, view.record, outcome, view.attempts, extra)
     # A file put back by retry-failed carries its earlier sidecars along (journal: replays).
-    if history:
-        sidecar["history"] = history
+    if view.history:
+        sidecar["history"] = view.history
     dest = store.finish(claim, outcome.status, encode(sidecar), record.claim_id)
     failpoints.reached("after_move")
-    journal.finished(record.claim_id, dest, outcome.status, replay_ids)
-    return dest, fresh
+    journal.finished(record.claim_id, dest, outcome.status, view.replay_ids)
+    return dest, view.record
 
 
 _HOST = socket.gethostname()

@@ -107,6 +107,15 @@ class Record:
     duplicate_of: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class SidecarView:
+    """What a finished file's sidecar is built from, read in one transaction."""
+    record: Record
+    attempts: list
+    replay_ids: list
+    history: list
+
+
 class Journal:
     """The journal at ``path`` (created with its folder if missing)."""
 
@@ -235,8 +244,10 @@ class Journal:
 
     def attempt_ended(self, claim_id: str, kind: str, n: int, *, result: str,
                       status: Optional[int], maybe_seen: bool, error: Optional[str] = None,
-                      logs: Optional[list] = None) -> None:
-        """Record the answer; for an accepted SEND the Log IDs go in the same transaction."""
+                      logs: Optional[list] = None, sidecar_for: Optional[str] = None) -> Optional[SidecarView]:
+        """Record the answer; for an accepted SEND the Log IDs go in the same transaction.
+        ``sidecar_for`` (the file's name): also read back, in that transaction, what its
+        sidecar is built from (:meth:`for_sidecar`), which is returned."""
         statements = [(
             "UPDATE attempts SET ended_at = ?, status = ?, result = ?, maybe_seen = ?, error = ? "
             "WHERE claim_id = ? AND kind = ? AND n = ?",
@@ -248,7 +259,12 @@ class Journal:
         if logs is not None:
             statements.append(("UPDATE claims SET state = 'accepted', logs = ? WHERE claim_id = ?",
                                (json.dumps(logs), claim_id)))
-        self._tx(statements)
+
+        def run(db):
+            for sql, args in statements:
+                db.execute(sql, args)
+            return _sidecar_view(db, claim_id, sidecar_for) if sidecar_for is not None else None
+        return self._in_tx(run)
 
     def void_attempt(self, claim_id: str, kind: str, n: int) -> None:
         """Forget an attempt that failed on the credentials, not on the file: it is not one of
@@ -315,13 +331,10 @@ class Journal:
     def attempts_of(self, claim_id: str) -> list[dict]:
         return self._in_tx(lambda db: _attempts(db, claim_id), "")
 
-    def for_sidecar(self, claim_id: str, name: str) -> tuple[Record, list[dict], list[int], list[dict]]:
+    def for_sidecar(self, claim_id: str, name: str) -> SidecarView:
         """What a sidecar is built from, read in one transaction: the record, its attempts,
         and the replay history (:meth:`replay_history`) of ``name`` with the record's bytes."""
-        def read(db):
-            record = _record(db.execute("SELECT * FROM claims WHERE claim_id = ?", (claim_id,)).fetchone())
-            return (record, _attempts(db, claim_id), *_replays(db, claim_id, name, record.sha256))
-        return self._in_tx(read, "BEGIN")
+        return self._in_tx(lambda db: _sidecar_view(db, claim_id, name), "BEGIN")
 
     # -- look-ups ----------------------------------------------------------------------------
     def delivered(self, sha256: str, exclude: str) -> Optional[str]:
@@ -357,6 +370,11 @@ class Journal:
     def transaction(self, statements: list[tuple[str, tuple]]) -> None:
         """Run ``statements`` in one immediate transaction (all or nothing)."""
         self._tx(statements)
+
+
+def _sidecar_view(db, claim_id: str, name: str) -> SidecarView:
+    record = _record(db.execute("SELECT * FROM claims WHERE claim_id = ?", (claim_id,)).fetchone())
+    return SidecarView(record, _attempts(db, claim_id), *_replays(db, claim_id, name, record.sha256))
 
 
 def _attempts(db, claim_id: str) -> list[dict]:

@@ -140,16 +140,19 @@ class LeaseJournal:
             self.store.note_progress(self._name(claim_id), sends_started=n)
         return self.journal.attempt_started(claim_id, kind, n, described)
 
-    def attempt_ended(self, claim_id, kind, n, *, result, status, maybe_seen, error=None, logs=None):
-        self.journal.attempt_ended(claim_id, kind, n, result=result, status=status,
-                                   maybe_seen=maybe_seen, error=error, logs=logs)
+    def attempt_ended(self, claim_id, kind, n, *, result, status, maybe_seen, error=None, logs=None,
+                      sidecar_for=None):
+        view = self.journal.attempt_ended(claim_id, kind, n, result=result, status=status,
+                                          maybe_seen=maybe_seen, error=error, logs=logs,
+                                          sidecar_for=sidecar_for)
         if kind != "send":
-            return
+            return view
         if logs is not None:
             self._mirror(claim_id, accepted={"n": n, "status": status, "logs": list(logs)})
         else:
             seen = bool(maybe_seen) or bool(self.journal.get(claim_id).possible_duplicate)
             self._mirror(claim_id, sends_ended=n, http_status=status, maybe_seen=seen)
+        return view
 
     def void_attempt(self, claim_id, kind, n):
         self.journal.void_attempt(claim_id, kind, n)

@@ -222,14 +222,15 @@ class FileWork:
             return Step("retry", delay=delay, error=job.last_error,
                         unreachable=exc.status is None and not exc.maybe_seen)
         failpoints.reached("after_send")
-        self.journal.attempt_ended(record.claim_id, "send", n, result="accepted", status=sent.status,
-                                   maybe_seen=False, logs=list(sent.logs))
+        view = self.journal.attempt_ended(record.claim_id, "send", n, result="accepted",
+                                          status=sent.status, maybe_seen=False, logs=list(sent.logs),
+                                          sidecar_for=job.claim.name)
         failpoints.reached("after_accept")
         self.observe("send", status=sent.status, elapsed=sent.elapsed)
         _log_send(job, n, "accepted", sent.status, sent.elapsed,
                   log_ids=[entry.get("ID") for entry in sent.logs])
         self.breaker.record_success()
-        return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status))
+        return self._done(job, Outcome("done", logs=sent.logs, http_status=sent.status), view)
 
     def _auth_ready(self, job: Job, next_attempt: int) -> Optional[Step]:
         """Get a token before an attempt: refused credentials raise AuthError (the run stops)
@@ -270,11 +271,11 @@ class FileWork:
                                        http_status=r.http_status, reason_kind=r.reason_kind,
                                        duplicate_of=r.duplicate_of))
 
-    def _done(self, job: Job, outcome: Outcome) -> Step:
+    def _done(self, job: Job, outcome: Outcome, view=None) -> Step:
         extra = {}
         if job.message is not None:
             extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
-        dest, job.record = finish(self.store, self.journal, job.claim, job.record, outcome, extra)
+        dest, job.record = finish(self.store, self.journal, job.claim, job.record, outcome, extra, view)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
 
