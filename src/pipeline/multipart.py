@@ -13,9 +13,9 @@ from typing import BinaryIO
 class MultipartBody:
     """A ``multipart/form-data`` body with one part named ``file``, streamed from a file.
 
-    requests builds a ``files=`` body whole in memory (a second copy of a 30 MB document);
-    this one is read in blocks as it is sent, with a known length (so a Content-Length, not
-    chunked framing). It carries its own boundary in ``content_type``, which is what
+    HTTP libraries' form helpers build such a body whole in memory (a second copy of a 30 MB
+    document); this one is read in blocks as it is sent, with a known length (so a
+    Content-Length, not chunked framing). It carries its own boundary in ``content_type``, which is what
     redox-api.md's "let the HTTP library set the Content-Type (boundary)" is about: header and
     body must agree. Starts from the beginning of ``document`` whatever its position.
     """
