@@ -152,3 +152,12 @@ def test_an_unreachable_proxy_was_never_seen(monkeypatch):
     with pytest.raises(TransientDelivery) as caught:
         Transport(2, 2).request("POST", "http://redox.invalid/endpoint", body=b"{}")
     assert caught.value.maybe_seen is False
+
+
+def test_a_proxy_setting_that_cannot_be_used_fails_before_anything_is_sent(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "gopher://127.0.0.1:1")     # a scheme urllib3 cannot use
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", "http://redox.invalid/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is False and "HTTPS_PROXY" in str(caught.value)

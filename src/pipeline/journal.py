@@ -303,7 +303,7 @@ class Journal:
 
     def finished(self, claim_id: str, dest: str, status: str, replays: Iterable[int] = ()) -> None:
         """The file reached ``dest``: the claim's outcome is ``status`` (done | failed).
-        ``replays`` (ids from :meth:`replay_history`) now live in its sidecar, so they are
+        ``replays`` (``SidecarView.replay_ids``) now live in its sidecar, so they are
         marked as taken by this claim, in the same transaction."""
         statements = [("UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
                        "next_retry_at = NULL WHERE claim_id = ?",
@@ -323,17 +323,14 @@ class Journal:
         """The move back to the inbox did not happen after all."""
         self._write("DELETE FROM replays WHERE id = ? AND consumed_by IS NULL", (replay_id,))
 
-    def replay_history(self, claim_id: str, name: str, sha256: Optional[str]) -> tuple[list[int], list[dict]]:
-        """(ids, earlier sidecars oldest first) waiting for this claim's outcome, or taken by it
-        already (a finish redone after a crash builds the same sidecar again)."""
-        return self._in_tx(lambda db: _replays(db, claim_id, name, sha256), "")
-
     def attempts_of(self, claim_id: str) -> list[dict]:
         return self._in_tx(lambda db: _attempts(db, claim_id), "")
 
     def for_sidecar(self, claim_id: str, name: str) -> SidecarView:
         """What a sidecar is built from, read in one transaction: the record, its attempts,
-        and the replay history (:meth:`replay_history`) of ``name`` with the record's bytes."""
+        and the replay history of ``name`` with the record's bytes: the sidecars of earlier
+        failures that retry-failed put back, waiting for this claim's outcome or taken by it
+        already (a finish redone after a crash builds the same sidecar again)."""
         return self._in_tx(lambda db: _sidecar_view(db, claim_id, name), "BEGIN")
 
     # -- look-ups ----------------------------------------------------------------------------

@@ -84,9 +84,9 @@ class Transport:
         all_headers.update(headers or {})
         if body is not None:
             all_headers["Content-Length"] = str(len(body))
+        pool, target = self._route(url)
         started = time.monotonic()
         try:
-            pool, target = self._route(url)
             resp = pool.urlopen(method, target, body=body, headers=all_headers,
                                 redirect=False, retries=False, preload_content=True)
         except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ProxyError) as exc:
@@ -124,8 +124,14 @@ class Transport:
             with self._lock:
                 route = self._routes.get(origin)
                 if route is None:
-                    route = self._routes[origin] = (self._proxy_manager(url)
-                                                    or self._direct.connection_from_url(url))
+                    try:
+                        route = self._proxy_manager(url) or self._direct.connection_from_url(url)
+                    except (ValueError, urllib3.exceptions.HTTPError) as exc:
+                        # a proxy variable or URL that cannot be used: nothing was sent
+                        raise TransientDelivery(f"cannot reach {origin} as configured "
+                                                f"({exc.__class__.__name__}; check HTTPS_PROXY "
+                                                "and the URLs in config.yaml)") from None
+                    self._routes[origin] = route
         if isinstance(route, urllib3.PoolManager):
             return route, url
         return route, "/" + (rest[0] if rest else "")

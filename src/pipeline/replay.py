@@ -15,7 +15,7 @@ older ``history`` it carried, flattened, oldest first) is stored in the journal'
 table under the inbox name it is put back as and the sha256 of its bytes. The move never
 overwrites (a taken name gets ``-N``); the old sidecar is deleted only after the move. When the
 file's next outcome is written, ``finish`` puts those sidecars into the new one as ``history``
-and marks them taken by that claim (journal.replay_history / finished).
+and marks them taken by that claim (journal.for_sidecar / finished).
 """
 
 from __future__ import annotations
