@@ -160,16 +160,20 @@ def test_a_full_done_folder_keeps_the_file_claimed_until_there_is_room(tmp_path,
     with small_filesystem(env.folder("done"), "64k") as done:
         filler = fill(done)
         proc = env.start()
+        err = Lines(proc.stderr)
         try:
             env.drop("a.json", message("good", padding="p" * 20000))
-            env.wait_for(lambda: journal_states(env) in (["accepted"], ["finishing"]))
+            # the finish has met the full disk (waiting for the journal's "accepted" raced it:
+            # room could come back before the first try to finish)
+            env.wait_for(lambda: "No space left on device" in err)
+            assert journal_states(env) in (["accepted"], ["finishing"])
             assert env.files("done") == [] and env.files("processing") != [] and no_debris(done)
             os.unlink(filler)                                         # room again
             env.wait_for(lambda: env.files("done") == ["a.json"], timeout=90)
         finally:
             proc.terminate()
-            _, err = proc.communicate(timeout=30)
-        assert "No space left on device" in err and "Traceback" not in err
+            proc.wait(timeout=30)
+        assert "Traceback" not in err
         assert sends(sandbox) == ["good"] and env.sidecar("done", "a.json")["attempts"] == 1
         assert no_debris(done) and env.files("processing") == []
         assert (done / "a.json").read_bytes() == message("good", padding="p" * 20000)
