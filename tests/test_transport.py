@@ -161,3 +161,19 @@ def test_a_proxy_setting_that_cannot_be_used_fails_before_anything_is_sent(monke
     with pytest.raises(TransientDelivery) as caught:
         Transport(2, 2).request("POST", "http://redox.invalid/endpoint", body=b"{}")
     assert caught.value.maybe_seen is False and "HTTPS_PROXY" in str(caught.value)
+
+
+def test_a_private_ca_named_by_requests_ca_bundle_is_trusted(server, tmp_path, monkeypatch):
+    """docs/security.md: a private CA is trusted the standard way (the same variable requests
+    reads); without it the same server is refused."""
+    from hostile import TlsFront
+    server["behaviour"] = _answer
+    front = TlsFront(int(server["url"].rsplit(":", 1)[1]), tmp_path)
+    try:
+        with pytest.raises(TransientDelivery) as caught:
+            Transport(2, 2).request("GET", front.url + "/x")
+        assert "verification failed" in str(caught.value) and caught.value.maybe_seen is False
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "tls-cert.pem"))
+        assert Transport(2, 2).request("GET", front.url + "/x").status == 200
+    finally:
+        front.close()

@@ -59,13 +59,15 @@ class Transport:
                  pool_size: int = 10):
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.verify = verify
-        # an empty CURL_CA_BUNDLE does not switch verification off (docs/security.md)
-        ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
         # num_pools: the few origins config names (API, uploads, auth, Platform API) each keep
         # their pool, which _route holds on to
         self._pool_kw = dict(num_pools=16, maxsize=max(4, pool_size), retries=False, timeout=self.timeout,
-                             cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
-                             ca_certs=ca_certs if verify else None)
+                             cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE")
+        if verify:
+            # as requests does: a bundle file or a hashed directory of CAs; an empty
+            # CURL_CA_BUNDLE does not switch verification off (docs/security.md)
+            ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+            self._pool_kw["ca_cert_dir" if os.path.isdir(ca) else "ca_certs"] = ca
         self._direct = urllib3.PoolManager(**self._pool_kw)
         self._routes: dict[str, object] = {}    # origin -> its connection pool, or its proxy
         self._lock = threading.Lock()
