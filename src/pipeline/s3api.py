@@ -17,6 +17,7 @@ instance role); nothing in config.yaml is a secret here.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from typing import Iterator, Optional
@@ -101,6 +102,20 @@ def _call(fn, what: str, where: str, **kwargs):
         raise translate(exc, what, where) from None
 
 
+@contextlib.contextmanager
+def _claimed_source(what: str, where: str, lost: str):
+    """Reading a claimed object: gone, or replaced since (a failed ETag condition), means the
+    claim was lost (ClaimLost ``lost``); anything else is translated like every call."""
+    try:
+        yield
+    except ClientError as exc:
+        if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
+            raise ClaimLost(lost, where) from None
+        raise translate(exc, what, where) from None
+    except BotoCoreError as exc:
+        raise translate(exc, what, where) from None
+
+
 def _config(pool: int, read_timeout: float, path_style: bool) -> Config:
     return Config(retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
                   connect_timeout=10, read_timeout=read_timeout, max_pool_connections=pool,
@@ -180,14 +195,8 @@ class Bucket:
         args = {"Bucket": self.name, "Key": key}
         if etag:
             args["IfMatch"] = etag
-        try:
+        with _claimed_source("opening", self.uri(key), "the object vanished"):
             body = self.client.get_object(**args)["Body"]
-        except ClientError as exc:
-            if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
-                raise ClaimLost("the object vanished", self.uri(key)) from None
-            raise translate(exc, "opening", self.uri(key)) from None
-        except BotoCoreError as exc:
-            raise translate(exc, "opening", self.uri(key)) from None
         return io.BufferedReader(_Stream(body, self.uri(key)), buffer_size=1 << 20)
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False,
@@ -212,19 +221,13 @@ class Bucket:
             head = self.head(src) or {}
             args.update(MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), **metadata},
                         ContentType=head.get("ContentType", "application/octet-stream"))
-        try:
+        with _claimed_source("copying", self.uri(src), "the object vanished or was replaced"):
             if size < SINGLE_COPY_LIMIT:
                 self.client.copy_object(Bucket=self.name, Key=dst, CopySource=source,
                                         **{"MetadataDirective": "COPY", **args})
             else:
                 self.client.copy(CopySource=source, Bucket=self.name, Key=dst,
                                  ExtraArgs={k: v for k, v in args.items() if k != "CopySourceIfMatch"})
-        except ClientError as exc:
-            if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
-                raise ClaimLost("the object vanished or was replaced", self.uri(src)) from None
-            raise translate(exc, "copying", self.uri(src)) from None
-        except BotoCoreError as exc:
-            raise translate(exc, "copying", self.uri(src)) from None
 
     def delete(self, key: str, *, if_match: Optional[str] = None) -> None:
         """Delete ``key`` (an absent key is not an error: moves are idempotent). With
