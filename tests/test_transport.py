@@ -22,8 +22,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 @pytest.fixture
 def server():
-    """A TCP server whose per-connection behaviour a test sets: ``behaviour(sock, request_bytes)``.
-    Every request it read is kept in ``requests`` (head and body)."""
+    """A TCP server answering each request it reads with the test's ``behaviour(sock)``, which
+    returns "closed" when it ended the connection. Every request read is kept in ``requests``
+    as (head, body)."""
     state = {"behaviour": None, "requests": []}
 
     class Handler(socketserver.BaseRequestHandler):
