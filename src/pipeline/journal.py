@@ -148,7 +148,8 @@ class Journal:
         def run(db):
             for sql, args in statements:
                 db.execute(sql, args)
-        self._in_tx(run)
+        # one statement is atomic by itself: no BEGIN and COMMIT round trips for it
+        self._in_tx(run, "BEGIN IMMEDIATE" if len(statements) > 1 else "")
 
     def _in_tx(self, work, begin: str = "BEGIN IMMEDIATE"):
         """``work(db)`` in one transaction (``begin`` "" = the statement's own autocommit);
@@ -252,17 +253,20 @@ class Journal:
             "UPDATE attempts SET ended_at = ?, status = ?, result = ?, maybe_seen = ?, error = ? "
             "WHERE claim_id = ? AND kind = ? AND n = ?",
             (self.clock(), status, result, int(maybe_seen), error, claim_id, kind, n))]
+        fields, args = [], []
         if kind == "send":
-            statements.append(("UPDATE claims SET http_status = ?, possible_duplicate = "
-                               "MAX(possible_duplicate, ?) WHERE claim_id = ?",
-                               (status, int(maybe_seen), claim_id)))
+            fields += ["http_status = ?", "possible_duplicate = MAX(possible_duplicate, ?)"]
+            args += [status, int(maybe_seen)]
         if logs is not None:
-            statements.append(("UPDATE claims SET state = 'accepted', logs = ? WHERE claim_id = ?",
-                               (json.dumps(logs), claim_id)))
+            fields += ["state = 'accepted'", "logs = ?"]
+            args.append(json.dumps(logs))
+        if fields:
+            statements.append((f"UPDATE claims SET {', '.join(fields)} WHERE claim_id = ?",
+                               (*args, claim_id)))
 
         def run(db):
-            for sql, args in statements:
-                db.execute(sql, args)
+            for sql, values in statements:
+                db.execute(sql, values)
             return _sidecar_view(db, claim_id, sidecar_for) if sidecar_for is not None else None
         return self._in_tx(run)
 
