@@ -68,12 +68,8 @@ class Leases:
     def acquire(self, name: str, **facts) -> Lease:
         """Create the lease for ``name`` (create-only). ClaimLost if someone else holds it.
         ``facts`` (source ETag, size, ...) are kept in it for whoever might recover the claim."""
-        body = self._body(name, facts)
-        try:
-            etag = self.bucket.put(self.key(name), _encode(body), if_none_match=True)
-        except Conflict:
-            raise ClaimLost("another worker holds it", self.bucket.uri(self.key(name))) from None
-        return self._hold(Lease(name, self.key(name), etag, body))
+        return self._write(name, self._body(name, facts), "another worker holds it",
+                           if_none_match=True)
 
     def read(self, name: str) -> Optional[tuple[dict, str]]:
         """The lease's body and ETag as stored now, or None if there is none."""
@@ -95,16 +91,20 @@ class Leases:
         about the object and its progress. ClaimLost if it changed since we read it."""
         carried = {k: old[k] for k in ("source_etag", "source_mtime", "size", "progress") if k in old}
         carried["previous_owner"] = old.get("owner")
-        body = self._body(name, carried)
-        try:
-            new_etag = self.bucket.put(self.key(name), _encode(body), if_match=etag)
-        except Conflict:
-            raise ClaimLost("another worker took it over first", self.bucket.uri(self.key(name))) from None
-        return self._hold(Lease(name, self.key(name), new_etag, body))
+        return self._write(name, self._body(name, carried), "another worker took it over first",
+                           if_match=etag)
 
-    def _hold(self, lease: Lease) -> Lease:
+    def _write(self, name: str, body: dict, lost: str, **condition) -> Lease:
+        """Write a new lease under ``condition`` (create-only, or replacing the version we
+        read) and hold it; ClaimLost ``lost`` when the condition fails."""
+        key = self.key(name)
+        try:
+            etag = self.bucket.put(key, _encode(body), **condition)
+        except Conflict:
+            raise ClaimLost(lost, self.bucket.uri(key)) from None
+        lease = Lease(name, key, etag, body)
         with self._guard:
-            self.held[lease.name] = lease
+            self.held[name] = lease
         return lease
 
     # -- while we hold it -------------------------------------------------------------------
