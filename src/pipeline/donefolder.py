@@ -8,13 +8,13 @@ with ``/`` separators (date subfolders included), the same for every kind of sto
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from typing import Iterator, Optional
 
 from pipeline import fsops
 from pipeline.errors import StorageError
+from pipeline.jsondoc import parse_object
 from pipeline.names import SIDECAR_SUFFIX
 
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024   # a sidecar holds names and IDs; anything bigger is not ours
@@ -58,11 +58,7 @@ class LocalDoneFolder:
             return None
         if len(raw) > MAX_SIDECAR_BYTES:
             return None
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return None
-        return doc if isinstance(doc, dict) else None
+        return parse_object(raw)
 
     def write_sidecar(self, ref: str, data: bytes) -> bool:
         """Replace the sidecar atomically (temp name, fsync, rename). False when the file it

@@ -13,7 +13,6 @@ hold date subfolders and processing/ holds one claim folder per process.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import time
@@ -22,6 +21,7 @@ from typing import Iterator, Optional
 
 from pipeline import fsops
 from pipeline.errors import ClaimLost
+from pipeline.jsondoc import parse_object
 from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
 
 FOLDERS = ("inbox", "processing", "done", "failed")
@@ -79,10 +79,10 @@ class LocalFolders:
             path += SIDECAR_SUFFIX
         try:
             with fsops.open_regular(os.path.join(self.roots[folder], path)) as handle:
-                doc = json.loads(handle.read(SIDECAR_LIMIT))
-        except (OSError, ValueError):
+                raw = handle.read(SIDECAR_LIMIT)
+        except OSError:
             return None
-        return doc if isinstance(doc, dict) else None
+        return parse_object(raw)
 
     # -- the few writes retry-failed needs ------------------------------------------------
     def sha256(self, entry: Entry) -> str:

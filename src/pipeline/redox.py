@@ -24,6 +24,7 @@ import urllib3
 
 from pipeline import __version__
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
+from pipeline.jsondoc import parse_object
 from pipeline.multipart import MultipartBody
 from pipeline.values import Sent
 
@@ -303,8 +304,4 @@ def retry_after(headers: Mapping[str, str]) -> Optional[float]:
 
 def json_object(body: bytes) -> dict:
     """The reply body as a JSON object, or {} when it is not one (replies are parsed defensively)."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return parse_object(body) or {}

@@ -9,11 +9,11 @@ written, except by retry-failed's moves back into the inbox.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Iterator, Optional
 
 from pipeline.errors import ClaimLost
 from pipeline.folders import SIDECAR_LIMIT, Entry
+from pipeline.jsondoc import parse_object
 from pipeline.names import SIDECAR_SUFFIX
 from pipeline.s3api import Bucket, epoch
 from pipeline.s3store import folder_prefix, is_ours
@@ -55,11 +55,7 @@ class S3Folders:
         if not path.endswith(SIDECAR_SUFFIX):
             path += SIDECAR_SUFFIX
         found = self.bucket.get_with_etag(self.prefixes[folder] + path, SIDECAR_LIMIT)
-        try:
-            doc = json.loads(found[0]) if found else None
-        except ValueError:
-            return None
-        return doc if isinstance(doc, dict) else None
+        return parse_object(found[0]) if found else None
 
     # -- the few writes retry-failed needs ----------------------------------------------------
     def sha256(self, entry: Entry) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 from pipeline.errors import ClaimLost, StorageError
+from pipeline.jsondoc import parse_object
 from pipeline.s3api import Bucket, Conflict
 
 log = logging.getLogger("pipeline.s3")
@@ -77,11 +78,8 @@ class Leases:
         if found is None:
             return None
         raw, etag = found
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = {}          # unreadable: treated as expired, so it can be taken over
-        return (body if isinstance(body, dict) else {}), etag
+        # unreadable: an empty body, treated as expired, so it can be taken over
+        return parse_object(raw) or {}, etag
 
     def expired(self, body: dict) -> bool:
         return float(body.get("expires_at") or 0) <= self.clock()

@@ -15,12 +15,12 @@ S3 event notifications on SQS (s3queue.py) instead of listings.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import time
 from typing import BinaryIO, Iterator, Optional
 
 from pipeline.errors import ClaimLost, PipelineError, StorageError
+from pipeline.jsondoc import parse_object
 from pipeline.names import SIDECAR_SUFFIX, candidates as _candidates, is_candidate_name
 from pipeline.s3api import Bucket, Conflict, epoch
 from pipeline.s3lease import LEASE_DIR, Heartbeat, Lease, Leases
@@ -313,19 +313,11 @@ class S3Store(Recovery, Progress):
         found = self.bucket.get_with_etag(car)
         if found is None:
             return False
-        theirs, mine = _doc(found[0]), _doc(sidecar)
+        theirs, mine = parse_object(found[0]) or {}, parse_object(sidecar) or {}
         if theirs.get("claim_id") == claim_id:
             return True
         return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
                 and bool(mine.get("sha256")))
-
-def _doc(raw: bytes) -> dict:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
 
 def make_s3_store(settings, owner: str) -> S3Store:
     """The S3 store for ``settings`` (source.kind s3), checked against the real endpoint."""
