@@ -7,11 +7,10 @@ bad, leaves one record in `sends`.
 
 from __future__ import annotations
 
-import json
 import re
 
 from .context import gate
-from .wire import Body, Reply, Request, json_reply, read_limited, redox_errors
+from .wire import Body, Reply, Request, json_reply, parse_json, read_limited, redox_errors
 
 UUID_SHAPE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 MARKER_FIELD = "_test_marker"
@@ -20,7 +19,7 @@ MARKER_FIELD = "_test_marker"
 def handle_send(ctx, req: Request) -> Reply:
     """Answer one SEND and record it (see the module docstring for the order of checks)."""
     body = read_limited(req.body, ctx.state.fault("send_limit_bytes"))
-    message = _parse(body.data)
+    message = parse_json(body.data)
     entry = _describe(body, message)
     entry["received_at"] = req.received_at
     reply, token = gate(ctx, req, "fail_next", random_errors=True, module="Send")
@@ -31,15 +30,6 @@ def handle_send(ctx, req: Request) -> Reply:
     entry["status"] = reply.status
     ctx.state.record("sends", entry, body.data)
     return reply
-
-
-def _parse(data: bytes | None):
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _describe(body: Body, message) -> dict:

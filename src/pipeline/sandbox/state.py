@@ -10,13 +10,13 @@ import collections
 import copy
 import datetime
 import itertools
-import json
 import random
 import threading
 import time
 import uuid
 
 from .faults import FAULT_DEFAULTS, validate_faults
+from .wire import parse_json
 
 # Records are capped so a long benchmark cannot grow the process without bound; `counts` keeps
 # the true totals since the last reset.
@@ -205,14 +205,5 @@ class State:
         for entry in snapshot["sends"]:
             raw = entry.pop("_raw", None)
             if bodies:
-                entry["body"] = _parse_or_none(raw)
+                entry["body"] = parse_json(raw)
         return snapshot
-
-
-def _parse_or_none(raw: bytes | None):
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None

@@ -47,6 +47,16 @@ class Request:
     received_at: float = 0.0   # epoch seconds when the request line arrived (rate measurements)
 
 
+def parse_json(data: bytes | None):
+    """A body as JSON, or None when there is none or it is not JSON (even nested too deep)."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
 def json_reply(status: int, payload, headers=()) -> Reply:
     """Reply with `payload` serialised as compact JSON."""
     body = json.dumps(payload, separators=(",", ":")).encode()
