@@ -348,9 +348,6 @@ class LocalStore:
             log.error("cannot return an unclaimable file to the inbox",
                       extra={"file": _printable(name), "error": str(exc)})
 
-    def source_uri(self, name: str) -> str:
-        return os.path.join(self.inbox, name)
-
 
 def _names(folder: str) -> list[str]:
     try:
