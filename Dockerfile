@@ -20,7 +20,7 @@ RUN groupadd --system --gid 10001 redox \
 
 WORKDIR /build
 COPY pyproject.toml README.md ./
-COPY src ./src
+COPY pipeline ./pipeline
 RUN pip install . && cd / && rm -rf /build
 
 RUN mkdir -p /data /etc/redox-pipeline && chown redox:redox /data && chmod 0700 /data

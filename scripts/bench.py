@@ -84,9 +84,9 @@ def bare_loop(sandbox, bodies: list[bytes]) -> float:
 
 
 def get_token(base: str) -> str:
-    from pipeline.auth import OAuthTokens
+    from pipeline.redox.auth import OAuthTokens
     from pipeline.config import AuthSettings
-    from pipeline.redox import Transport
+    from pipeline.redox.client import Transport
     auth = AuthSettings(method="oauth", client_id="sandbox-client", key_id="sandbox-key",
                         private_key_file=str(REPO / "examples" / "sandbox-client-key.pem"))
     return OAuthTokens(auth, base + "/v2/auth/token", Transport(5, 30)).token()
@@ -132,7 +132,7 @@ def backlog(count: int) -> None:
 
 
 def scan_cost(env: PipelineEnv) -> float:
-    from pipeline.localstore import LocalStore
+    from pipeline.sources.local.store import LocalStore
     store = LocalStore(str(env.inbox), str(env.folder("processing")), str(env.folder("done")),
                        str(env.folder("failed")), "*.json", "bench")
     start = time.perf_counter()

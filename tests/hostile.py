@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.journal import Journal
-from pipeline.localstore import LocalStore
-from pipeline.retry import CircuitBreaker, RetryPolicy
+from pipeline.sources.local.store import LocalStore
+from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.values import Sent
-from pipeline.work import FileWork, Job
+from pipeline.flow.work import FileWork, Job
 from pipeline_env import DESTINATION, REPO, PipelineEnv
 
 # -- a real small filesystem ----------------------------------------------------------------------
@@ -140,7 +140,7 @@ class UnprivilegedEnv(PipelineEnv):
 
 def _env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env
 
 

@@ -115,7 +115,7 @@ class PipelineEnv:
 
     def _env(self, extra: dict | None) -> dict:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         env.update(extra or {})
         return env
 

@@ -1,7 +1,7 @@
 """Test helper: run the Redox sandbox as a subprocess and steer it over its control API.
 
 `SandboxProcess(*extra_args).start()` runs `python -m pipeline.sandbox --port 0 ...` and waits
-for its ready line; `.url` is the base URL. The subprocess gets this checkout's `src/` on
+for its ready line; `.url` is the base URL. The subprocess gets this checkout's root on
 PYTHONPATH, so it works whether or not the package is installed.
 """
 
@@ -38,7 +38,7 @@ class SandboxProcess:
         """Start the subprocess and wait for its ready line. Raises RuntimeError on failure."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+            p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "pipeline.sandbox", "--port", "0", *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
         lines: queue.Queue[str] = queue.Queue()

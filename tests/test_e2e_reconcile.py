@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pipeline import config
-from pipeline.delivery import delivery_summary, sent_time
+from pipeline.ops.delivery import delivery_summary, sent_time
 
 from pipeline_env import PipelineEnv, message, stop
 

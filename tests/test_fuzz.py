@@ -22,10 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostile import Rig
-from pipeline import finish, logsetup, message, runner, work
+from pipeline.flow import finish
+from pipeline.service import logs as logsetup
+from pipeline.flow import check as message
+from pipeline.flow import runner
+from pipeline.flow import work
 from pipeline.errors import RejectedFile
 from pipeline.journal import Record
-from pipeline.runner import Runner
+from pipeline.flow.runner import Runner
 from pipeline.values import Claim, Outcome
 from pipeline_env import DESTINATION
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipeline import message
+from pipeline.flow import check as message
 from pipeline.errors import RejectedFile
 from pipeline_env import DESTINATION, PipelineEnv
 

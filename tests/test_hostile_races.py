@@ -166,7 +166,7 @@ def test_a_name_that_looks_like_a_claim_slot_survives_recovery(tmp_path):
 def test_a_settled_file_rewritten_while_waiting_for_a_worker_settles_again(tmp_path):
     """A file can sit settled in the queue while every worker is busy; if it is rewritten
     meanwhile, it is not claimed until it has settled again."""
-    from pipeline.runner import Runner
+    from pipeline.flow.runner import Runner
     rig = Rig(tmp_path)
     path = rig.drop("a.json", message("a"))
     then = time.time() - 60

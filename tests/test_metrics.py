@@ -10,7 +10,7 @@ from collections import Counter
 
 import requests
 
-from pipeline.metrics import Metrics
+from pipeline.service.metrics import Metrics
 from pipeline_env import PipelineEnv, message
 from service_lines import Lines
 

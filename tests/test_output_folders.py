@@ -18,7 +18,7 @@ import pytest
 
 from hostile import Lines, Rig, Unprivileged, fill, small_filesystem
 from pipeline.errors import StorageError
-from pipeline.localstore import LocalStore
+from pipeline.sources.local.store import LocalStore
 from pipeline_env import PipelineEnv, message
 
 GOOD, BAD = message("good"), b'{"Meta": "not an object"}'

@@ -72,7 +72,7 @@ def test_the_cron_command_works_as_written(tmp_path, sandbox):
     env = PipelineEnv(tmp_path, sandbox.url)
     env.drop("a.json", message("a"))
     env_file = tmp_path / "env"
-    env_file.write_text(f"PYTHONPATH={REPO / 'src'}\n")
+    env_file.write_text(f"PYTHONPATH={REPO}\n")
     _, command = cron_entry()
     log = tmp_path / "once.log"
     command = (command.replace("/etc/redox-pipeline/env", str(env_file))

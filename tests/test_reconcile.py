@@ -14,15 +14,16 @@ import uuid
 import pytest
 
 from pipeline import app, config
-from pipeline import message as message_stage
-from pipeline.delivery import delivery_summary, parse_since
-from pipeline.delivery_ledger import DeliveryLedger
-from pipeline.donefolder import LocalDoneFolder
-from pipeline.finish import iso
+from pipeline.errors import ConfigError
+from pipeline.flow import check as message_stage
+from pipeline.ops.delivery import delivery_summary, parse_since
+from pipeline.journal.ledger import DeliveryLedger
+from pipeline.sources.local.done import LocalDoneFolder
+from pipeline.flow.finish import iso
 from pipeline.journal import Journal
-from pipeline.reconcile import BackgroundReconcile, Reconciler
-from pipeline.retry import RetryPolicy
-from pipeline.runlock import RunLock
+from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
+from pipeline.flow.retry import RetryPolicy
+from pipeline.service.runlock import RunLock
 from pipeline_env import DESTINATION, PipelineEnv, message
 
 DAY = 24 * 3600.0
@@ -284,7 +285,7 @@ def test_since_refuses_what_is_not_a_date():
 def test_config_names_what_delivery_confirmation_lacks(tmp_path):
     env = PipelineEnv(tmp_path, "http://127.0.0.1:9", delivery_check={
         "platform_url": "ftp://nowhere", "auth": {"method": "legacy", "api_key": "k", "secret": "s"}})
-    with pytest.raises(config.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         config.load(env.config)
     assert set(raised.value.problems) >= {
         "delivery_check.auth.method: must be oauth (the Platform API accepts only OAuth API keys)",
@@ -296,5 +297,5 @@ def test_config_names_what_delivery_confirmation_lacks(tmp_path):
     assert settings.platform_token_url == "http://127.0.0.1:9/v2/auth/token"
     env.config_data["delivery_check"] = {"enabled": True}
     env.write_config()
-    with pytest.raises(config.ConfigError, match="organization_id: missing"):
+    with pytest.raises(ConfigError, match="organization_id: missing"):
         config.load(env.config)

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from pipeline.replay import own_fault
+from pipeline.ops.retry_failed import own_fault
 from pipeline.timefmt import parse_since
 from pipeline_env import PipelineEnv, message
 

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pipeline.journal import Journal
-from pipeline.reporthtml import DONE_COLOUR, FAILED_COLOUR
+from pipeline.ops.report_html import DONE_COLOUR, FAILED_COLOUR
 from pipeline_env import PipelineEnv, message
 from png_pixels import read_png
 

@@ -8,8 +8,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from pipeline.errors import AuthError, StorageError
-from pipeline.s3api import Denied, SourceAuthError, translate
-from pipeline.s3queue import parse
+from pipeline.sources.s3.api import Denied, SourceAuthError, translate
+from pipeline.sources.s3.feed import parse
 
 
 def event(key, bucket="bkt", name="ObjectCreated:Put", etag="abc", size=5):

@@ -12,9 +12,9 @@ import pytest
 from moto_server import MotoServer
 from pipeline.errors import ClaimLost, ConfigError
 from pipeline.journal import Journal
-from pipeline.s3api import Bucket
-from pipeline.s3setup import probe_conditional_writes
-from pipeline.s3store import S3Store, is_ours
+from pipeline.sources.s3.api import Bucket
+from pipeline.sources.s3.setup import probe_conditional_writes
+from pipeline.sources.s3.store import S3Store, is_ours
 
 
 class Clock:

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import documents, jsonscan
+from pipeline.redox.transfer import documents
+from pipeline.redox.transfer import jsonscan
 from pipeline.errors import RejectedFile
-from pipeline.multipart import MultipartBody
+from pipeline.redox.transfer.multipart import MultipartBody
 from pipeline.sandbox.uploads import _Scanner as MultipartScanner
 
 DEST = [{"ID": "af394f14-b34a-464f-8d24-895f370af4c9", "Name": "Redox EMR"}]
@@ -205,7 +206,7 @@ class _Stream(io.RawIOBase):
 
 
 def test_transfer_spools_a_stream_that_cannot_seek_before_scanning_it():
-    from pipeline.transfer import Transfer
+    from pipeline.redox.transfer.upload import Transfer
     stream = _Stream(b"abc" * 1000)
     assert not stream.seekable()
     with Transfer(None, None, None, DEST, 1000, 1000)._seekable(stream) as handle:

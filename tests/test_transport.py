@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from pipeline.errors import TransientDelivery
-from pipeline.redox import Transport
+from pipeline.redox.client import Transport
 
 
 class _Server(socketserver.ThreadingTCPServer):

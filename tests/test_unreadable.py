@@ -10,8 +10,8 @@ import os
 import pytest
 
 from hostile import Lines, Rig, Unprivileged
-from pipeline.fsops import Unreadable
-from pipeline.localstore import LocalStore
+from pipeline.sources.local.fsops import Unreadable
+from pipeline.sources.local.store import LocalStore
 from pipeline_env import message
 
 

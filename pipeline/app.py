@@ -1,0 +1,159 @@
+"""Wiring: settings → the store, journal, Redox client and runner (the real seams by default)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+from urllib.parse import urlparse
+
+from pipeline.redox.auth import make_tokens
+from pipeline.config import Settings
+from pipeline.journal.ledger import DeliveryLedger
+from pipeline.sources.local.done import LocalDoneFolder
+from pipeline.errors import ConfigError
+from pipeline.journal import Journal
+from pipeline.sources.local.store import LocalStore
+from pipeline.redox.platform import PlatformClient
+from pipeline.redox.ratelimit import RateLimiter
+from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
+from pipeline.redox.client import RedoxClient, Transport
+from pipeline.flow.retry import CircuitBreaker, RetryPolicy
+from pipeline.flow.runner import Runner
+from pipeline.redox.transfer.upload import Transfer
+from pipeline.flow.work import FileWork
+
+log = logging.getLogger("pipeline.app")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def owner_id() -> str:
+    """This process's name in processing/: host, pid and a random tag (pids get reused)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:64]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def make_store(settings: Settings, owner: str):
+    src, folders = settings.source, settings.folders
+    if src.kind == "s3":
+        from pipeline.sources.s3.store import make_s3_store   # boto3 only when S3 is configured
+        return make_s3_store(settings, owner)
+    return LocalStore(src.inbox, folders.processing, folders.done, folders.failed, src.pattern, owner)
+
+
+def tls_verify(settings: Settings) -> bool:
+    """TLS verification is always on, except for an explicit opt-out aimed at loopback."""
+    if not settings.redox.insecure_skip_tls_verify:
+        return True
+    host = urlparse(settings.redox.base_url).hostname
+    if host not in LOOPBACK:
+        raise ConfigError("redox.insecure_skip_tls_verify: only allowed for a sandbox on localhost")
+    log.warning("TLS VERIFICATION IS OFF for the local sandbox (redox.insecure_skip_tls_verify)")
+    return False
+
+
+def make_client(settings: Settings) -> RedoxClient:
+    redox = settings.redox
+    transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, tls_verify(settings),
+                          pool_size=settings.workers + 2)
+    tokens = make_tokens(redox.auth, redox.token_url, redox.base_url, transport)
+    return RedoxClient(redox.base_url, redox.upload_url, transport, tokens,
+                       RateLimiter(redox.max_requests_per_second))
+
+
+def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient, *, once: bool,
+                progress=None, metrics=None) -> Runner:
+    retry = settings.retry
+    policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
+    breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
+                             max(0.05, retry.backoff_max_seconds))
+    if hasattr(store, "wrap_journal"):
+        journal = store.wrap_journal(journal)     # S3: SEND progress travels with the lease
+    observe = metrics.observe if metrics else (lambda *a, **k: None)
+    transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
+                        settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
+                        observe=observe)
+    work = FileWork(store=store, journal=journal, client=client, policy=policy, breaker=breaker,
+                    destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
+                    dedupe=settings.dedupe, transfer=transfer,
+                    observe=observe)
+    return Runner(store, journal, work, workers=settings.workers,
+                  settle_seconds=settings.source.settle_seconds,
+                  rescan_seconds=settings.source.rescan_seconds, once=once,
+                  once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
+                  watch=watches(settings, once), progress=progress, metrics=metrics,
+                  recover_seconds=recover_seconds(settings))
+
+
+def watches(settings: Settings, once: bool) -> bool:
+    """Event fast path: file events for a local service; SQS notifications always (in SQS mode
+    they are the only way names arrive, ``--once`` included)."""
+    if settings.source.kind == "s3":
+        return bool(settings.source.queue_url)
+    return not once
+
+
+def recover_seconds(settings: Settings):
+    """S3: look for expired leases (a worker on some machine died) every half lease, not only
+    at start. Local claims are recovered at start (their owner's lock tells)."""
+    return settings.source.lease_seconds / 2 if settings.source.kind == "s3" else None
+
+
+
+# -- delivery confirmation (reconcile) --------------------------------------------------------------
+def make_done_folder(settings: Settings):
+    """Where reconcile finds finished files: the local done folder, or the bucket's done prefix."""
+    if settings.source.kind == "s3":
+        from pipeline.sources.s3.view import S3DoneFolder, S3Folders   # boto3 only for S3
+        return S3DoneFolder(S3Folders(settings))
+    return LocalDoneFolder(settings.folders.done)
+
+
+def make_platform_client(settings: Settings, tokens=None, limiter=None) -> PlatformClient:
+    """The Platform API client. ``tokens``/``limiter`` may be shared with the SEND client
+    (the same key, and one request budget per IP: redox-api.md, the 429 row)."""
+    dc, redox = settings.delivery_check, settings.redox
+    verify = tls_verify(settings)
+    if not verify and urlparse(dc.platform_url).hostname not in LOOPBACK:
+        raise ConfigError("redox.insecure_skip_tls_verify: delivery_check.platform_url is not on "
+                          "localhost")
+    transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, verify, pool_size=2)
+    if tokens is None:
+        tokens = make_tokens(dc.auth or redox.auth, settings.platform_token_url, redox.base_url,
+                             transport)
+    return PlatformClient(dc.platform_url, dc.organization_id, transport, tokens,
+                          limiter or RateLimiter(redox.max_requests_per_second))
+
+
+def make_reconciler(settings: Settings, journal: Journal, *, folder=None, client=None,
+                    stop_event: threading.Event | None = None) -> Reconciler:
+    """A Reconciler for ``settings`` (``folder``/``client`` default to make_done_folder and
+    make_platform_client); with ``stop_event`` it sleeps on it and stops when it is set."""
+    retry, dc = settings.retry, settings.delivery_check
+    policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
+    seams = {}
+    if stop_event is not None:
+        seams = {"sleep": stop_event.wait, "should_stop": stop_event.is_set}
+    return Reconciler(folder or make_done_folder(settings), DeliveryLedger(journal),
+                      client or make_platform_client(settings), policy,
+                      dc.give_up_after_hours * 3600.0, **seams)
+
+
+def reconcile_lock_path(settings: Settings) -> str:
+    """One reconcile pass at a time per journal (cron command and service alike)."""
+    return settings.state.path + ".reconcile.lock"
+
+
+def make_background_reconcile(settings: Settings, journal: Journal,
+                              client: RedoxClient) -> BackgroundReconcile:
+    """Service mode: passes every ``delivery_check.interval_seconds``, sharing the SEND
+    client's rate limit, and its tokens when no separate Platform key is configured."""
+    stop = threading.Event()
+    tokens = client.tokens if settings.delivery_check.auth is None else None
+    platform = make_platform_client(settings, tokens, client.limiter)
+    reconciler = make_reconciler(settings, journal, client=platform, stop_event=stop)
+    return BackgroundReconcile(reconciler, settings.delivery_check.interval_seconds,
+                               reconcile_lock_path(settings), stop)

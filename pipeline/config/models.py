@@ -1,0 +1,147 @@
+"""The settings, as frozen and validated models: what config.yaml may say, with defaults.
+
+Every section is its own model, so each stage can be handed only its slice. Unknown keys are
+errors (``extra="forbid"``); cross-key rules live in :mod:`pipeline.config.checks`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceSettings(_Model):
+    kind: Literal["local", "s3"] = "local"
+    inbox: Optional[str] = None
+    pattern: str = "*.json"
+    settle_seconds: float = Field(2.0, ge=0)
+    rescan_seconds: float = Field(10.0, gt=0)   # the periodic safety-net scan (design.md: discover)
+    bucket: Optional[str] = None
+    prefix: str = ""
+    endpoint_url: Optional[str] = None
+    region: Optional[str] = None
+    queue_url: Optional[str] = None
+    # S3 only (docs/s3.md): a claim's lease lasts this long unless renewed (renewed every third
+    # of it while the object is in flight; an abandoned claim is recovered after it runs out)
+    lease_seconds: float = Field(300.0, ge=1)
+    page_size: int = Field(1000, ge=1, le=1000)     # keys per listing request
+    # SQS mode: long-poll wait, and how long a received message stays hidden between extensions
+    queue_wait_seconds: int = Field(10, ge=1, le=20)
+    queue_visibility_seconds: int = Field(300, ge=1, le=43200)
+
+
+class FolderSettings(_Model):
+    processing: str = "drop/processing"
+    done: str = "drop/done"
+    failed: str = "drop/failed"
+
+
+class AuthSettings(_Model):
+    method: Literal["oauth", "legacy"] = "oauth"
+    client_id: Optional[str] = None
+    key_id: Optional[str] = None
+    private_key_file: Optional[str] = None
+    token_url: Optional[str] = None
+    api_key: Optional[SecretStr] = None
+    secret: Optional[SecretStr] = None
+
+
+class RedoxSettings(_Model):
+    base_url: str = "https://api.redoxengine.com"
+    upload_url: str = "https://blob.redoxengine.com/upload"
+    # redox-api.md: Redox gives up on a request at 120 s, so wait a little longer than that.
+    timeout_seconds: float = Field(130.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    # redox-api.md: 7,500 requests per 5 minutes per IP (25/s); stay under it by default.
+    max_requests_per_second: float = Field(20.0, ge=0)
+    send_limit_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    upload_limit_bytes: int = Field(30 * 1024 * 1024, gt=0)
+    # TLS verification is always on, except for a sandbox on loopback (and then loudly logged).
+    insecure_skip_tls_verify: bool = False
+    auth: AuthSettings = AuthSettings()
+
+    @property
+    def token_url(self) -> str:
+        """Where tokens come from: ``auth.token_url``, else the path for the auth method."""
+        if self.auth.token_url:
+            return self.auth.token_url
+        path = "/v2/auth/token" if self.auth.method == "oauth" else "/auth/authenticate"
+        return self.base_url.rstrip("/") + path
+
+
+class Destination(_Model):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    ID: str = Field(pattern=UUID_PATTERN)
+    Name: str
+
+
+class RetrySettings(_Model):
+    max_attempts: int = Field(10, ge=1)
+    backoff_initial_seconds: float = Field(1.0, ge=0)
+    backoff_max_seconds: float = Field(300.0, ge=0)
+    # --once waits inside the run for retries due within this many seconds; later ones are
+    # left in the inbox with their schedule in the journal for the next run.
+    once_wait_seconds: float = Field(60.0, ge=0)
+    # the circuit breaker opens after this many transient failures in a row, across files
+    breaker_threshold: int = Field(5, ge=1)
+
+
+class StateSettings(_Model):
+    path: str = "drop/state.db"
+
+
+class MetricsSettings(_Model):
+    port: Optional[int] = Field(None, ge=0, le=65535)     # 0 = any free port (it is logged)
+    # loopback by default (interface.md); a container publishing the port needs 0.0.0.0
+    address: str = "127.0.0.1"
+
+
+class DeliveryCheckSettings(_Model):
+    # ``enabled`` turns on the service's background passes; ``redox-pipeline reconcile`` runs a
+    # pass whenever it is asked, as long as the organization and an OAuth key are configured.
+    enabled: bool = False
+    organization_id: Optional[str] = None
+    platform_url: str = "https://api.redoxengine.com/platform"
+    # the Platform API key (redox-api.md: Delivery status, OAuth only); None = reuse redox.auth
+    auth: Optional[AuthSettings] = None
+    give_up_after_hours: float = Field(24.0, gt=0)   # counted from the accepted SEND
+    interval_seconds: float = Field(300.0, gt=0)
+
+
+class Settings(_Model):
+    source: SourceSettings = SourceSettings()
+    folders: FolderSettings = FolderSettings()
+    redox: RedoxSettings = RedoxSettings()
+    destinations: tuple[Destination, ...] = ()
+    retry: RetrySettings = RetrySettings()
+    workers: int = Field(4, ge=1, le=256)
+    state: StateSettings = StateSettings()
+    dedupe: bool = True
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    metrics: MetricsSettings = MetricsSettings()
+    delivery_check: DeliveryCheckSettings = DeliveryCheckSettings()
+    # octal string; output files hold patient data, so the default lets only the owner read them
+    umask: str = Field("077", pattern=r"^0?[0-7]{3}$")
+    config_path: str = ""   # set by load(); where the settings came from
+
+    @property
+    def umask_value(self) -> int:
+        return int(self.umask, 8)
+
+    @property
+    def platform_token_url(self) -> str:
+        """Where Platform API tokens come from: ``delivery_check.auth.token_url``, else the
+        OAuth token URL of ``redox.base_url`` (one signed-JWT flow for both keys)."""
+        auth = self.delivery_check.auth
+        if auth is None:
+            return self.redox.token_url
+        return auth.token_url or self.redox.base_url.rstrip("/") + "/v2/auth/token"
+

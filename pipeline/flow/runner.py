@@ -1,0 +1,362 @@
+"""The runner: one loop that calls the stages in order for every file (design.md).
+
+    discover ──> claim ──> [worker thread: read + check ──> route ──> deliver ──> finish]
+
+The loop alone claims, schedules and releases; workers do the blocking work and report a
+:class:`~pipeline.work.Step` back through one event queue (watchdog hints arrive on it too), so
+a file waiting for a retry holds no worker and one slow file never blocks the others.
+``--once`` takes the files present at start; the service keeps watching until ``stop()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+from pipeline.flow import recovery
+from pipeline.flow.settle import Settler
+from pipeline.sources.local.watch import Watcher
+from pipeline.flow.intake import Intake
+from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.flow.work import FileWork, Job, Step
+
+log = logging.getLogger("pipeline.run")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
+
+
+class Runner:
+    """Drives files from inbox to done/failed. ``run()`` returns the exit status.
+
+    ``work`` is the per-file stage chain; ``store`` the source (local or S3); ``watch``
+    whether to use the event fast path: file events, or the store's own ``watch(events)``
+    (SQS notifications). A *queue-fed* store (``store.queue_fed``) gets names only from its
+    events: hints count in ``--once`` too, and ``--once`` ends when ``store.drained()``.
+    ``recover_seconds``: also adopt abandoned claims periodically (S3 leases), not just at
+    start. Clocks are injectable for tests.
+    """
+
+    def __init__(self, store, journal, work: FileWork, *, workers: int, settle_seconds: float,
+                 rescan_seconds: float, once: bool, once_wait: float, grace: float,
+                 watch: bool = False, mono: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, progress=None, metrics=None,
+                 recover_seconds: Optional[float] = None):
+        self.store, self.journal, self.work = store, journal, work
+        self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
+        self.rescan_seconds, self.watch, self.recover_seconds = rescan_seconds, watch, recover_seconds
+        self.queue_fed = bool(getattr(store, "queue_fed", False))
+        self.mono, self.wall = mono, wall
+        self.settler = Settler(settle_seconds, wall=wall, mono=mono)
+        self.intake = Intake(store, journal, self.settler, once=once, queue_fed=self.queue_fed, wall=wall)
+        self.settle_seconds = settle_seconds
+        self.events: queue.Queue = queue.Queue()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+        self.ready: deque[Job] = deque()
+        self.retries: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self.inflight = 0
+        self.held: dict[str, Job] = {}            # every claim we hold, by location
+        self.counts = {"done": 0, "failed": 0}
+        self.stop_reason: Optional[str] = None
+        self.fatal: Optional[str] = None          # credentials refused / Redox unreachable
+        self.delivered_any = False
+        self.unreachable_streak = 0
+        self.progress = progress
+        self.metrics = metrics
+        self._stuck: dict[str, tuple[float, int]] = {}   # location → (first stuck at, times)
+        self._unfinished: set[str] = set()         # --once: files it could not finish
+
+    # -- control -----------------------------------------------------------------------------
+    def stop(self, reason: str = "signal") -> None:
+        """Ask the loop to stop claiming, finish or release what it holds, and return."""
+        self.events.put(("stop", reason))
+
+    def run(self) -> int:
+        self.store.prepare()
+        watcher = self._start_watch()
+        try:
+            self._recover()
+            self.intake.rescan()
+            if self.once and not self.queue_fed:
+                self.intake.initial = self.settler.known() | {j.claim.name for j in self.ready}
+            self._loop()
+        finally:
+            if watcher:
+                watcher.stop()
+            self._shutdown()
+        if self.fatal or self.intake.fatal:
+            self.fatal = self.fatal or self.intake.fatal
+            return EXIT_REDOX
+        # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
+        # files are the --once run's business, not a reason for systemd to call the stop a failure
+        return EXIT_FAILED if self.once and (self.counts["failed"] or self.unfinished) else EXIT_OK
+
+    @property
+    def unfinished(self) -> set[str]:
+        """--once: files it could not claim (by name) or finish (by location)."""
+        return self._unfinished | self.intake.unfinished
+
+    def _start_watch(self):
+        if not self.watch:
+            return None
+        if hasattr(self.store, "watch"):
+            return self.store.watch(self.events, self.once)
+        return Watcher(self.store.inbox, self.events).start()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_rescan = self.mono() + self.rescan_seconds
+        next_recover = self.mono() + (self.recover_seconds or 0)
+        once_deadline = self.mono() + max(10.0, 5 * self.settle_seconds)
+        while True:
+            self._drain(self._timeout(next_rescan))
+            if self.stop_reason or self.fatal or self.intake.fatal:
+                return
+            if self.mono() >= next_rescan:
+                self.intake.rescan()
+                next_rescan = self.mono() + self.rescan_seconds
+            self.intake.recheck_settling()
+            if self.recover_seconds and self.mono() >= next_recover and not self.stop_reason:
+                self._recover()
+                next_recover = self.mono() + self.recover_seconds
+            self._promote_due_retries()
+            self._claim_ready()
+            self._dispatch()
+            if self.metrics:
+                self._report_gauges()
+            if self.once and self._once_finished(once_deadline):
+                return
+
+    def _timeout(self, next_rescan: float) -> float:
+        now = self.mono()
+        waits = [next_rescan - now]
+        if self.retries:
+            waits.append(self.retries[0][0] - now)
+        settle = self.settler.next_check()
+        if settle is not None:
+            waits.append(settle)
+        if self.ready or self.retries:
+            waits.append(max(0.01, self.work.breaker.wait_time()))
+        if (self.settler.has_ready() and self.inflight + len(self.ready) < self.workers
+                and not self.work.breaker.is_open and not self.stop_reason):
+            waits.append(0.0)                  # settled files and a free worker: claim now
+        return min(1.0, max(0.0, min(waits)))
+
+    def _drain(self, timeout: float) -> None:
+        """Handle every queued event; block up to ``timeout`` for the first one."""
+        try:
+            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "step":
+            self.inflight -= 1
+            self._on_step(event[1], event[2])
+        elif kind == "hint":
+            self.intake.hint(event[1])
+        elif kind == "stop":
+            self.stop_reason = event[1]
+        elif kind == "fatal":                  # the source refused our credentials
+            self.fatal = event[1]
+
+    def _once_finished(self, deadline: float) -> bool:
+        if self.inflight or self.ready or self.settler.has_ready():
+            return False
+        if self.queue_fed and not self.store.drained():
+            return False
+        if self.settler.pending_count() and self.mono() < deadline:
+            return False                       # a file present at start is still being written
+        horizon = self.mono() + self.once_wait
+        return not any(due <= horizon for due, _, _ in self.retries)
+
+    # -- claim -------------------------------------------------------------------------------
+    def _report_gauges(self) -> None:
+        """In flight, waiting for a retry, and the oldest file not finished yet (inbox as of
+        the last scan, or held by us)."""
+        held = [job.claim.mtime for job in self.held.values()]
+        oldest_inbox = self.intake.oldest_inbox
+        candidates = held + ([oldest_inbox] if oldest_inbox is not None else [])
+        self.metrics.gauges(in_flight=self.inflight, waiting_retry=len(self.retries),
+                            oldest_mtime=min(candidates) if candidates else None)
+
+    def _claim_ready(self) -> None:
+        """Claim while a worker would be free for it, Redox is not failing for everyone, and
+        no stop was asked for: unclaimed files stay in the inbox for other processes."""
+        while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
+               and not self.stop_reason and not self.fatal):
+            claim = self.intake.claim_next()
+            if claim is None:
+                return
+            job = Job(claim)
+            self.held[claim.location] = job
+            self.ready.append(job)
+            if self.metrics:
+                self.metrics.claimed()
+
+    def _dispatch(self) -> None:
+        while self.ready and self.inflight < self.workers:
+            if not self.work.breaker.allow():
+                return
+            job = self.ready.popleft()
+            self.inflight += 1
+            self.pool.submit(self._work, job)
+
+    def _work(self, job: Job) -> None:
+        try:
+            step = self.work.run(job)
+        except Exception as exc:   # a bug must not stall the service: keep the file claimed
+            log.exception("unexpected error", extra={"file": job.claim.name})
+            step = Step("stuck", error=f"unexpected {exc.__class__.__name__}")
+        self.events.put(("step", job, step))
+
+    # -- results -----------------------------------------------------------------------------
+    def _on_step(self, job: Job, step: Step) -> None:
+        name = job.claim.name
+        if step.kind != "stuck":
+            self._stuck.pop(job.claim.location, None)
+            self.unfinished.discard(job.claim.location)
+        if step.kind == "finished":
+            self.held.pop(job.claim.location, None)
+            self.counts[step.status] += 1
+            self.delivered_any = self.delivered_any or step.status == "done"
+            self.unreachable_streak = 0
+            self._log_outcome(job, step)
+        elif step.kind == "retry":
+            self.unreachable_streak = self.unreachable_streak + 1 if step.unreachable else 0
+            if (self.once and not self.delivered_any
+                    and self.unreachable_streak >= self.work.breaker.threshold):
+                self.fatal = "Redox could not be reached"
+            self._schedule(job, step.delay, step.error)
+            if self.metrics:
+                self.metrics.retried()
+        elif step.kind == "stuck":
+            self._on_stuck(job, step.error)
+        elif step.kind == "auth":
+            self.fatal = step.error
+            self.ready.appendleft(job)          # released with the rest below
+        elif step.kind == "lost":
+            self.held.pop(job.claim.location, None)
+            log.warning("claimed file vanished before it was finished", extra={"file": name})
+        elif step.kind == "released":
+            self.held.pop(job.claim.location, None)
+            log.warning("returned to the inbox, where it is left alone", extra={
+                "file": name, "error": step.error, "path": step.dest})
+        if self.progress:
+            self.progress(self.counts)
+
+    def _on_stuck(self, job: Job, error: Optional[str]) -> None:
+        """Could not read it consistently or finish it (a folder missing, unwritable or full):
+        it stays claimed and is tried again, backing off to once a minute, so the service
+        recovers by itself once the folder is fixed. ``--once`` must end: after
+        ``once_wait_seconds`` the file goes back to the inbox (the journal keeps an accepted
+        outcome, so the next run finishes it without sending it again) and the exit status is 1."""
+        now = self.mono()
+        first, times = self._stuck.get(job.claim.location, (now, 0))
+        self._stuck[job.claim.location] = (first, times + 1)
+        delay = min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6))
+        if self.once:
+            self._unfinished.add(job.claim.location)
+            left = first + self.once_wait - now
+            if left <= 0:
+                self._stuck.pop(job.claim.location, None)
+                log.error("could not finish; giving up for this run",
+                          extra={"file": job.claim.name, "error": error})
+                self._journal(self.journal.schedule, job, self.wall())   # due at the next run
+                self._release(job)
+                return
+            delay = min(delay, left)          # one last try before giving up, within the run
+        self._schedule(job, delay, error)
+
+    def _journal(self, method, job: Job, *args) -> None:
+        """A journal write from the loop itself: a full disk must not stop the loop."""
+        if job.record is None:
+            return
+        try:
+            method(job.record.claim_id, *args)
+        except StorageError as exc:
+            log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
+
+    def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
+        self._journal(self.journal.schedule, job, self.wall() + delay)
+        heapq.heappush(self.retries, (self.mono() + delay, next(self._seq), job))
+        log.info("retry scheduled", extra={"file": job.claim.name, "delay": round(delay, 3),
+                                           "attempt": job.record.attempts if job.record else 0,
+                                           "error": error})
+
+    def _promote_due_retries(self) -> None:
+        now = self.mono()
+        while self.retries and self.retries[0][0] <= now and not self.stop_reason:
+            _, _, job = heapq.heappop(self.retries)
+            self.ready.append(job)
+
+    def _log_outcome(self, job: Job, step: Step) -> None:
+        record = job.record
+        fields = {"file": job.claim.name, "status": step.status, "dest": step.dest,
+                  "sha256": (record.sha256 or "")[:12] if record else None,
+                  "attempt": record.attempts if record else 0,
+                  "log_ids": [entry.get("ID") for entry in record.logs] if record else [],
+                  "duration": round(max(0.0, self.wall() - job.claim.claimed_at), 3)}
+        if step.status == "failed":
+            log.warning("failed", extra=dict(fields, error=step.error))
+        else:
+            log.info("done", extra=fields)
+        if self.metrics:
+            self.metrics.finished(step.status, record.reason_kind if record else None)
+
+    # -- recovery and shutdown ----------------------------------------------------------------
+    def _recover(self) -> None:
+        """Take over abandoned claims and complete journal rows a crash left open."""
+        try:
+            recovery.complete_journal(self.store, self.journal)
+            claims = recovery.adopt(self.store)
+        except AuthError as exc:
+            self.fatal = str(exc)
+            return
+        except StorageError as exc:
+            log.error("cannot look for abandoned claims; trying again", extra={"error": str(exc)})
+            return
+        for claim in claims:
+            job = Job(claim)
+            self.held[claim.location] = job
+            self.ready.append(job)
+
+    def _shutdown(self) -> None:
+        """Let in-flight work finish within the grace period; release everything else."""
+        deadline = self.mono() + self.grace
+        while self.inflight and self.mono() < deadline:
+            self._drain(min(0.5, max(0.0, deadline - self.mono())))
+        for job in list(self.ready) + [j for _, _, j in self.retries]:
+            self._release(job)
+        self.ready.clear()
+        self.retries.clear()
+        self.pool.shutdown(wait=not self.inflight, cancel_futures=True)
+        if self.inflight:
+            log.warning("stopping with requests still in flight; their files stay claimed and "
+                        "are recovered at the next start", extra={"in_flight": self.inflight})
+        else:
+            self.store.close()
+
+    def _release(self, job: Job) -> None:
+        try:
+            where = self.store.release(job.claim)
+        except (ClaimLost, StorageError, AuthError) as exc:
+            log.error("could not release a claimed file; it is recovered at the next start",
+                      extra={"file": job.claim.name, "error": str(exc)})
+            return
+        self.held.pop(job.claim.location, None)
+        self._journal(self.journal.released, job, self.wall())   # attempts and schedule go with it
+        log.info("released to the inbox", extra={"file": job.claim.name, "path": where})

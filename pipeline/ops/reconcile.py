@@ -1,0 +1,307 @@
+"""reconcile: follow every Log ID of the files in done/ until Redox says where it ended.
+
+A 200 on SEND only means Redox *received* the message (redox-api.md: Delivery status); whether
+each destination got it is in Redox's Logs. One pass:
+
+    done/ refs ──(skip settled)──> sidecar ──> each open Log ID ──look up──> LogStatus
+        ──> ledger (journal) ──> sidecar ``delivery`` (atomic replace) ──> settled when all final
+
+A Log ID stops being checked once Redox reports succeeded, failed or filtered, or once it is
+still pending ``give_up_after_hours`` after its SEND (then it is *given up* and reported).
+Platform 5xx/429 and lost connections are retried within the pass with the same RetryPolicy as
+SEND (the sleep is a seam); refused credentials stop the pass (exit 3), as does a Platform API
+that cannot be reached at all. Nothing here sends a message or moves a file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from pipeline.ops.delivery import as_sidecar, count, from_sidecar, log_ids_of, sent_time
+from pipeline.journal.ledger import Delivery, DeliveryLedger
+from pipeline.errors import AuthError, PermanentDelivery, StorageError, TransientDelivery
+from pipeline.flow.finish import encode
+from pipeline.flow.retry import RetryPolicy
+from pipeline.service.runlock import LockBusy, RunLock
+from pipeline.values import LogStatus
+
+log = logging.getLogger("pipeline.reconcile")
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING = 0, 1, 3, 4
+
+
+class _Interrupted(Exception):
+    """The service is stopping: end the pass where it is (everything so far is recorded)."""
+
+
+class PlatformUnreachable(Exception):
+    """The Platform API gave no usable answer even after the retries."""
+
+
+@dataclass
+class PassResult:
+    """What one pass found, over the files in scope (in done/, sent at or after ``since``).
+
+    ``counts`` are per Log ID (one Log ID = one destination of one file); ``problems`` the
+    failed and given-up deliveries; ``stopped`` says why the pass ended early (exit 3).
+    """
+    counts: dict
+    looked_up: int
+    files: int
+    problems: list = field(default_factory=list)
+    stopped: Optional[str] = None
+    interrupted: bool = False     # the service is stopping: some files were not looked at
+
+    @property
+    def exit_status(self) -> int:
+        """interface.md: 0 all delivered, 1 some failed, 3 refused, 4 none failed but some
+        pending; failed wins over pending. A delivery given up is a failure to confirm it:
+        it needs an operator just like a failed one, so it counts with failed."""
+        if self.stopped:
+            return EXIT_REFUSED
+        if self.counts["failed"] or self.counts["gave_up"]:
+            return EXIT_FAILED
+        return EXIT_PENDING if self.counts["pending"] or self.interrupted else EXIT_OK
+
+
+class Reconciler:
+    """One pass over ``folder`` (a done-folder seam), recording into ``ledger``.
+
+    ``client.log_status(log_id)`` is the Platform API (platform.PlatformClient). ``sleep`` waits
+    between retries and ``should_stop`` ends a pass early (the service passes an Event's
+    ``wait`` and ``is_set``); ``clock`` gives epoch seconds.
+    """
+
+    def __init__(self, folder, ledger: DeliveryLedger, client, policy: RetryPolicy,
+                 give_up_seconds: float, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], object] = time.sleep,
+                 rand: Callable[[], float] = random.random,
+                 should_stop: Callable[[], bool] = lambda: False):
+        self.folder, self.ledger, self.client, self.policy = folder, ledger, client, policy
+        self.give_up_seconds = give_up_seconds
+        self.clock, self.sleep, self.rand, self.should_stop = clock, sleep, rand, should_stop
+        self._looked_up = 0
+        self._answered = False        # has the Platform API answered anything this pass?
+        self._exhausted_streak = 0
+
+    def run_pass(self, since: Optional[float] = None) -> PassResult:
+        """Check every open Log ID of every file in scope; the result over all of them.
+
+        Raises StorageError only for the ledger; an unreadable sidecar is skipped with a warning.
+        """
+        self._looked_up, self._answered, self._exhausted_streak = 0, False, 0
+        settled = self.ledger.settled()
+        refs = list(self.folder.refs())
+        stopped, interrupted = None, False
+        try:
+            for ref in refs:
+                if self.should_stop():
+                    raise _Interrupted()
+                if ref not in settled:
+                    self._reconcile_file(ref, since)
+        except AuthError as exc:
+            stopped = f"the Platform API refused the credentials: {exc}"
+        except PlatformUnreachable as exc:
+            stopped = f"the Platform API could not be reached: {exc}"
+        except _Interrupted:
+            interrupted = True
+        result = self._result(set(refs), since, stopped)
+        result.interrupted = interrupted
+        return result
+
+    # -- one file ------------------------------------------------------------------------------
+    def _reconcile_file(self, ref: str, since: Optional[float]) -> None:
+        doc = self.folder.read_sidecar(ref)
+        if doc is None:
+            log.warning("sidecar unreadable; not checked", extra={"path": self.folder.where(ref)})
+            return
+        log_ids = log_ids_of(doc)
+        sent_at = sent_time(doc)
+        if since is not None and sent_at is not None and sent_at < since:
+            return
+        rows = self._known(ref, doc, log_ids, sent_at if sent_at is not None else self.clock())
+        try:
+            for log_id in log_ids:
+                if not rows[log_id].final:
+                    rows[log_id], unreachable = self._check(rows[log_id])
+                    if unreachable:
+                        raise PlatformUnreachable(rows[log_id].error)
+        finally:
+            written = self._write_back(ref, doc, rows)
+        if written and all(row.final for row in rows.values()):
+            self.ledger.settle(ref, self.clock())
+
+    def _known(self, ref: str, doc: dict, log_ids: list[str], sent_at: float) -> dict[str, Delivery]:
+        """Each Log ID's row: from the ledger, else a final entry already in the sidecar (another
+        journal checked it: no need to ask again), else a fresh pending one."""
+        known = self.ledger.get(log_ids)
+        name, claim_id = doc.get("name"), doc.get("claim_id")
+        base = Delivery(log_id="", ref=ref, name=name if isinstance(name, str) else None,
+                        claim_id=claim_id if isinstance(claim_id, str) else None, sent_at=sent_at)
+        changed = []
+        for log_id in log_ids:
+            if log_id in known:
+                if known[log_id].ref != ref:          # the file was renamed inside done/
+                    known[log_id] = known[log_id].replace(ref=ref)
+                    changed.append(known[log_id])
+                continue
+            earlier = from_sidecar(doc, log_id, base)
+            if earlier is not None:
+                changed.append(earlier)
+            known[log_id] = earlier or base.replace(log_id=log_id)
+        self.ledger.save(changed)
+        return known
+
+    def _check(self, row: Delivery) -> tuple[Delivery, bool]:
+        """Look one Log ID up, record it, and give up on it when its time has run out.
+        Returns the new row and whether the Platform API is to be taken as unreachable."""
+        give_up, unreachable = True, False
+        try:
+            status = self._look_up(row.log_id)
+            row = row.replace(status=status.status, total=status.total,
+                              attempt_at=status.attempt_at, error=status.note)
+        except PermanentDelivery as exc:
+            row = row.replace(error="; ".join(exc.errors)[:500])
+        except TransientDelivery as exc:
+            self._exhausted_streak += 1
+            # Give up on a Log ID only when the Platform API answers others: an outage must
+            # not turn every open delivery into "gave up".
+            unreachable = not self._answered or self._exhausted_streak >= 2
+            give_up = not unreachable
+            last = f"HTTP {exc.status}" if exc.status else "no reply"
+            row = row.replace(error=f"no answer after {self.policy.max_attempts} tries "
+                                    f"(last: {last}): " + "; ".join(exc.errors)[:400])
+        now = self.clock()
+        row = row.replace(checked_at=now, checks=row.checks + 1)
+        if give_up and not row.final and now - (row.sent_at or now) >= self.give_up_seconds:
+            row = row.replace(gave_up=True)
+        self.ledger.save([row])
+        _report(row)
+        return row, unreachable
+
+    def _look_up(self, log_id: str) -> LogStatus:
+        """One Log ID, retried on transient failures with the SEND retry policy."""
+        for n in itertools.count(1):
+            if self.should_stop():
+                raise _Interrupted()
+            try:
+                self._looked_up += 1
+                status = self.client.log_status(log_id)
+                self._answered, self._exhausted_streak = True, 0
+                return status
+            except PermanentDelivery:
+                self._answered, self._exhausted_streak = True, 0
+                raise
+            except TransientDelivery as exc:
+                if self.policy.exhausted(n):
+                    raise
+                delay = self.policy.delay(n, self.rand(), exc.retry_after)
+                log.info("Platform API look-up will be retried",
+                         extra={"log_id": log_id, "status": exc.status, "delay": round(delay, 3),
+                                "attempt": n, "error": "; ".join(exc.errors)[:200]})
+                self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_back(self, ref: str, doc: dict, rows: dict[str, Delivery]) -> bool:
+        """Put every Log ID's delivery into the sidecar (atomic replace) when it changed.
+        True when the sidecar now holds it."""
+        # only what was learned: a Log ID never looked up yet has no entry ("once checked")
+        delivery = {log_id: as_sidecar(row) for log_id, row in rows.items()
+                    if row.checks or row.final}
+        if not delivery or doc.get("delivery") == delivery:
+            return True
+        doc = dict(doc, delivery=delivery)
+        try:
+            return self.folder.write_sidecar(ref, encode(doc))
+        except StorageError as exc:
+            log.error("cannot record delivery in the sidecar; the journal has it and the next "
+                      "pass tries again", extra={"path": exc.where, "error": str(exc)})
+            return False
+
+    # -- the result ------------------------------------------------------------------------------
+    def _result(self, refs: set[str], since: Optional[float], stopped: Optional[str]) -> PassResult:
+        rows = [row for row in self.ledger.all(since) if row.ref in refs]
+        return PassResult(counts=count(rows), looked_up=self._looked_up,
+                          files=len({row.ref for row in rows}),
+                          problems=[r for r in rows if r.outcome() in ("failed", "gave_up")],
+                          stopped=stopped)
+
+
+class BackgroundReconcile:
+    """Service mode: a pass at start, then one every ``interval`` seconds, in its own thread.
+
+    ``stop_event`` must be the one the reconciler sleeps on and checks (app.make_reconciler),
+    so ``stop()`` ends a pass at its next step instead of after a whole backoff. Passes share
+    the ``lock_path`` run lock with ``reconcile`` commands on the same journal: while another
+    pass holds it this one is skipped. A failed pass is logged; the service keeps sending.
+    """
+
+    def __init__(self, reconciler: Reconciler, interval: float, lock_path: str,
+                 stop_event: threading.Event):
+        self.reconciler, self.interval, self.lock_path = reconciler, interval, lock_path
+        self._stop = stop_event
+        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+        self.passes = 0
+
+    def start(self) -> "BackgroundReconcile":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the thread to stop and wait up to ``timeout`` s; True when it has ended."""
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._one_pass()
+            self._stop.wait(self.interval)
+
+    def _one_pass(self) -> None:
+        try:
+            lock = RunLock(self.lock_path).acquire()
+        except LockBusy as exc:
+            log.info("reconcile pass skipped: another pass is running", extra={"holder": exc.holder})
+            return
+        except OSError as exc:
+            log.error("reconcile pass skipped: cannot take its lock", extra={"error": str(exc)})
+            return
+        try:
+            result = self.reconciler.run_pass()
+            self.passes += 1
+            log_pass(result)
+        except Exception as exc:    # a bug or a broken journal must not stop the sending
+            log.exception("reconcile pass failed", extra={"error": exc.__class__.__name__})
+        finally:
+            lock.release()
+
+
+def log_pass(result: PassResult) -> None:
+    """One line per pass: the counts, and why it stopped early if it did."""
+    fields = dict(result.counts, checked=result.looked_up, files=result.files)
+    if result.stopped:
+        log.error("reconcile pass stopped", extra=dict(fields, reason=result.stopped))
+    else:
+        log.info("reconcile pass finished", extra=fields)
+
+
+def _report(row: Delivery) -> None:
+    fields = {"file": row.name or row.ref, "log_id": row.log_id, "status": row.status,
+              "attempt": row.total}
+    outcome = row.outcome()
+    if outcome in ("failed", "gave_up"):
+        event = "delivery failed" if outcome == "failed" else "gave up waiting for delivery"
+        log.warning(event, extra=dict(fields, error=row.error))
+    elif outcome == "pending":
+        # every pass sees the same pending ones: only a look-up that failed is worth a line
+        log.log(logging.INFO if row.error else logging.DEBUG, "delivery still pending",
+                extra=dict(fields, error=row.error))
+    else:
+        log.info("delivered" if outcome == "delivered" else "delivery filtered by Redox", extra=fields)

@@ -1,0 +1,1 @@
+"""Everything that talks to Redox: the HTTP client, auth, the rate limit, the Platform API and the Transferring Files path."""

@@ -1,0 +1,86 @@
+"""Delivery status from Redox's Platform API (redox-api.md: Delivery status), over the same
+authorized, rate-limited HTTP as SEND (redox.py's Transport and Bearer client).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
+from pipeline.redox.client import (TRANSIENT_STATUSES, Transport, BearerClient, json_object, parse_errors,
+                            retry_after)
+from pipeline.values import DELIVERY_STATUSES, LogStatus
+
+
+class PlatformClient(BearerClient):
+    """Delivery status from Redox's Platform API (redox-api.md: Delivery status).
+
+    ``log_status(log_id)`` returns a LogStatus, or raises TransientDelivery (5xx, 429, no
+    answer: worth retrying), PermanentDelivery (404 and other 4xx, an unreadable reply: this
+    Log ID cannot be looked up now) or AuthError (the key is refused, or 403: not allowed to
+    read this organization's logs — a credentials problem, not the file's).
+    """
+
+    def __init__(self, platform_url: str, organization_id: str, transport: Transport, tokens,
+                 limiter):
+        super().__init__(transport, tokens, limiter)
+        self.logs_url = (f"{platform_url.rstrip('/')}/v1/organizations/"
+                         f"{quote(organization_id, safe='')}/logs/")
+
+    def log_status(self, log_id: str) -> LogStatus:
+        reply = self._authorized("GET", self.logs_url + quote(log_id, safe=""),
+                                 headers={"Accept": "application/json"})
+        if reply.status == 200:
+            return parse_log_status(log_id, reply.body)
+        errors = _platform_errors(reply.body) or [f"HTTP {reply.status} from the Platform API"]
+        if reply.status == 403:
+            raise AuthError("the Platform API refused access to the organization's logs (HTTP 403): "
+                            "check delivery_check.organization_id and the key's permissions")
+        if reply.status in TRANSIENT_STATUSES or reply.status >= 500:
+            raise TransientDelivery(f"the Platform API answered HTTP {reply.status}",
+                                    status=reply.status, errors=errors,
+                                    retry_after=retry_after(reply.headers))
+        if reply.status == 404:
+            errors = ["not found in Redox's logs (not there yet, past retention, or another "
+                      "organization's)"]
+        raise PermanentDelivery(f"the Platform API answered HTTP {reply.status}",
+                                status=reply.status, errors=errors)
+
+
+def parse_log_status(log_id: str, body: bytes) -> LogStatus:
+    """``payload.result.attempts`` → LogStatus; defensive about missing and extra fields.
+
+    A status outside succeeded|failed|filtered|pending is kept as ``pending`` (not final), so
+    an unknown answer is checked again rather than taken for an outcome.
+    """
+    result = _dig(json_object(body), "payload", "result")
+    attempts = result.get("attempts") if isinstance(result, dict) else None
+    if not isinstance(attempts, dict):
+        raise PermanentDelivery("the Platform API's reply has no attempts", status=200,
+                                errors=["unreadable Platform API reply (no attempts)"])
+    latest = attempts.get("latest") if isinstance(attempts.get("latest"), dict) else {}
+    status = str(latest.get("status") or "pending").lower()
+    note = None
+    if status not in DELIVERY_STATUSES:
+        status, note = "pending", f"unrecognised delivery status {str(latest.get('status'))[:40]!r}"
+    total = attempts.get("total")
+    at = latest.get("attemptAt")
+    return LogStatus(log_id=log_id, status=status,
+                     total=total if isinstance(total, int) and not isinstance(total, bool) else None,
+                     attempt_at=at if isinstance(at, str) else None, note=note)
+
+
+def _platform_errors(body: bytes) -> list[str]:
+    """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
+    errors = json_object(body).get("errors")
+    if isinstance(errors, list):
+        texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
+        if texts:
+            return texts
+    return parse_errors(body)
+
+
+def _dig(doc: dict, *keys):
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc

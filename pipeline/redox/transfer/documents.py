@@ -1,0 +1,225 @@
+"""documents: a large message's embedded documents, and whether the message can travel.
+
+redox-api.md (Transferring files) names the three places a Redox message carries a file:
+``Media.FileContents``, ``Note.FileContents`` (with ``Note.ContentType: "Base64 Encoded"``) and
+``Orders[].Results[].Value`` (with ``ValueType: "Encapsulated Data"``). :func:`plan` scans a
+file over the send limit (jsonscan: those strings are set aside, never held whole), checks the
+rest as strictly as message.check does, and measures and hashes every document by decoding it
+once without keeping it. Everything that would stop the file is found here, before anything is
+uploaded: no embedded document, a document over the upload limit, base64 that does not decode,
+a message still over the send limit once its documents are URIs. :func:`decode` streams one
+document's bytes to a sink; :func:`body` puts the URIs in and builds the small message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Optional
+
+from pipeline.redox.transfer import jsonscan
+from pipeline.flow import check as message
+from pipeline.errors import RejectedFile
+from pipeline.redox.transfer.jsonscan import Span
+
+WHERE = ('Media.FileContents, Note.FileContents with ContentType "Base64 Encoded", or '
+         'Orders[].Results[].Value with ValueType "Encapsulated Data"')
+# redox-api.md (Transferring files): "Public clients set Note.ContentType to "Plain Text" for a
+# referenced URI (unconfirmed in the docs)". One constant, so it is one line to change.
+URI_CONTENT_TYPE = "Plain Text"
+# Room allowed for each URI when checking the size before uploading (Redox's are ~60 bytes);
+# the exact size is checked again once the URIs are known.
+URI_ALLOWANCE = 512
+_WHITESPACE = b" \t\r\n"   # MIME-style line breaks inside base64 are tolerated
+
+
+@dataclass(frozen=True)
+class Document:
+    """One embedded document: where it is, and its decoded size and sha256."""
+    span: Span
+    field: str            # e.g. "Media.FileContents" or "Orders[0].Results[1].Value"
+    filename: str         # FileName beside it, for the upload's part header ("" when none)
+    size: int
+    sha256: str
+
+
+@dataclass
+class Plan:
+    """A message that can travel once its documents are uploaded. ``doc`` is the parsed
+    skeleton (Meta.Destinations set) with a placeholder where each document was."""
+    doc: dict
+    data_model: str
+    event_type: str
+    documents: list[Document]
+    send_limit: int
+
+
+def is_candidate(path: tuple) -> bool:
+    """A string at one of the three places a document can be (its companions decide later)."""
+    if path in (("Media", "FileContents"), ("Note", "FileContents")):
+        return True
+    return (len(path) == 5 and path[0] == "Orders" and isinstance(path[1], int)
+            and path[2] == "Results" and isinstance(path[3], int) and path[4] == "Value")
+
+
+def field_name(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
+                   for i, p in enumerate(path))
+
+
+def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
+         destinations: Iterable[dict]) -> Plan:
+    """Check the file in ``handle`` (``size`` bytes, over ``send_limit``) for the Transferring
+    Files path. Raises RejectedFile with the reason when it cannot travel."""
+    skeleton = jsonscan.scan(handle, is_candidate, send_limit)
+    if skeleton.text is None:
+        if not skeleton.spans:
+            raise _no_document(size, send_limit)
+        raise _still_over(skeleton.size, send_limit)
+    doc = message.parse(skeleton.text)
+    data_model, event_type = message.address(doc, destinations)
+    found = [(span, _container(doc, span)) for span in skeleton.spans]
+    chosen = [_is_document(handle, span, container) for span, container in found]
+    documents = [pair for pair, is_doc in zip(found, chosen) if is_doc]
+    if not documents:
+        raise _no_document(size, send_limit)
+    _restore(handle, [pair for pair, is_doc in zip(found, chosen) if not is_doc],
+             skeleton.size, send_limit)
+    _check_estimate(doc, [s for s, _ in documents], send_limit)
+    measured = [_measure(handle, span, container, upload_limit) for span, container in documents]
+    return Plan(doc, data_model, event_type, measured, send_limit)
+
+
+def body(plan: Plan, uris: list[str]) -> bytes:
+    """The small message: each document's placeholder replaced by its URI (same order), the
+    Note's ContentType set for a referenced file. Raises RejectedFile when still too large."""
+    for document, uri in zip(plan.documents, uris, strict=True):
+        container = _container(plan.doc, document.span)
+        container[document.span.path[-1]] = uri
+        if document.span.path == ("Note", "FileContents"):
+            container["ContentType"] = URI_CONTENT_TYPE
+    data = message.serialize(plan.doc)
+    if len(data) > plan.send_limit:
+        raise _still_over(len(data), plan.send_limit)
+    return data
+
+
+def decode(handle: BinaryIO, document: Span, field: str, limit: int,
+           write: Optional[Callable[[bytes], object]] = None) -> tuple[int, str]:
+    """Stream-decode one document's base64, passing its bytes to ``write`` (None: only
+    measure). Returns (decoded size, sha256). Raises RejectedFile: not base64 (invalid), or
+    over ``limit`` decoded bytes (too_large; decoding stops there)."""
+    digest, size, decoder = hashlib.sha256(), 0, _Base64()
+    try:
+        for text in jsonscan.read_span(handle, document):
+            data = decoder.feed(text)
+            size += len(data)
+            if size > limit:
+                raise RejectedFile(f"the document in {field} is over the upload limit of "
+                                   f"{limit} bytes (more than {limit} bytes decoded)", "too_large")
+            digest.update(data)
+            if write is not None and data:
+                write(data)
+        tail = decoder.close()
+    except (ValueError, binascii.Error) as exc:
+        raise RejectedFile(f"{field} is not valid base64 ({exc})", "invalid") from None
+    if size + len(tail) > limit:
+        raise RejectedFile(f"the document in {field} is over the upload limit of {limit} "
+                           f"bytes ({size + len(tail)} bytes decoded)", "too_large")
+    digest.update(tail)
+    if write is not None and tail:
+        write(tail)
+    return size + len(tail), digest.hexdigest()
+
+
+class _Base64:
+    """Strict standard base64 fed in pieces: whitespace is skipped, anything else outside the
+    alphabet, or data after the padding, is an error; missing final padding is tolerated."""
+
+    def __init__(self) -> None:
+        self.pending, self.padded = b"", False
+
+    def feed(self, text: bytes) -> bytes:
+        text = text.translate(None, _WHITESPACE)
+        if not text:
+            return b""
+        if self.padded:
+            raise ValueError("data after the padding")
+        data = self.pending + text
+        cut = len(data) - len(data) % 4
+        block, self.pending = data[:cut], data[cut:]
+        self.padded = block.endswith(b"=")
+        return binascii.a2b_base64(block, strict_mode=True) if block else b""
+
+    def close(self) -> bytes:
+        if not self.pending:
+            return b""
+        if self.padded or len(self.pending) == 1:
+            raise ValueError("its length is not a whole number of base64 groups")
+        return binascii.a2b_base64(self.pending + b"=" * (4 - len(self.pending)), strict_mode=True)
+
+
+# -- plan's steps -------------------------------------------------------------------------------
+def _container(doc: dict, span: Span):
+    """The object holding the span's placeholder (checked, so scanner and parser agree)."""
+    node = doc
+    for step in span.path[:-1]:
+        node = node[step] if isinstance(node, (dict, list)) else None
+    if not isinstance(node, dict) or node.get(span.path[-1]) != span.placeholder:
+        raise RejectedFile(f"could not locate {field_name(span.path)} in the message", "invalid")
+    return node
+
+
+def _is_document(handle: BinaryIO, span: Span, container: dict) -> bool:
+    """Does this string hold a file to upload? Its companion field says so (redox-api.md);
+    an empty string, or a value that is already a URI, is left as it is."""
+    if span.path == ("Note", "FileContents") and container.get("ContentType") != "Base64 Encoded":
+        return False
+    if span.path[0] == "Orders" and container.get("ValueType") != "Encapsulated Data":
+        return False
+    handle.seek(span.start)
+    head = handle.read(min(span.length, 8))
+    return bool(head) and not head.lower().startswith((b"http:", b"https:"))
+
+
+def _restore(handle: BinaryIO, others: list[tuple[Span, dict]], skeleton_size: int,
+             send_limit: int) -> None:
+    """Put back the set-aside strings that are not documents (they travel in the message);
+    refused first, unread, when they alone would take the message over the limit."""
+    size = skeleton_size + sum(span.length for span, _ in others)
+    if size > send_limit:
+        raise _still_over(size, send_limit)
+    for span, container in others:
+        try:
+            container[span.path[-1]] = jsonscan.span_text(handle, span)
+        except (ValueError, UnicodeEncodeError):
+            raise RejectedFile(f"not valid JSON (the string in {field_name(span.path)})",
+                               "invalid") from None
+
+
+def _check_estimate(doc: dict, documents: list[Span], send_limit: int) -> None:
+    size = len(message.serialize(doc))
+    size -= sum(len(json.dumps(s.placeholder, ensure_ascii=False)) for s in documents)
+    size += URI_ALLOWANCE * len(documents)
+    if size > send_limit:
+        raise _still_over(size, send_limit)
+
+
+def _measure(handle: BinaryIO, span: Span, container: dict, upload_limit: int) -> Document:
+    field = field_name(span.path)
+    size, sha256 = decode(handle, span, field, upload_limit)
+    filename = container.get("FileName")
+    return Document(span, field, filename if isinstance(filename, str) else "", size, sha256)
+
+
+def _no_document(size: int, send_limit: int) -> RejectedFile:
+    return RejectedFile(f"file is {size} bytes, over the send limit of {send_limit} bytes, and "
+                        f"has no embedded document to upload ({WHERE})", "too_large")
+
+
+def _still_over(size: int, send_limit: int) -> RejectedFile:
+    return RejectedFile(f"the message would still be about {size} bytes with its embedded "
+                        f"documents replaced by URIs, over the send limit of {send_limit} bytes",
+                        "too_large")

@@ -1,0 +1,1 @@
+"""Running as a process: the run command, logs, metrics, the run lock and progress lines."""

@@ -1,0 +1,1 @@
+"""The local-folder source: inbox, processing, done and failed on one filesystem."""

@@ -1,0 +1,365 @@
+"""The local-folder source: inbox, processing, done and failed on one filesystem.
+
+This is the storage seam for ``source.kind: local`` (S3 has its own store with the same
+methods). Ownership of claimed files is by folder: each process claims into
+``processing/<owner>/`` and holds an exclusive ``flock`` on ``processing/<owner>/.lock`` for
+its lifetime, so anyone can tell a live owner from an abandoned claim (design.md: claim).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import stat
+import tempfile
+import time
+from typing import BinaryIO, Iterator, Optional
+
+from pipeline import failpoints
+from pipeline.sources.local import fsops
+from pipeline.errors import ClaimLost, StorageError
+from pipeline.names import (SIDECAR_SUFFIX, candidates as _candidates, fit as _fit,
+                            is_candidate_name, name_problem, original_name, printable as _printable)
+from pipeline.values import Claim, Drop
+
+SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
+log = logging.getLogger("pipeline.store")
+
+
+class LocalStore:
+    """Inbox and output folders on the local filesystem.
+
+    ``owner`` names this process's claim folder. ``prepare()`` must be called before claims.
+    """
+
+    kind = "local"
+
+    def __init__(self, inbox: str, processing: str, done: str, failed: str, pattern: str, owner: str):
+        self.inbox, self.processing, self.pattern, self.owner = inbox, processing, pattern, owner
+        self.folders = {"done": done, "failed": failed}
+        self.own_dir = os.path.join(processing, owner)
+        self._lock_fd: int | None = None
+        self._synced: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self._noted: set[str] = set()      # names already warned about (left alone)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create missing folders and this process's claim folder, holding its lock.
+
+        Folders are created with the process umask (config ``umask``); an existing one that
+        anybody may enter or list gets a warning, since the files in it hold patient data.
+        """
+        for folder in (self.inbox, self.processing, *self.folders.values()):
+            fsops.ensure_dir(folder)
+            if os.stat(folder).st_mode & stat.S_IRWXO:
+                log.warning("folder is open to all users; chmod o-rwx it (it holds patient data)",
+                            extra={"path": folder})
+        if self._lock_fd is not None:
+            return
+        # Built under a hidden name, locked, then renamed into place: nobody can mistake a
+        # half-made claim folder for an abandoned one.
+        tmp = tempfile.mkdtemp(prefix=".new-", dir=self.processing)
+        fd = os.open(os.path.join(tmp, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                 "since": time.time()}).encode())
+        os.rename(tmp, self.own_dir)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Remove this process's claim folder if it is empty, and let go of its lock."""
+        for folder in self._dirty:
+            fsops.fsync_dir(folder)
+        self._dirty.clear()
+        if self._lock_fd is None:
+            return
+        leftovers = [n for n in _names(self.own_dir) if n != ".lock"]
+        if not leftovers:
+            fsops._unlink_quietly(os.path.join(self.own_dir, ".lock"))
+            try:
+                os.rmdir(self.own_dir)
+            except OSError:
+                pass
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    # -- discover / claim ------------------------------------------------------------------
+    def scan(self) -> Iterator[Drop]:
+        """Regular files in the inbox whose names count (one directory listing, lstat only).
+
+        Anything else whose name matches (a symlink, directory, FIFO, a name that is not UTF-8
+        or too long) is left alone, with one warning per name while it stays there. An inbox
+        that exists but cannot be listed raises StorageError.
+        """
+        try:
+            entries = os.scandir(self.inbox)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot list the inbox ({exc.strerror})", self.inbox) from None
+        noted: set[str] = set()
+        with entries:
+            for entry in entries:
+                drop = self._drop(entry.name, entry.stat, noted)
+                if drop is not None:
+                    yield drop
+        self._noted &= noted        # forget names that are gone, so a new one is noted again
+
+    def stat(self, name: str) -> Drop | None:
+        """The inbox file ``name`` as it is now, or None if it is gone or not one to take."""
+        return self._drop(name, lambda follow_symlinks: os.lstat(os.path.join(self.inbox, name)))
+
+    def _drop(self, name: str, lstat, noted: Optional[set] = None) -> Drop | None:
+        if not is_candidate_name(name, self.pattern):
+            return None
+        try:
+            info = lstat(follow_symlinks=False)
+        except OSError:
+            return None
+        why = name_problem(name)
+        if why is None and not stat.S_ISREG(info.st_mode):
+            why = f"it is {fsops.describe_mode(info.st_mode)}, not a regular file"
+        if why is None:
+            return Drop(name, info.st_size, info.st_mtime)
+        if noted is not None:
+            noted.add(name)
+        if name not in self._noted:
+            self._noted.add(name)
+            log.warning(f"left alone in the inbox: {why}", extra={"file": _printable(name)})
+        return None
+
+    def claim(self, drop: Drop) -> Claim:
+        """Atomically move the inbox file into our claim folder. ClaimLost if someone was first.
+
+        What the rename moved is checked against ``drop``: a file replaced or rewritten since
+        it was seen settled (or swapped for a symlink) is put back to settle again, ClaimLost.
+        """
+        src = os.path.join(self.inbox, drop.name)
+        dst = self._free_slot(drop.name)
+        try:
+            os.rename(src, dst)   # atomic on one filesystem: whoever's rename succeeds owns it
+        except FileNotFoundError:
+            raise ClaimLost("the file vanished or another worker claimed it", src) from None
+        except OSError as exc:
+            raise StorageError(f"cannot claim ({exc.strerror})", src) from None
+        claim = Claim(name=drop.name, location=dst, source=src, size=drop.size,
+                      mtime=drop.mtime, claimed_at=time.time())
+        try:
+            info = os.lstat(dst)
+        except FileNotFoundError:
+            raise ClaimLost("the file vanished right after it was claimed", src) from None
+        if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime) != (drop.size, drop.mtime):
+            self.release(claim)
+            raise ClaimLost("the file changed while it was being claimed; it settles again", src)
+        return claim
+
+    def _free_slot(self, name: str) -> str:
+        """Our claim folder is ours alone, so check-then-use is safe within this process."""
+        dst = os.path.join(self.own_dir, name)
+        n = 1
+        while os.path.lexists(dst):
+            # hidden, so it can never be mistaken for an inbox name like "2024~a.json"
+            dst = os.path.join(self.own_dir, _fit(f".{n}~", name, ""))
+            n += 1
+        return dst
+
+    def open(self, claim: Claim) -> BinaryIO:
+        """Open the claimed file for reading (regular files only; never through a symlink)."""
+        return fsops.open_regular(claim.location)
+
+    def release(self, claim: Claim) -> str:
+        """Put a claimed file back in the inbox (under its own name if free). Returns the path."""
+        for candidate in _candidates(claim.name):
+            dst = os.path.join(self.inbox, candidate)
+            try:
+                fsops.move_noreplace(claim.location, dst)
+                return dst
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot release ({exc.strerror})", claim.location) from None
+        raise StorageError("no free name to release to", claim.location)  # pragma: no cover
+
+    # -- finish ----------------------------------------------------------------------------
+    def finish(self, claim: Claim, status: str, sidecar: bytes, claim_id: str) -> str:
+        """Write the sidecar, then move the file beside it: that move is the commit point.
+
+        Never overwrites: a taken name gets a ``-N`` suffix. A sidecar left by our own earlier,
+        interrupted finish (same ``claim_id``, no file beside it) is reused. Returns the path.
+        """
+        folder = self.folders[status]
+        if not os.path.isdir(folder):       # removed while we run: made again
+            fsops.ensure_dir(folder)
+        for candidate in _candidates(os.path.basename(claim.name)):
+            dest = os.path.join(folder, candidate)
+            if os.path.lexists(dest):
+                if _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id:
+                    # ours already (see _already_moved): a crash between link and unlink
+                    fsops._unlink_quietly(claim.location)
+                    return dest
+                continue
+            if not self._write_sidecar(dest, sidecar, claim_id):
+                continue
+            failpoints.reached("after_sidecar")
+            try:
+                fsops.move_noreplace(claim.location, dest)
+            except FileExistsError:
+                fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
+                continue
+            except ClaimLost:
+                raise
+            except (OSError, StorageError) as exc:
+                # no sidecar without its file: take ours back; the file stays claimed
+                fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
+                why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
+                raise StorageError(f"cannot move the file to {status} ({why})", dest) from None
+            self._sync_soon(folder)
+            return dest
+        raise StorageError("no free name to finish to", folder)  # pragma: no cover
+
+    @staticmethod
+    def _already_moved(dest: str, claim_id: str) -> bool:
+        """Our sidecar is written before our move, so a file beside a sidecar that carries our
+        claim_id is ours: an earlier finish got as far as the move and was interrupted."""
+        return os.path.lexists(dest) and _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id
+
+    def find_finished(self, name: str, status: str, claim_id: str) -> str | None:
+        """Where an interrupted finish put the file ``name`` for ``claim_id``, if it got there."""
+        for candidate in _candidates(os.path.basename(name)):
+            dest = os.path.join(self.folders[status], candidate)
+            if not os.path.lexists(dest + SIDECAR_SUFFIX):
+                return None
+            if self._already_moved(dest, claim_id):
+                return dest
+        return None  # pragma: no cover
+
+    def _sync_soon(self, folder: str) -> None:
+        """Make moves into ``folder`` durable, batched: at most one directory fsync per folder
+        every SYNC_INTERVAL (and at close). A file's own bytes and its sidecar are fsynced
+        before the move, so what a power cut can undo is only a recent move, which leaves the
+        file in processing/ for recovery: nothing is lost."""
+        now = time.monotonic()
+        if now - self._synced.get(folder, 0.0) >= SYNC_INTERVAL:
+            self._synced[folder] = now
+            fsops.fsync_dir(folder)
+        else:
+            self._dirty.add(folder)
+
+    def _write_sidecar(self, dest: str, sidecar: bytes, claim_id: str) -> bool:
+        """Write the sidecar for ``dest`` (a free name): False when that name's sidecar
+        belongs to another file."""
+        path = dest + SIDECAR_SUFFIX
+        try:
+            fsops.write_atomic(path, sidecar, replace=False)
+            return True
+        except FileExistsError:
+            if _sidecar_claim_id(path) != claim_id:
+                return False
+        except OSError as exc:
+            raise StorageError(f"cannot write sidecar ({exc.strerror})", path) from None
+        try:
+            fsops.write_atomic(path, sidecar, replace=True)   # ours, from an interrupted finish
+        except OSError as exc:
+            raise StorageError(f"cannot write sidecar ({exc.strerror})", path) from None
+        return True
+
+    # -- recovery --------------------------------------------------------------------------
+    def adopt_orphans(self) -> list[Claim]:
+        """Move abandoned claims into our claim folder and return them.
+
+        Abandoned: files directly in ``processing/`` (nobody's), and the contents of claim
+        folders whose owner no longer holds its lock (the process died).
+        """
+        adopted: list[Claim] = []
+        for name in _names(self.processing):
+            path = os.path.join(self.processing, name)
+            if name.startswith(".") or path == self.own_dir:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                adopted += self._adopt_folder(path)
+            elif is_candidate_name(name, "*"):
+                adopted += self._adopt_file(path, name)
+        return adopted
+
+    def own_claims(self) -> list[str]:
+        """Paths of the files now in our claim folder."""
+        return [os.path.join(self.own_dir, n) for n in _names(self.own_dir) if n != ".lock"]
+
+    def has_claims(self) -> bool:
+        """Is anything claimed in processing (ours, someone else's, or nobody's)?"""
+        for name in _names(self.processing):
+            path = os.path.join(self.processing, name)
+            if name.startswith("."):
+                continue
+            if not os.path.isdir(path) or any(n != ".lock" for n in _names(path)):
+                return True
+        return False
+
+    def _adopt_folder(self, folder: str) -> list[Claim]:
+        lock = os.path.join(folder, ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return []          # its owner is alive: leave its claims alone
+        try:
+            claims = []
+            for name in _names(folder):
+                if name != ".lock":
+                    claims += self._adopt_file(os.path.join(folder, name), original_name(name))
+            fsops._unlink_quietly(lock)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+            return claims
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _adopt_file(self, path: str, name: str) -> list[Claim]:
+        if name_problem(name):
+            # claimed by an older version that took such names: back to the inbox, left alone
+            self._return_unclaimable(path, name)
+            return []
+        try:
+            info = os.lstat(path)
+            dst = self._free_slot(name)
+            os.rename(path, dst)
+        except FileNotFoundError:
+            return []               # another recovering worker took it first
+        except OSError as exc:
+            log.error("cannot adopt an abandoned claim", extra={"file": name, "error": exc.strerror})
+            return []
+        return [Claim(name=name, location=dst, source=os.path.join(self.inbox, name),
+                      size=info.st_size, mtime=info.st_mtime, claimed_at=time.time())]
+
+    def _return_unclaimable(self, path: str, name: str) -> None:
+        try:
+            fsops.move_noreplace(path, os.path.join(self.inbox, name))
+        except (OSError, StorageError) as exc:
+            log.error("cannot return an unclaimable file to the inbox",
+                      extra={"file": _printable(name), "error": str(exc)})
+
+
+def _names(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _sidecar_claim_id(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read(1 << 20)).get("claim_id")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -1,0 +1,59 @@
+"""Start-up for the S3 source: build the store from settings and check the real endpoint.
+
+Checked before any object is touched, so that what only the operator can fix is a config
+error (exit 2) naming its key: the bucket or queue does not exist, the IAM policy does not allow
+reading them, or the endpoint does not honour conditional writes (claims would not be safe).
+Refused or missing credentials raise SourceAuthError (exit 3: nothing touched); an unreachable
+endpoint a StorageError (exit 3 too, for the same reason).
+"""
+
+from __future__ import annotations
+
+from pipeline.errors import ConfigError
+from pipeline.sources.s3.api import Bucket, Conflict, Denied, Missing, Queue
+from pipeline.sources.s3.store import S3Store, folder_prefix
+
+
+def build_store(settings, owner: str) -> S3Store:
+    """The S3 store for ``settings`` (source.kind s3), with its SQS feed when configured."""
+    src, folders = settings.source, settings.folders
+    bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region,
+                    pool=settings.workers + 6)
+    _check(lambda: bucket.check(folder_prefix(src.prefix)), "source.bucket")
+    store = S3Store(bucket, prefix=folder_prefix(src.prefix),
+                    processing=folder_prefix(folders.processing),
+                    done=folder_prefix(folders.done), failed=folder_prefix(folders.failed),
+                    pattern=src.pattern, owner=owner, lease_seconds=src.lease_seconds,
+                    page_size=src.page_size)
+    if src.queue_url:
+        from pipeline.sources.s3.feed import Feed
+        queue = Queue(src.queue_url, region=src.region, wait=src.queue_wait_seconds)
+        _check(queue.check, "source.queue_url")
+        store.use_feed(Feed(queue, bucket=src.bucket, name_of=store.name_of,
+                            visibility=src.queue_visibility_seconds, wait=src.queue_wait_seconds,
+                            prefetch=max(10, 2 * settings.workers)))
+    _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
+    return store
+
+
+def _check(fn, key: str) -> None:
+    """Run a start-up check; what only the operator can fix becomes a ConfigError (exit 2)."""
+    try:
+        fn()
+    except (Missing, Denied) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def probe_conditional_writes(bucket: Bucket, prefix: str, owner: str) -> None:
+    """Claims are only safe if the endpoint honours ``If-None-Match: *``: write a probe twice
+    and insist that the second write is refused. ConfigError otherwise."""
+    key = f"{prefix}.probe-{owner}"
+    bucket.put(key, b"{}", if_none_match=True)
+    try:
+        bucket.put(key, b"{}", if_none_match=True)
+    except Conflict:
+        return
+    finally:
+        bucket.delete(key)
+    raise ConfigError("source.endpoint_url: this S3 endpoint ignores conditional writes "
+                      "(If-None-Match), so two workers could claim one object; refusing to run")

@@ -1,0 +1,325 @@
+"""The S3 source: inbox, processing, done and failed as key prefixes in one bucket.
+
+The storage seam for ``source.kind: s3``, with LocalStore's methods (prepare, close, scan,
+stat, claim, open, release, finish, adopt_orphans, has_claims). A name is the key below
+``source.prefix`` and keeps its path: ``incoming/a/b.json`` → ``processing/a/b.json`` →
+``done/a/b.json`` with its sidecar ``done/a/b.json.redox.json`` beside it.
+
+S3 has no atomic rename (design.md: claim), so a claim is a create-only lease (s3lease.py)
+followed by an idempotent copy + delete into processing/. Every later step first checks the
+lease is still ours. Finishing writes the sidecar create-only (which reserves the name in
+done/ or failed/), then copies the object beside it and deletes it from processing/: a crash
+anywhere leaves a state the next owner completes. With ``source.queue_url`` the names come from
+S3 event notifications on SQS (s3queue.py) instead of listings.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from typing import BinaryIO, Iterator, Optional
+
+from pipeline.errors import ClaimLost, PipelineError, StorageError
+from pipeline.jsondoc import parse_object
+from pipeline.names import SIDECAR_SUFFIX, candidates as _candidates, is_candidate_name
+from pipeline.sources.s3.api import Bucket, Conflict, epoch
+from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
+from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress
+from pipeline.sources.s3.recover import Recovery
+from pipeline.values import Claim, Drop
+
+def is_ours(name: str, pattern: str) -> bool:
+    """A key below the prefix counts when its base name does (localstore's rule: not hidden,
+    temporary or a sidecar) and no folder on its path is hidden (``.leases/``, ``.tmp/``)."""
+    parts = name.split("/")
+    return (bool(name) and all(p and not p.startswith(".") for p in parts[:-1])
+            and is_candidate_name(parts[-1], pattern))
+
+
+def folder_prefix(value: str) -> str:
+    """A key prefix that names a folder: no leading ``/``, one trailing ``/`` (unless empty)."""
+    value = value.strip("/")
+    return value + "/" if value else ""
+
+
+class S3Store(Recovery, Progress):
+    """One bucket's prefixes. ``owner`` identifies this process in leases; ``feed`` (an
+    s3queue.Feed) switches discovery from listing to SQS notifications."""
+
+    kind = "s3"
+
+    def __init__(self, bucket: Bucket, *, prefix: str, processing: str, done: str, failed: str,
+                 pattern: str, owner: str, lease_seconds: float, page_size: int = 1000,
+                 clock=time.time):
+        self.bucket, self.pattern, self.owner, self.clock = bucket, pattern, owner, clock
+        self.prefix, self.processing = prefix, processing
+        self.folders = {"done": done, "failed": failed}
+        self.page_size, self.lease_seconds = page_size, lease_seconds
+        self.leases = Leases(bucket, processing + LEASE_DIR, owner, lease_seconds, clock)
+        self.inbox = bucket.uri(prefix)
+        self.feed = None
+        self.queue_fed = False
+        self._skip = tuple(p for p in (processing, done, failed) if p)
+        self._seen: dict[str, tuple] = {}         # name → (ETag, carried progress) from stat()
+        self._inherited: dict[str, dict] = {}     # name → SEND progress of a dead owner
+        self._beat: Optional[Heartbeat] = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Start renewing our leases (and extending our messages' visibility)."""
+        if self._beat is None:
+            interval = self.lease_seconds / 6
+            if self.feed:
+                interval = min(interval, self.feed.visibility / 6)
+            self._beat = Heartbeat(self.beat, max(0.2, interval)).start()
+
+    def close(self) -> None:
+        """Stop the heartbeat; hand messages we did not get to back to the queue."""
+        if self.feed:
+            self.feed.stop()
+        if self._beat:
+            self._beat.stop()
+            self._beat = None
+
+    def beat(self) -> None:
+        """One heartbeat: renew leases past a third of their life, extend message visibility."""
+        for lease in self.leases.renew_due():
+            self._abandon(lease.name)
+        if self.feed:
+            self.feed.extend_due()
+
+    def watch(self, events, once: bool = False):
+        """SQS mode: start turning notifications into ("hint", name) events (the runner's
+        fast path, like the local Watcher). Returns something with ``stop()``."""
+        return self.feed.start(events, once) if self.feed else None
+
+    def use_feed(self, feed) -> None:
+        """Take names from SQS notifications (s3queue.Feed) instead of listings."""
+        self.feed, self.queue_fed = feed, True
+
+    def drained(self) -> bool:
+        """SQS ``--once``: the queue had nothing more and every message we took is resolved."""
+        return self.feed is None or self.feed.drained()
+
+    # -- discover --------------------------------------------------------------------------
+    def name_of(self, key: str) -> Optional[str]:
+        """The name for ``key``, or None when the key is not ours (outside the prefix, under
+        one of the folders, or a name that does not count)."""
+        if not key.startswith(self.prefix) or key.startswith(self._skip):
+            return None
+        name = key[len(self.prefix):]
+        return name if is_ours(name, self.pattern) else None
+
+    def scan(self) -> Iterator[Drop]:
+        """The candidates: one listing page at a time (never the whole listing in memory),
+        or in SQS mode the names notifications brought in. ``mtime`` is LastModified, so the
+        runner's Settler holds back objects younger than ``settle_seconds``."""
+        if self.feed:
+            yield from self.feed.drops()
+            return
+        for page in self.bucket.pages(self.prefix, self.page_size):
+            for item in page:
+                name = self.name_of(item["Key"])
+                if name is not None:
+                    yield Drop(name, int(item["Size"]), epoch(item["LastModified"]))
+
+    def stat(self, name: str) -> Optional[Drop]:
+        """The object ``name`` in the inbox as it is now, or None. In SQS mode a name that is
+        not in the inbox settles its messages (s3queue.Feed: gone, elsewhere or ours)."""
+        head = self.bucket.head(self.prefix + name)
+        if head is not None:
+            if len(self._seen) > 10000:
+                self._seen.clear()
+            self._seen[name] = (head["ETag"], carried_progress(head))
+            return Drop(name, int(head["ContentLength"]), epoch(head["LastModified"]))
+        if self.feed:
+            self._settle_messages(name)
+        return None
+
+    def _settle_messages(self, name: str) -> None:
+        if not self.feed.has(name):
+            return
+        if self.leases.get(name) is not None:
+            self.feed.attach(name)                 # we are working on it: ack when it finishes
+            return
+        found = self.leases.read(name)
+        if found is not None:
+            body, _ = found
+            wait = float(body.get("expires_at") or 0) - self.clock()
+            # someone holds it (or held it and died): ask again once the lease may be free
+            self.feed.defer(name, max(wait, 0) + self.lease_seconds / 2)
+        elif self.bucket.head(self.processing + name) is not None:
+            self.feed.defer(name, self.lease_seconds / 2)      # an orphan: recovery takes it
+        else:
+            self.feed.gone(name)                   # finished (or never there): nothing to do
+
+    # -- claim -----------------------------------------------------------------------------
+    def claim(self, drop: Drop) -> Claim:
+        """Take the lease on ``drop.name``, then move the object into processing/.
+        ClaimLost if another worker holds the name or the object vanished."""
+        etag, carried = self._seen.pop(drop.name, (None, None))
+        lease = self.leases.acquire(drop.name, source_etag=etag, source_mtime=drop.mtime,
+                                    size=drop.size, progress=carried or {})
+        try:
+            claim = self._move_in(lease, drop.size, drop.mtime)
+        except ClaimLost:
+            self.leases.release(lease)
+            raise
+        if claim is None:
+            self.leases.release(lease)
+            raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
+        if carried and lease.body.get("source_etag"):
+            self._inherited[drop.name] = carried       # released by a worker elsewhere
+        if self.feed:
+            self.feed.attach(drop.name)
+        return claim
+
+    def _move_in(self, lease: Lease, size: int, mtime: float, adopting: bool = False) -> Optional[Claim]:
+        """Copy inbox → processing, then delete from the inbox (only the version we copied:
+        the lease's ``source_etag``). Returns None if the object is nowhere.
+
+        Idempotent: when adopting a dead owner's lease, an object already in processing/ is
+        the one it claimed, and an inbox object with the lease's source ETag is the one it
+        copied there (its move was interrupted), so that inbox copy is deleted. On a fresh
+        lease, an object already in processing/ is an unleased leftover: it is what we claim
+        (the inbox object waits for a later claim)."""
+        name, etag = lease.name, lease.body.get("source_etag")
+        src, dst = self.prefix + name, self.processing + name
+        head = self.bucket.head(dst)
+        if head is not None:
+            if adopting and etag:
+                self._delete_version(src, etag)
+            elif not adopting:
+                self.leases.renew(lease, source_etag=None, source_mtime=epoch(head["LastModified"]),
+                                  progress={})
+            return self._claim_of(lease, dst, int(head["ContentLength"]), epoch(head["LastModified"]))
+        if etag is None:
+            source = self.bucket.head(src)
+            if source is None:
+                return None
+            etag, size, mtime = source["ETag"], int(source["ContentLength"]), epoch(source["LastModified"])
+            self.leases.renew(lease, source_etag=etag, source_mtime=mtime, size=size)
+        self.bucket.copy(src, dst, size, src_etag=etag)
+        try:
+            self._delete_version(src, etag)
+        except StorageError:
+            self._undo_move(lease, dst)
+            raise
+        return self._claim_of(lease, dst, size, mtime)
+
+    def _delete_version(self, key: str, etag: str) -> None:
+        try:
+            self.bucket.delete(key, if_match=etag)
+        except Conflict:
+            pass        # a newer object under the same name: it stays for a later claim
+
+    def _claim_of(self, lease: Lease, location: str, size: int, mtime: float) -> Claim:
+        return Claim(name=lease.name, location=location, source=self.bucket.uri(self.prefix + lease.name),
+                     size=size, mtime=float(lease.body.get("source_mtime") or mtime),
+                     claimed_at=self.clock())
+
+    def _undo_move(self, lease: Lease, dst: str) -> None:
+        """The object is in both places and the inbox copy would not go: take ours back out
+        so it is not sent twice. If even that fails, the lease is left to expire and
+        recovery finishes the move (it knows the source ETag)."""
+        try:
+            self.bucket.delete(dst)
+        except PipelineError:
+            self.leases.forget(lease)
+            return
+        self.leases.release(lease)
+
+    def open(self, claim: Claim) -> BinaryIO:
+        """A streaming, read-only file object over the claimed object."""
+        return self.bucket.open(claim.location)
+
+    # -- release / finish ------------------------------------------------------------------
+    def _guard(self, claim: Claim) -> Lease:
+        """Our lease on the claim, with at least two thirds of its life left (renewed now
+        unless it just was: nobody can take over a lease before it expires). ClaimLost (and
+        our books cleaned) if it was lost."""
+        lease = self.leases.get(claim.name)
+        if lease is None:
+            raise ClaimLost("we no longer hold its lease", self.bucket.uri(claim.location))
+        if not lease.lost and self.clock() < float(lease.body["renewed_at"]) + self.lease_seconds / 3:
+            return lease
+        try:
+            self.leases.renew(lease)
+        except ClaimLost:
+            self._abandon(claim.name)
+            raise
+        return lease
+
+    def _abandon(self, name: str) -> None:
+        lease = self.leases.get(name)
+        if lease is not None:
+            self.leases.forget(lease)
+        if self.feed:
+            self.feed.defer(name, self.lease_seconds / 2)
+
+    def release(self, claim: Claim) -> str:
+        """Put a claimed object back in the inbox (under its own name if free), carrying its
+        SEND progress in its metadata for whichever worker claims it next."""
+        lease = self._guard(claim)
+        folder, base = posixpath.split(claim.name)
+        for candidate in _candidates(base):
+            dst = self.prefix + posixpath.join(folder, candidate)
+            if self.bucket.head(dst) is None:
+                break
+        else:  # pragma: no cover - 100,000 objects under one name
+            raise StorageError("no free name to release to", self.inbox)
+        self.bucket.copy(claim.location, dst, claim.size, metadata=carry_progress(lease.body.get("progress")))
+        self.bucket.delete(claim.location)
+        self.leases.release(lease)
+        if self.feed:
+            self.feed.release(claim.name)
+        return self.bucket.uri(dst)
+
+    def finish(self, claim: Claim, status: str, sidecar: bytes, claim_id: str) -> str:
+        """Sidecar first (create-only: it reserves the name), then the object beside it, then
+        out of processing/. Never overwrites: a taken name gets a ``-N`` suffix. Returns
+        ``s3://bucket/key`` of the finished object."""
+        lease = self._guard(claim)
+        folder, base = posixpath.split(claim.name)
+        for candidate in _candidates(base):
+            dest = self.folders[status] + posixpath.join(folder, candidate)
+            if self._finish_into(claim, dest, sidecar, claim_id):
+                break
+        else:  # pragma: no cover - 100,000 objects under one name
+            raise StorageError("no free name to finish to", self.bucket.uri(self.folders[status]))
+        self.bucket.delete(claim.location)
+        self.leases.release(lease)
+        if self.feed:
+            self.feed.finished(claim.name, lease.body.get("source_etag"))
+        return self.bucket.uri(dest)
+
+    def _finish_into(self, claim: Claim, dest: str, sidecar: bytes, claim_id: str) -> bool:
+        car = dest + SIDECAR_SUFFIX
+        if self.bucket.head(dest) is not None:
+            # taken, unless it is ours from an interrupted finish (sidecar says so)
+            return self._sidecar_is_ours(car, claim, sidecar, claim_id)
+        try:
+            self.bucket.put(car, sidecar, if_none_match=True)
+        except Conflict:
+            if not self._sidecar_is_ours(car, claim, sidecar, claim_id):
+                return False
+            self.bucket.put(car, sidecar)          # ours: refresh it
+        self.bucket.copy(claim.location, dest, claim.size)
+        return True
+
+    def _sidecar_is_ours(self, car: str, claim: Claim, sidecar: bytes, claim_id: str) -> bool:
+        """A sidecar written by our own claim, or by a dead worker's interrupted finish of the
+        very same object (same source key and bytes)."""
+        found = self.bucket.get_with_etag(car)
+        if found is None:
+            return False
+        theirs, mine = parse_object(found[0]) or {}, parse_object(sidecar) or {}
+        if theirs.get("claim_id") == claim_id:
+            return True
+        return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
+                and bool(mine.get("sha256")))
+
+def make_s3_store(settings, owner: str) -> S3Store:
+    """The S3 store for ``settings`` (source.kind s3), checked against the real endpoint."""
+    from pipeline.sources.s3.setup import build_store     # the start-up checks live there
+    return build_store(settings, owner)
