@@ -10,21 +10,21 @@ import socket
 import threading
 from urllib.parse import urlparse
 
-from pipeline.redox.auth import make_tokens
 from pipeline.config import Settings
-from pipeline.journal.ledger import DeliveryLedger
-from pipeline.sources.local.done import LocalDoneFolder
 from pipeline.errors import ConfigError
-from pipeline.journal import Journal
-from pipeline.sources.local.store import LocalStore
-from pipeline.redox.platform import PlatformClient
-from pipeline.redox.ratelimit import RateLimiter
-from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
-from pipeline.redox.client import RedoxClient, Transport
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.runner import Runner
-from pipeline.redox.transfer.upload import Transfer
 from pipeline.flow.work import FileWork
+from pipeline.journal import Journal
+from pipeline.journal.ledger import DeliveryLedger
+from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
+from pipeline.redox.auth import make_tokens
+from pipeline.redox.client import RedoxClient, Transport
+from pipeline.redox.platform import PlatformClient
+from pipeline.redox.ratelimit import RateLimiter
+from pipeline.redox.transfer.upload import Transfer
+from pipeline.sources.local.done import LocalDoneFolder
+from pipeline.sources.local.store import LocalStore
 
 log = logging.getLogger("pipeline.app")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -39,7 +39,7 @@ def owner_id() -> str:
 def make_store(settings: Settings, owner: str):
     src, folders = settings.source, settings.folders
     if src.kind == "s3":
-        from pipeline.sources.s3.store import make_s3_store   # boto3 only when S3 is configured
+        from pipeline.sources.s3.store import make_s3_store  # boto3 only when S3 is configured
         return make_s3_store(settings, owner)
     return LocalStore(src.inbox, folders.processing, folders.done, folders.failed, src.pattern, owner)
 
@@ -107,7 +107,7 @@ def recover_seconds(settings: Settings):
 def make_done_folder(settings: Settings):
     """Where reconcile finds finished files: the local done folder, or the bucket's done prefix."""
     if settings.source.kind == "s3":
-        from pipeline.sources.s3.view import S3DoneFolder, S3Folders   # boto3 only for S3
+        from pipeline.sources.s3.view import S3DoneFolder, S3Folders  # boto3 only for S3
         return S3DoneFolder(S3Folders(settings))
     return LocalDoneFolder(settings.folders.done)
 

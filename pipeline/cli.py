@@ -25,8 +25,8 @@ import os
 import sys
 from typing import Optional
 
-from pipeline.service import logs as logsetup
 from pipeline.errors import ConfigError, StorageError, UsageError
+from pipeline.service import logs as logsetup
 
 log = logging.getLogger("pipeline")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
@@ -118,7 +118,7 @@ def _handler(command: str):
     if command in ("run", "validate"):
         from pipeline.service import run as runcmd
         return {"run": runcmd.cmd_run, "validate": runcmd.cmd_validate}[command]
-    from pipeline.ops import commands   # imported only when needed: `run` starts fast
+    from pipeline.ops import commands  # imported only when needed: `run` starts fast
     return {"status": commands.status, "retry-failed": commands.retry_failed,
             "report": commands.report, "reconcile": commands.reconcile}[command]
 

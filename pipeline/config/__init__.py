@@ -1,11 +1,19 @@
 """config.yaml: the settings models, their loading and their cross-key checks."""
 
-from pipeline.config.checks import (auth_problems, delivery_problems, s3_problems,
-                                    semantic_problems)
+from pipeline.config.checks import auth_problems, delivery_problems, s3_problems, semantic_problems
 from pipeline.config.load import default_path, literal_secrets, load, load_for_command
-from pipeline.config.models import (AuthSettings, DeliveryCheckSettings, Destination,
-                                    FolderSettings, MetricsSettings, RedoxSettings, RetrySettings,
-                                    Settings, SourceSettings, StateSettings)
+from pipeline.config.models import (
+                                    AuthSettings,
+                                    DeliveryCheckSettings,
+                                    Destination,
+                                    FolderSettings,
+                                    MetricsSettings,
+                                    RedoxSettings,
+                                    RetrySettings,
+                                    Settings,
+                                    SourceSettings,
+                                    StateSettings,
+)
 
 __all__ = ["AuthSettings", "DeliveryCheckSettings", "Destination", "FolderSettings",
            "MetricsSettings", "RedoxSettings", "RetrySettings", "Settings", "SourceSettings",

@@ -6,7 +6,6 @@ errors (``extra="forbid"``); cross-key rules live in :mod:`pipeline.config.check
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr

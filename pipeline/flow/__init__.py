@@ -1,1 +1,3 @@
-"""The path of one file: intake (settle, claim), check, route, work, finish, recovery, and the runner that calls them in order."""
+"""The path of one file: intake (settle, claim), check, route, work, finish, recovery, and the
+runner that calls them in order.
+"""

@@ -14,8 +14,8 @@ import time
 from typing import Callable, Optional
 
 from pipeline import failpoints
-from pipeline.flow.settle import Settler
 from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.flow.settle import Settler
 from pipeline.values import Claim, Drop
 
 log = logging.getLogger("pipeline.run")

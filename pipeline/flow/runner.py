@@ -19,12 +19,12 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-from pipeline.flow import recovery
-from pipeline.flow.settle import Settler
-from pipeline.sources.local.watch import Watcher
-from pipeline.flow.intake import Intake
 from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.flow import recovery
+from pipeline.flow.intake import Intake
+from pipeline.flow.settle import Settler
 from pipeline.flow.work import FileWork, Job, Step
+from pipeline.sources.local.watch import Watcher
 
 log = logging.getLogger("pipeline.run")
 

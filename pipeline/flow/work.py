@@ -18,15 +18,21 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from pipeline import failpoints
+from pipeline.errors import (
+    AuthError,
+    ClaimLost,
+    PermanentDelivery,
+    RejectedFile,
+    StorageError,
+    TransientDelivery,
+)
 from pipeline.flow import check as message_stage
-from pipeline.errors import (AuthError, ClaimLost, PermanentDelivery, RejectedFile, StorageError,
-                             TransientDelivery)
 from pipeline.flow.finish import finish
-from pipeline.sources.local.fsops import NotRegular, Unreadable
-from pipeline.journal import Journal, Record
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.route import route
+from pipeline.journal import Journal, Record
 from pipeline.redox.transfer.upload import Transfer
+from pipeline.sources.local.fsops import NotRegular, Unreadable
 from pipeline.values import Claim, Message, Outcome
 
 log = logging.getLogger("pipeline.work")

@@ -1,1 +1,3 @@
-"""The operator commands: status, retry-failed, report, reconcile (and the delivery summaries they share)."""
+"""The operator commands: status, retry-failed, report, reconcile (and the delivery summaries they
+share).
+"""

@@ -15,14 +15,14 @@ import time
 from typing import Optional
 
 from pipeline import config as config_mod
-from pipeline.service import logs as logsetup
-from pipeline.ops import retry_failed as replay
-from pipeline.ops import report_html as reporthtml
-from pipeline.ops import report as report_mod
-from pipeline.ops import status as status_mod
 from pipeline.errors import ConfigError, StorageError, UsageError
-from pipeline.sources.local.view import make_folders
 from pipeline.journal import Journal
+from pipeline.ops import report as report_mod
+from pipeline.ops import report_html as reporthtml
+from pipeline.ops import retry_failed as replay
+from pipeline.ops import status as status_mod
+from pipeline.service import logs as logsetup
+from pipeline.sources.local.view import make_folders
 from pipeline.timefmt import parse_since
 
 

@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from pipeline.ops.delivery import as_sidecar, count, from_sidecar, log_ids_of, sent_time
-from pipeline.journal.ledger import Delivery, DeliveryLedger
 from pipeline.errors import AuthError, PermanentDelivery, StorageError, TransientDelivery
 from pipeline.flow.finish import encode
 from pipeline.flow.retry import RetryPolicy
+from pipeline.journal.ledger import Delivery, DeliveryLedger
+from pipeline.ops.delivery import as_sidecar, count, from_sidecar, log_ids_of, sent_time
 from pipeline.service.runlock import LockBusy, RunLock
 from pipeline.values import LogStatus
 

@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
-from pipeline.sources.local.view import FOLDERS, age
 from pipeline.names import SIDECAR_SUFFIX, original_name
+from pipeline.sources.local.view import FOLDERS, age
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
 AUTH_TIMEOUT_SECONDS = 5.0

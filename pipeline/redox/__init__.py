@@ -1,1 +1,3 @@
-"""Everything that talks to Redox: the HTTP client, auth, the rate limit, the Platform API and the Transferring Files path."""
+"""Everything that talks to Redox: the HTTP client, auth, the rate limit, the Platform API and the
+Transferring Files path.
+"""

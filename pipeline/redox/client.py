@@ -181,7 +181,7 @@ class BearerClient:
                     body_factory=None, **kw) -> Reply:
         """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
         ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
-        for attempt in (1, 2):
+        for _try in (1, 2):
             token = self.tokens.token()
             self.limiter.acquire()
             all_headers = dict(headers or {}, Authorization=f"Bearer {token}")

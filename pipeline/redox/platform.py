@@ -7,8 +7,14 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.redox.client import (TRANSIENT_STATUSES, Transport, BearerClient, json_object, parse_errors,
-                            retry_after)
+from pipeline.redox.client import (
+    TRANSIENT_STATUSES,
+    BearerClient,
+    Transport,
+    json_object,
+    parse_errors,
+    retry_after,
+)
 from pipeline.values import DELIVERY_STATUSES, LogStatus
 
 

@@ -14,9 +14,9 @@ import signal
 from typing import Optional
 
 from pipeline import config as config_mod
+from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 from pipeline.service import logs as logsetup
 from pipeline.service import progress as progress_mod
-from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 
 log = logging.getLogger("pipeline")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3

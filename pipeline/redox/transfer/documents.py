@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Optional
 
-from pipeline.redox.transfer import jsonscan
-from pipeline.flow import check as message
 from pipeline.errors import RejectedFile
+from pipeline.flow import check as message
+from pipeline.redox.transfer import jsonscan
 from pipeline.redox.transfer.jsonscan import Span
 
 WHERE = ('Media.FileContents, Note.FileContents with ContentType "Base64 Encoded", or '

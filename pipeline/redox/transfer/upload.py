@@ -25,9 +25,9 @@ import tempfile
 from typing import Callable, ContextManager, Iterable, Optional
 
 from pipeline import failpoints
-from pipeline.redox.transfer import documents
 from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
 from pipeline.journal import Journal, Record
+from pipeline.redox.transfer import documents
 from pipeline.values import Claim, Message, Upload
 
 log = logging.getLogger("pipeline.transfer")

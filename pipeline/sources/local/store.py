@@ -18,10 +18,12 @@ import time
 from typing import BinaryIO, Iterator, Optional
 
 from pipeline import failpoints
-from pipeline.sources.local import fsops
 from pipeline.errors import ClaimLost, StorageError
-from pipeline.names import (SIDECAR_SUFFIX, candidates as _candidates, fit as _fit,
-                            is_candidate_name, name_problem, original_name, printable as _printable)
+from pipeline.names import SIDECAR_SUFFIX, is_candidate_name, name_problem, original_name
+from pipeline.names import candidates as _candidates
+from pipeline.names import fit as _fit
+from pipeline.names import printable as _printable
+from pipeline.sources.local import fsops
 from pipeline.values import Claim, Drop
 
 SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from pipeline.sources.local import fsops
 from pipeline.errors import ClaimLost
 from pipeline.jsondoc import parse_object
 from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
+from pipeline.sources.local import fsops
 
 FOLDERS = ("inbox", "processing", "done", "failed")
 SIDECAR_LIMIT = 4 << 20      # a sidecar is small; anything larger is not ours
@@ -87,7 +87,8 @@ class LocalFolders:
     # -- the few writes retry-failed needs ------------------------------------------------
     def sha256(self, entry: Entry) -> str:
         """The sha256 of a file's bytes (regular files only: NotRegular otherwise)."""
-        with fsops.open_regular(os.path.join(self.roots[entry.folder], entry.path)) as handle:   # streamed, never whole in memory
+        path = os.path.join(self.roots[entry.folder], entry.path)
+        with fsops.open_regular(path) as handle:   # streamed, never whole in memory
             return hashlib.file_digest(handle, "sha256").hexdigest()
 
     def inbox_name(self, entry: Entry) -> str:
@@ -163,7 +164,7 @@ def make_folders(settings, command: str):
     """The folder view for ``settings.source.kind``: local folders, or an S3 bucket's prefixes."""
     if settings.source.kind == "local":
         return LocalFolders(settings)
-    from pipeline.sources.s3.view import S3Folders         # boto3 only when S3 is configured
+    from pipeline.sources.s3.view import S3Folders  # boto3 only when S3 is configured
     return S3Folders(settings)
 
 

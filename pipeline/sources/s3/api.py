@@ -25,9 +25,15 @@ from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
-                                 NoCredentialsError, PartialCredentialsError, ReadTimeoutError,
-                                 ResponseStreamingError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from pipeline.errors import AuthError, ClaimLost, StorageError
 

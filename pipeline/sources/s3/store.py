@@ -21,12 +21,14 @@ from typing import BinaryIO, Iterator, Optional
 
 from pipeline.errors import ClaimLost, PipelineError, StorageError
 from pipeline.jsondoc import parse_object
-from pipeline.names import SIDECAR_SUFFIX, candidates as _candidates, is_candidate_name
+from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
+from pipeline.names import candidates as _candidates
 from pipeline.sources.s3.api import Bucket, Conflict, epoch
 from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
 from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress
 from pipeline.sources.s3.recover import Recovery
 from pipeline.values import Claim, Drop
+
 
 def is_ours(name: str, pattern: str) -> bool:
     """A key below the prefix counts when its base name does (localstore's rule: not hidden,
@@ -321,5 +323,5 @@ class S3Store(Recovery, Progress):
 
 def make_s3_store(settings, owner: str) -> S3Store:
     """The S3 store for ``settings`` (source.kind s3), checked against the real endpoint."""
-    from pipeline.sources.s3.setup import build_store     # the start-up checks live there
+    from pipeline.sources.s3.setup import build_store  # the start-up checks live there
     return build_store(settings, owner)
