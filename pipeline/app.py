@@ -114,7 +114,7 @@ def make_done_folder(settings: Settings):
 
 def make_platform_client(settings: Settings, tokens=None, limiter=None) -> PlatformClient:
     """The Platform API client. ``tokens``/``limiter`` may be shared with the SEND client
-    (the same key, and one request budget per IP: redox-api.md, the 429 row)."""
+    (the same key, and one request budget per IP: Redox counts every request from an IP)."""
     dc, redox = settings.delivery_check, settings.redox
     verify = tls_verify(settings)
     if not verify and urlparse(dc.platform_url).hostname not in LOOPBACK:

@@ -1,4 +1,4 @@
-"""The command line (interface.md: Install and run). ``main()`` returns the exit status.
+"""The command line. ``main()`` returns the exit status.
 
     run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage,
                                      3 Redox unreachable or credentials refused

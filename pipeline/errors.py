@@ -75,7 +75,7 @@ class DeliveryError(PipelineError):
     ``status`` is the HTTP status (None when no answer came back); ``errors`` the
     ``Meta.Errors[].Text`` values (or a short description); ``maybe_seen`` is True when Redox
     may have accepted the request even though we saw a failure (timeout after sending, dropped
-    connection, 502, 504: redox-api.md "Redox documents no idempotency key for SEND");
+    connection, 502, 504: Redox has no idempotency key for SEND);
     ``retry_after`` is the server's Retry-After in seconds, when it sent one; ``elapsed`` how
     long the exchange took in seconds, when known (for the SEND-latency metric).
     """

@@ -17,7 +17,7 @@ _NEVER_OURS = (".tmp", ".part")
 SIDECAR_SUFFIX = ".redox.json"
 NAME_MAX = 255                          # bytes in one path component (Linux filesystems)
 # A file must be able to end in done/ or failed/ under its own name with its sidecar beside it
-# (interface.md), so its name leaves room for the sidecar suffix.
+# (the README's promise), so its name leaves room for the sidecar suffix.
 MAX_NAME_BYTES = NAME_MAX - len(SIDECAR_SUFFIX)
 
 

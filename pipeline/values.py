@@ -1,4 +1,4 @@
-"""The small frozen values that flow from one stage to the next (design.md: the path of one file).
+"""The small frozen values that flow from one stage to the next.
 
     Drop ──claim──> Claim ──check──> Message ──route──> Decision ──deliver──> Outcome
     (later, reconcile: each Outcome's Log IDs ──look up──> LogStatus)
@@ -46,7 +46,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Upload:
-    """One embedded document sent to Redox's upload endpoint (redox-api.md: Transferring files)."""
+    """One embedded document sent to Redox's upload endpoint."""
     URI: str
     field: str           # e.g. "Media.FileContents" or "Orders[0].Results[1].Value"
     size: int            # decoded size in bytes
@@ -82,7 +82,7 @@ FINAL_STATUSES = frozenset({"succeeded", "failed", "filtered"})
 
 @dataclass(frozen=True)
 class LogStatus:
-    """Redox's word on one Log ID (redox-api.md: Delivery status): the latest attempt's
+    """Redox's word on one Log ID: the latest attempt's
     ``status`` (one of DELIVERY_STATUSES), ``attempts.total`` and ``attempts.latest.attemptAt``
     as Redox wrote it; ``note`` when the answer needed interpreting."""
     log_id: str

@@ -1,5 +1,5 @@
 """End to end: `redox-pipeline reconcile` and the service's background passes, in subprocesses,
-against the sandbox's Platform logs endpoint (issue 9: delivery confirmation)."""
+against the sandbox's Platform logs endpoint (delivery confirmation)."""
 
 from __future__ import annotations
 

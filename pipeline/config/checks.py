@@ -36,7 +36,7 @@ def semantic_problems(s: Settings) -> list[str]:
 def delivery_problems(s: Settings, required: bool) -> list[str]:
     """What delivery confirmation needs; ``required`` when enabled or when ``reconcile`` runs.
 
-    redox-api.md (Delivery status): the Platform API takes only OAuth tokens, so a legacy
+    The Platform API takes only OAuth tokens, so a legacy
     ``redox.auth`` cannot be reused for it.
     """
     dc, problems = s.delivery_check, []
@@ -78,7 +78,7 @@ def s3_problems(s: Settings) -> list[str]:
 
 
 def auth_problems(auth: AuthSettings, where: str) -> list[str]:
-    """The keys each auth method needs (redox-api.md: Authentication)."""
+    """The keys each auth method needs."""
     needed = (("client_id", "key_id", "private_key_file") if auth.method == "oauth"
               else ("api_key", "secret"))
     problems = [f"{where}.{key}: missing (required for method {auth.method})"

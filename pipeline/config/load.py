@@ -98,7 +98,7 @@ SECRET_KEYS = ("api_key", "secret")
 def literal_secrets(raw: dict) -> list[str]:
     """Credentials belong in the environment (or, for OAuth, a key file named in config): a
     config file gets copied, committed and shown around. A credential written into the file
-    still works (refusing it would break configs that follow interface.md), but every load
+    still works (refusing it would break existing configs), but every load
     warns. Warnings never quote the value."""
     problems = []
     for where in ("redox.auth", "delivery_check.auth"):

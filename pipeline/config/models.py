@@ -22,7 +22,7 @@ class SourceSettings(_Model):
     inbox: Optional[str] = None
     pattern: str = "*.json"
     settle_seconds: float = Field(2.0, ge=0)
-    rescan_seconds: float = Field(10.0, gt=0)   # the periodic safety-net scan (design.md: discover)
+    rescan_seconds: float = Field(10.0, gt=0)   # the periodic safety-net scan
     bucket: Optional[str] = None
     prefix: str = ""
     endpoint_url: Optional[str] = None
@@ -56,10 +56,10 @@ class AuthSettings(_Model):
 class RedoxSettings(_Model):
     base_url: str = "https://api.redoxengine.com"
     upload_url: str = "https://blob.redoxengine.com/upload"
-    # redox-api.md: Redox gives up on a request at 120 s, so wait a little longer than that.
+    # Redox gives up on a request at 120 s, so wait a little longer than that.
     timeout_seconds: float = Field(130.0, gt=0)
     connect_timeout_seconds: float = Field(10.0, gt=0)
-    # redox-api.md: 7,500 requests per 5 minutes per IP (25/s); stay under it by default.
+    # Redox allows 7,500 requests per 5 minutes per IP (25/s); stay under it by default.
     max_requests_per_second: float = Field(20.0, ge=0)
     send_limit_bytes: int = Field(10 * 1024 * 1024, gt=0)
     upload_limit_bytes: int = Field(30 * 1024 * 1024, gt=0)
@@ -99,7 +99,7 @@ class StateSettings(_Model):
 
 class MetricsSettings(_Model):
     port: Optional[int] = Field(None, ge=0, le=65535)     # 0 = any free port (it is logged)
-    # loopback by default (interface.md); a container publishing the port needs 0.0.0.0
+    # loopback by default; a container publishing the port needs 0.0.0.0
     address: str = "127.0.0.1"
 
 
@@ -109,7 +109,7 @@ class DeliveryCheckSettings(_Model):
     enabled: bool = False
     organization_id: Optional[str] = None
     platform_url: str = "https://api.redoxengine.com/platform"
-    # the Platform API key (redox-api.md: Delivery status, OAuth only); None = reuse redox.auth
+    # the Platform API key; None = reuse redox.auth
     auth: Optional[AuthSettings] = None
     give_up_after_hours: float = Field(24.0, gt=0)   # counted from the accepted SEND
     interval_seconds: float = Field(300.0, gt=0)

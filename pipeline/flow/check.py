@@ -1,7 +1,7 @@
 """read + check: bytes as dropped → a :class:`Message`, or :class:`RejectedFile` with a reason.
 
 A Redox message is a JSON object whose ``Meta.DataModel`` and ``Meta.EventType`` are strings
-(redox-api.md: SEND). Everything else is rejected here, precisely, and never sent: empty,
+(a SEND needs both). Everything else is rejected here, precisely, and never sent: empty,
 truncated, not UTF-8, not an object, NaN/Infinity, duplicate keys, absurd nesting or numbers.
 Reasons name what is wrong, never what the message says (it holds patient data).
 """

@@ -54,7 +54,7 @@ _HOST = socket.gethostname()
 
 def build_sidecar(claim: Claim, record: Record, outcome: Outcome, attempts: list[dict],
                   extra: Optional[dict] = None) -> dict:
-    """Every field of interface.md's sidecar, plus the history an auditor needs."""
+    """Every field of the documented sidecar (README: The sidecar), plus the history an auditor needs."""
     sends = [a for a in attempts if a["kind"] == "send"]
     doc = {
         "status": outcome.status,

@@ -1,6 +1,6 @@
 """discover + claim, for the runner: which inbox files are ready, and taking them.
 
-Events are hints, the listing is the truth (design.md: discover): ``rescan()`` lists the source,
+Events are hints, the listing is the truth: ``rescan()`` lists the source,
 ``hint(name)`` looks at one name an event mentioned, ``recheck_settling()`` looks again at files
 whose settle time has come. ``claim_next()`` claims the oldest settled file, unless it changed
 since it settled (then it settles again) or someone else was first. Storage trouble skips a name

@@ -1,7 +1,7 @@
 """Start-up recovery: finish what a crashed or killed process left half-done.
 
-Two things can be left behind (design.md: finish — "a crash between any two steps leaves a
-state that start-up recovery completes"):
+A crash between any two steps leaves a state that start-up recovery completes. Two
+things can be left behind:
 
 - claimed files of a process that is gone: adopted, then read again like any claim; the
   journal then decides whether each is finished (Redox accepted it: never re-sent), continued

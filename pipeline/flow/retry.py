@@ -18,7 +18,7 @@ class RetryPolicy:
 
     ``delay(n)`` is the wait after the n-th failed attempt: uniform in
     ``[0, min(cap, initial * 2**(n-1))]`` (full jitter spreads a thundering herd). A server's
-    Retry-After (redox-api.md: honour it on 429 if present) is a floor, capped at ``cap``.
+    Retry-After is a floor, capped at ``cap``.
     """
     max_attempts: int = 10
     initial: float = 1.0
@@ -36,7 +36,7 @@ class RetryPolicy:
 
 
 class CircuitBreaker:
-    """Pauses new attempts while Redox is failing for everyone (design.md: deliver).
+    """Pauses new attempts while Redox is failing for everyone.
 
     After ``threshold`` transient failures in a row (across files) it opens for a cooldown
     that doubles up to ``max_cooldown``; then one probe attempt is let through (half-open):

@@ -1,7 +1,7 @@
-"""route: a pure decision on how a checked file travels (design.md: route).
+"""route: a pure decision on how a checked file travels.
 
 Up to ``send_limit_bytes`` a file is sent as it is. A larger one takes Redox's Transferring
-Files path (redox-api.md): its embedded documents are uploaded and replaced by URIs, then the
+Files path: its embedded documents are uploaded and replaced by URIs, then the
 small message is sent. What cannot travel either way is rejected with the reason.
 """
 

@@ -1,4 +1,4 @@
-"""The runner: one loop that calls the stages in order for every file (design.md).
+"""The runner: one loop that calls the stages in order for every file.
 
     discover ──> claim ──> [worker thread: read + check ──> route ──> deliver ──> finish]
 
@@ -93,7 +93,7 @@ class Runner:
         if self.fatal or self.intake.fatal:
             self.fatal = self.fatal or self.intake.fatal
             return EXIT_REDOX
-        # interface.md: a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
+        # a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
         # files are the --once run's business, not a reason for systemd to call the stop a failure
         return EXIT_FAILED if self.once and (self.counts["failed"] or self.unfinished) else EXIT_OK
 

@@ -1,6 +1,6 @@
 """settle: which inbox files are complete and ready to claim.
 
-Events are hints, the listing is the truth (design.md: discover): a full scan at start and
+Events are hints, the listing is the truth: a full scan at start and
 every ``rescan_seconds``, watchdog events as the fast path in between. A file is ready once
 its size and mtime have not changed for ``settle_seconds``: either its mtime is that old, or
 we have seen it unchanged for that long by our own clock (which also copes with a filesystem

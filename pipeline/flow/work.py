@@ -2,7 +2,7 @@
 
 ``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
 returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
-no worker (design.md: deliver). Every stage it calls is one module: message (read + check),
+no worker. Every stage it calls is one module: message (read + check),
 route, transfer (files over the send limit: upload their documents, then build the small
 message; retried step by step like SEND until ``job.message`` is set), redox (deliver), finish.
 """
@@ -144,7 +144,7 @@ class FileWork:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
         return None
 
-    # -- transfer (files over send_limit: redox-api.md, Transferring files) --------------------
+    # -- transfer (files over send_limit: Redox's Transferring Files) --------------------
     def _transfer(self, job: Job) -> Optional[Step]:
         """Upload the documents still missing and build the small message (job.message); a
         Step when the file cannot go on now. Uploads share SEND's retry policy, breaker, rate

@@ -1,4 +1,4 @@
-"""The journal: an SQLite record of every claim, attempt and answer (design.md: audit).
+"""The journal: an SQLite record of every claim, attempt and answer.
 
 It is what makes a restart safe: Redox's Log IDs are committed here *before* a file is moved to
 done/, so recovery never re-sends a file Redox already accepted, and attempts and the next
@@ -139,7 +139,7 @@ class Journal:
     # Every statement runs under the lock; an SQLite error (a full disk, an I/O error) becomes a
     # StorageError (the file stays claimed and is tried again), never an unexpected exception.
     # SQLite's messages quote no data. Several statements share one transaction: each
-    # transaction costs a round of file locks and WAL writes (issue 6: the journal was the
+    # transaction costs a round of file locks and WAL writes (the journal was the
     # largest cost per file after HTTP).
     def _write(self, sql: str, args: Iterable = ()) -> None:
         self._in_tx(lambda db: db.execute(sql, tuple(args)), "")
@@ -212,7 +212,7 @@ class Journal:
 
     def close_interrupted(self, claim_id: str) -> None:
         """Attempts started but never ended belong to a process that died mid-request:
-        Redox may have received them (redox-api.md: no idempotency key). Only an interrupted
+        Redox may have received them. Only an interrupted
         SEND makes the file a possible duplicate; an interrupted upload at worst left an
         unused copy of a document with Redox."""
         def close(db):

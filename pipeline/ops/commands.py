@@ -1,4 +1,4 @@
-"""The operator's commands: ``status``, ``retry-failed``, ``report`` and ``reconcile`` (interface.md).
+"""The operator's commands: ``status``, ``retry-failed``, ``report`` and ``reconcile``.
 
 Each reads the settings, looks at the folders through the folders seam (local only so far:
 another source kind is refused with a clear config error, exit 2) and hands the work to its
@@ -82,7 +82,7 @@ def report(args) -> int:
 
 
 def reconcile(args) -> int:
-    """One pass of delivery confirmation (interface.md: reconcile); the exit status says how
+    """One pass of delivery confirmation; the exit status says how
     the deliveries of the files in scope stand."""
     settings = _settings(args)
     problems = config_mod.delivery_problems(settings, required=True)

@@ -1,7 +1,7 @@
 """Delivery confirmation as operators see it: the sidecar's ``delivery`` field, the counts
 status/report/metrics show, and ``--since``.
 
-A sidecar's ``delivery`` (interface.md) maps each Log ID to Redox's word on it::
+A sidecar's ``delivery`` maps each Log ID to Redox's word on it::
 
     "delivery": {"<Log ID>": {"status": "succeeded", "attempts": 1,
                               "attempt_at": "<attempts.latest.attemptAt>",
@@ -96,8 +96,8 @@ def sent_time(doc: dict) -> Optional[float]:
 
 
 def as_sidecar(row: Delivery) -> dict:
-    """One Log ID's entry in the sidecar's ``delivery`` (interface.md: status, attempt count,
-    when it was checked)."""
+    """One Log ID's entry in the sidecar's ``delivery``: status, attempt count, when it was
+    checked."""
     entry = {"status": row.status, "attempts": row.total, "attempt_at": row.attempt_at,
              "checked_at": iso(row.checked_at), "checks": row.checks, "final": row.final,
              "gave_up": row.gave_up}

@@ -1,6 +1,6 @@
 """reconcile: follow every Log ID of the files in done/ until Redox says where it ended.
 
-A 200 on SEND only means Redox *received* the message (redox-api.md: Delivery status); whether
+A 200 on SEND only means Redox *received* the message; whether
 each destination got it is in Redox's Logs. One pass:
 
     done/ refs ──(skip settled)──> sidecar ──> each open Log ID ──look up──> LogStatus
@@ -60,7 +60,7 @@ class PassResult:
 
     @property
     def exit_status(self) -> int:
-        """interface.md: 0 all delivered, 1 some failed, 3 refused, 4 none failed but some
+        """0 all delivered, 1 some failed, 3 refused, 4 none failed but some
         pending; failed wins over pending. A delivery given up is a failure to confirm it:
         it needs an operator just like a failed one, so it counts with failed."""
         if self.stopped:

@@ -2,7 +2,7 @@
 
 Events log a short message plus fields passed as ``extra`` (file name, sha256 prefix, attempt,
 status, Log IDs, duration, error reason). With ``json`` every line on stdout and stderr is one
-JSON object (interface.md).
+JSON object.
 """
 
 from __future__ import annotations

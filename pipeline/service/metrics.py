@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-# SEND latency buckets up to Redox's own 120 s limit (redox-api.md) and our 130 s timeout
+# SEND latency buckets up to Redox's own 120 s limit and our 130 s timeout
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 130.0)
 
 

@@ -1,4 +1,4 @@
-"""``run`` and ``validate`` (interface.md: Install and run).
+"""``run`` and ``validate``.
 
 ``run --once`` exits 0 when nothing went to failed, 1 when something did, 2 for a bad config,
 3 when Redox (or the S3 source) could not be reached or refused the credentials; the service

@@ -3,7 +3,7 @@
 This is the storage seam for ``source.kind: local`` (S3 has its own store with the same
 methods). Ownership of claimed files is by folder: each process claims into
 ``processing/<owner>/`` and holds an exclusive ``flock`` on ``processing/<owner>/.lock`` for
-its lifetime, so anyone can tell a live owner from an abandoned claim (design.md: claim).
+its lifetime, so anyone can tell a live owner from an abandoned claim.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one module that imports boto3/botocore: thin S3 and SQS wrappers that speak our errors.
 
 Every call goes through :func:`_call`, which translates botocore's exceptions at this one
-boundary (design.md: errors translated at one boundary):
+boundary:
 
 - throttling, 5xx, timeouts, connection errors → :class:`StorageError` (transient: the caller
   tries again later). botocore's *standard* retry mode has already retried them with

@@ -1,4 +1,4 @@
-"""Leases: which worker owns an S3 object while it is in flight (design.md: claim).
+"""Leases: which worker owns an S3 object while it is in flight.
 
 S3 has no atomic rename, so ownership is a small JSON object per name,
 ``<folders.processing>/.leases/<name>``, created with ``If-None-Match: *``: S3 lets exactly

@@ -5,7 +5,7 @@ stat, claim, open, release, finish, adopt_orphans, has_claims). A name is the ke
 ``source.prefix`` and keeps its path: ``incoming/a/b.json`` → ``processing/a/b.json`` →
 ``done/a/b.json`` with its sidecar ``done/a/b.json.redox.json`` beside it.
 
-S3 has no atomic rename (design.md: claim), so a claim is a create-only lease (s3lease.py)
+S3 has no atomic rename, so a claim is a create-only lease (s3lease.py)
 followed by an idempotent copy + delete into processing/. Every later step first checks the
 lease is still ours. Finishing writes the sidecar create-only (which reserves the name in
 done/ or failed/), then copies the object beside it and deletes it from processing/: a crash
