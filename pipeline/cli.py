@@ -26,10 +26,10 @@ import sys
 from typing import Optional
 
 from pipeline.errors import ConfigError, StorageError, UsageError
+from pipeline.exits import Exit
 from pipeline.service import logs as logsetup
 
 log = logging.getLogger("pipeline")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,7 +42,7 @@ class Parser(argparse.ArgumentParser):
         if Parser.json_errors:
             print(json.dumps({"level": "error", "event": "usage error", "problem": message,
                               "usage": self.format_usage().strip()}), file=sys.stderr)
-            sys.exit(EXIT_USAGE)
+            sys.exit(Exit.USAGE)
         super().error(message)
 
 
@@ -100,18 +100,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BrokenPipeError:
         # the reader went away (`| head`): not our failure; keep Python from complaining at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return Exit.OK
     except ConfigError as exc:
         report_config_problems(args, exc)
-        return EXIT_USAGE
+        return Exit.USAGE
     except StorageError as exc:     # e.g. the inbox cannot be created: fix the folders first
         report_config_problems(args, ConfigError(f"folders: {exc}"))
-        return EXIT_USAGE
+        return Exit.USAGE
     except Exception:
         if args.log_format != "json":
             raise                        # a traceback helps a person; it would break JSON lines
         log.exception("unexpected error")
-        return EXIT_FAILED
+        return Exit.FAILED
 
 
 def _handler(command: str):

@@ -2,13 +2,23 @@
 
     PipelineError
     ├── ConfigError            bad config.yaml or environment; exit 2; nothing touched
+    │   └── UsageError         a bad command-line value; exit 2 as well
     ├── AuthError              Redox refused the credentials, or could not be reached; exit 3
+    │   └── SourceAuthError    S3 or SQS refused the AWS credentials
     ├── StorageError           local or S3 I/O failure, with the path or key
-    │   └── ClaimLost          the file vanished or another worker took it: skip quietly
+    │   ├── ClaimLost          the file vanished or another worker took it: skip quietly
+    │   ├── NotRegular         what was claimed is not a regular file
+    │   ├── Unreadable         the file is there but may not be read (permissions)
+    │   ├── Missing            the bucket or queue does not exist
+    │   └── Denied             authenticated, but the IAM policy does not allow it
+    ├── Conflict               an S3 conditional write lost a race (someone else won)
+    ├── LockBusy               another run holds the run lock
     ├── RejectedFile           the file's own fault (not JSON, no Meta, too large): failed, not sent
-    └── DeliveryError          one failed attempt; knows whether Redox may have seen the request
-        ├── TransientDelivery  connection error, timeout, 429, 5xx: retry
-        └── PermanentDelivery  400, 403, 404, 413, other 4xx: failed, keep Meta.Errors[].Text
+    ├── DeliveryError          one failed attempt; knows whether Redox may have seen the request
+    │   ├── TransientDelivery  connection error, timeout, 429, 5xx: retry
+    │   └── PermanentDelivery  400, 403, 404, 413, other 4xx: failed, keep Meta.Errors[].Text
+    ├── PlatformUnreachable    delivery confirmation got no usable answer, even after retries
+    └── Interrupted            the service is stopping: end a long pass where it is
 
 Messages never carry message content or secrets: only names, statuses and reasons.
 """
@@ -97,3 +107,48 @@ class TransientDelivery(DeliveryError):
 
 class PermanentDelivery(DeliveryError):
     """The request itself was refused (400, 403, 404, 413, other 4xx): do not retry."""
+
+
+class NotRegular(StorageError):
+    """What was claimed is not a regular file (symlink, FIFO, directory, device)."""
+
+
+class Unreadable(StorageError):
+    """The file is there but this process may not read it (permissions): the file's fault,
+    or its owner's, not a passing storage problem. ``reason`` omits the path."""
+
+    def __init__(self, reason: str, where: str = ""):
+        self.reason = reason
+        super().__init__(reason, where)
+
+
+class SourceAuthError(AuthError):
+    """S3 or SQS refused the credentials (expired session token, unknown key, ...)."""
+
+
+class Missing(StorageError):
+    """The bucket or queue does not exist (at start: a config error)."""
+
+
+class Denied(StorageError):
+    """Authenticated, but the IAM policy does not allow the operation."""
+
+
+class Conflict(PipelineError):
+    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
+
+
+class LockBusy(PipelineError):
+    """Another process holds the lock; ``holder`` describes it (pid, host, since when)."""
+
+    def __init__(self, holder: str):
+        self.holder = holder
+        super().__init__(holder)
+
+
+class PlatformUnreachable(PipelineError):
+    """The Platform API gave no usable answer even after the retries."""
+
+
+class Interrupted(PipelineError):
+    """The service is stopping: a long pass ends where it is (everything so far is recorded)."""

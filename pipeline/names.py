@@ -13,8 +13,9 @@ import os
 import re
 from typing import Iterator, Optional
 
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
+
 _NEVER_OURS = (".tmp", ".part")
-SIDECAR_SUFFIX = ".redox.json"
 NAME_MAX = 255                          # bytes in one path component (Linux filesystems)
 # A file must be able to end in done/ or failed/ under its own name with its sidecar beside it
 # (the README's promise), so its name leaves room for the sidecar suffix.

@@ -1,4 +1,4 @@
-"""Times as operators type and read them. Everything is UTC, like the sidecars' timestamps.
+"""Times as operators type and read them. Everything is UTC.
 
 ``--since`` accepts a date (``2024-05-01``, midnight UTC), a date and time
 (``2024-05-01T13:30``, ``2024-05-01 13:30:00+02:00``; UTC unless it names an offset), or an
@@ -41,10 +41,12 @@ def parse_iso(text) -> Optional[float]:
 
 
 def iso(epoch: Optional[float]) -> Optional[str]:
-    """``2024-05-01T13:30:00Z`` (seconds), or None."""
+    """The one way the project writes a time: ``2024-05-01T13:30:00.250Z`` (UTC, milliseconds),
+    or None. Sidecars, the journal's reports, status and logs all use it."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.fromtimestamp(epoch, timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 def day(epoch: float) -> str:

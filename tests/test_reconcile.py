@@ -19,7 +19,7 @@ from pipeline.flow import check as message_stage
 from pipeline.ops.delivery import delivery_summary, parse_since
 from pipeline.journal.ledger import DeliveryLedger
 from pipeline.sources.local.done import LocalDoneFolder
-from pipeline.flow.finish import iso
+from pipeline.timefmt import iso
 from pipeline.journal import Journal
 from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
 from pipeline.flow.retry import RetryPolicy

@@ -97,7 +97,7 @@ def test_since_keeps_later_outcomes_only(env):
     doc = json.loads(report(env, "--json", "--since", "2024-05-02").stdout)
     assert [d["day"] for d in doc["days"]] == ["2024-05-02", "2024-05-03", "2024-05-04"]
     assert doc["totals"] == {"done": 2, "failed": 3}
-    assert doc["since"] == "2024-05-02T00:00:00Z"
+    assert doc["since"] == "2024-05-02T00:00:00.000Z"   # the one time format: UTC, milliseconds
 
 
 def test_terminal_tables(env):

@@ -8,7 +8,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from pipeline.errors import AuthError, StorageError
-from pipeline.sources.s3.api import Denied, SourceAuthError, translate
+from pipeline.errors import Denied, SourceAuthError
+from pipeline.sources.s3.api import translate
 from pipeline.sources.s3.feed import parse
 
 

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from hostile import Lines, Rig, Unprivileged
-from pipeline.sources.local.fsops import Unreadable
+from pipeline.errors import Unreadable
 from pipeline.sources.local.store import LocalStore
 from pipeline_env import message
 

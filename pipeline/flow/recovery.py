@@ -35,12 +35,12 @@ def complete_journal(store, journal: Journal) -> int:
     if find is None:
         return 0
     fixed = 0
-    for row in journal.rows("state IN ('finishing', 'accepted')"):
-        if row["location"] and os.path.lexists(row["location"]):
+    for record in journal.open_outcomes():
+        if record.location and os.path.lexists(record.location):
             continue          # still claimed: its owner, or our adoption, finishes it
-        status = row["outcome"] or "done"      # 'accepted' rows are done once moved
-        dest = find(row["name"], status, row["claim_id"])
+        status = record.outcome or "done"      # 'accepted' rows are done once moved
+        dest = find(record.name, status, record.claim_id)
         if dest:
-            journal.finished(row["claim_id"], dest, status)
+            journal.finished(record.claim_id, dest, status)
             fixed += 1
     return fixed

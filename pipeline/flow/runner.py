@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.exits import Exit
 from pipeline.flow import recovery
 from pipeline.flow.intake import Intake
 from pipeline.flow.settle import Settler
@@ -28,7 +29,6 @@ from pipeline.sources.local.watch import Watcher
 
 log = logging.getLogger("pipeline.run")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
 
 
 class Runner:
@@ -92,10 +92,10 @@ class Runner:
             self._shutdown()
         if self.fatal or self.intake.fatal:
             self.fatal = self.fatal or self.intake.fatal
-            return EXIT_REDOX
+            return Exit.REDOX
         # a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
         # files are the --once run's business, not a reason for systemd to call the stop a failure
-        return EXIT_FAILED if self.once and (self.counts["failed"] or self.unfinished) else EXIT_OK
+        return Exit.FAILED if self.once and (self.counts["failed"] or self.unfinished) else Exit.OK
 
     @property
     def unfinished(self) -> set[str]:

@@ -21,10 +21,12 @@ from pipeline import failpoints
 from pipeline.errors import (
     AuthError,
     ClaimLost,
+    NotRegular,
     PermanentDelivery,
     RejectedFile,
     StorageError,
     TransientDelivery,
+    Unreadable,
 )
 from pipeline.flow import check as message_stage
 from pipeline.flow.finish import finish
@@ -32,7 +34,6 @@ from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.route import route
 from pipeline.journal import Journal, Record
 from pipeline.redox.transfer.upload import Transfer
-from pipeline.sources.local.fsops import NotRegular, Unreadable
 from pipeline.values import Claim, Message, Outcome
 
 log = logging.getLogger("pipeline.work")

@@ -14,166 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
-import threading
-import time
 import uuid
-from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from pipeline.errors import StorageError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS claims (
-    claim_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    source TEXT,
-    location TEXT,
-    owner TEXT,
-    sha256 TEXT,
-    size INTEGER,
-    data_model TEXT,
-    event_type TEXT,
-    state TEXT NOT NULL,             -- claimed | waiting | released | accepted | finishing | done | failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_retry_at REAL,
-    possible_duplicate INTEGER NOT NULL DEFAULT 0,
-    http_status INTEGER,
-    logs TEXT NOT NULL DEFAULT '[]',
-    errors TEXT NOT NULL DEFAULT '[]',
-    uploads TEXT NOT NULL DEFAULT '[]',
-    outcome TEXT,                    -- done | failed, once decided
-    reason_kind TEXT,
-    duplicate_of TEXT,
-    dest TEXT,
-    dropped_at REAL,
-    first_claimed_at REAL,
-    finished_at REAL
-);
--- look-ups by bytes (dedupe) and by inbox name; without ``state``, which changes at every step,
--- so a step rewrites one index fewer (these replace the first version's (sha256, state) and
--- (name, state) indexes, dropped here)
-DROP INDEX IF EXISTS claims_by_sha;
-DROP INDEX IF EXISTS claims_by_name;
-CREATE INDEX IF NOT EXISTS claims_by_sha256 ON claims (sha256);
-CREATE INDEX IF NOT EXISTS claims_by_inbox_name ON claims (name);
-CREATE INDEX IF NOT EXISTS claims_by_state ON claims (state, next_retry_at);
-CREATE TABLE IF NOT EXISTS attempts (
-    claim_id TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- send | upload
-    n INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    status INTEGER,
-    result TEXT,                     -- accepted | transient | permanent | auth | interrupted (NULL: in flight)
-    maybe_seen INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    PRIMARY KEY (claim_id, kind, n)
-);
--- retry-failed: the sidecar of a failed file put back into the inbox, until the file's next
--- outcome takes it into its own sidecar as ``history`` (keyed by the inbox name it was put
--- back under and its bytes, which is exactly what the next claim of it will see)
-CREATE TABLE IF NOT EXISTS replays (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    requeued_at REAL NOT NULL,
-    history TEXT NOT NULL,           -- JSON list: earlier sidecars, oldest first
-    consumed_by TEXT                 -- the claim whose sidecar took them in
-);
-CREATE INDEX IF NOT EXISTS replays_by_file ON replays (name, sha256);
-"""
-
-OPEN_STATES = ("claimed", "waiting", "released", "accepted", "finishing")
+from pipeline.journal.database import Database
+from pipeline.journal.records import Record, SidecarView, attempts, record_of, sidecar_view
+from pipeline.journal.schema import OPEN_STATES
 
 
-@dataclass
-class Record:
-    """One claim's journal row, as the runner needs it."""
-    claim_id: str
-    name: str
-    state: str
-    attempts: int
-    possible_duplicate: bool
-    logs: list
-    errors: list
-    uploads: list
-    http_status: Optional[int]
-    outcome: Optional[str]
-    reason_kind: Optional[str]
-    next_retry_at: Optional[float]
-    dest: Optional[str]
-    sha256: Optional[str]
-    duplicate_of: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class SidecarView:
-    """What a finished file's sidecar is built from, read in one transaction."""
-    record: Record
-    attempts: list
-    replay_ids: list
-    history: list
-
-
-class Journal:
-    """The journal at ``path`` (created with its folder if missing)."""
-
-    def __init__(self, path: str, clock=time.time):
-        self.path, self.clock = path, clock
-        try:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the journal ({exc})", path) from None
-        self.db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
-
-    # Every statement runs under the lock; an SQLite error (a full disk, an I/O error) becomes a
-    # StorageError (the file stays claimed and is tried again), never an unexpected exception.
-    # SQLite's messages quote no data. Several statements share one transaction: each
-    # transaction costs a round of file locks and WAL writes (the journal was the
-    # largest cost per file after HTTP).
-    def _write(self, sql: str, args: Iterable = ()) -> None:
-        self._in_tx(lambda db: db.execute(sql, tuple(args)), "")
-
-    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
-        def run(db):
-            for sql, args in statements:
-                db.execute(sql, args)
-        # one statement is atomic by itself: no BEGIN and COMMIT round trips for it
-        self._in_tx(run, "BEGIN IMMEDIATE" if len(statements) > 1 else "")
-
-    def _in_tx(self, work, begin: str = "BEGIN IMMEDIATE"):
-        """``work(db)`` in one transaction (``begin`` "" = the statement's own autocommit);
-        all or nothing. Returns what ``work`` returns."""
-        with self._lock:
-            try:
-                if not begin:
-                    return work(self.db)
-                self.db.execute(begin)
-                try:
-                    result = work(self.db)
-                    self.db.execute("COMMIT")
-                    return result
-                except BaseException:
-                    # SQLite has already rolled back after some errors (a full disk at COMMIT);
-                    # the original error is the one to report
-                    if self.db.in_transaction:
-                        self.db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"journal: {exc}", self.path) from None
-
-    def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
-        return self._in_tx(lambda db: db.execute(sql, tuple(args)).fetchall(), "")
+class Journal(Database):
+    """Every claim, attempt and answer, at ``path`` (see :class:`Database` for the connection)."""
 
     # -- claims ------------------------------------------------------------------------------
     def begin(self, name: str, sha256: str, size: int, source: str, location: str, owner: str,
@@ -208,7 +59,7 @@ class Journal:
 
     def get(self, claim_id: str) -> Record:
         row = self._query("SELECT * FROM claims WHERE claim_id = ?", (claim_id,))[0]
-        return _record(row)
+        return record_of(row)
 
     def close_interrupted(self, claim_id: str) -> None:
         """Attempts started but never ended belong to a process that died mid-request:
@@ -267,7 +118,7 @@ class Journal:
         def run(db):
             for sql, values in statements:
                 db.execute(sql, values)
-            return _sidecar_view(db, claim_id, sidecar_for) if sidecar_for is not None else None
+            return sidecar_view(db, claim_id, sidecar_for) if sidecar_for is not None else None
         return self._in_tx(run)
 
     def void_attempt(self, claim_id: str, kind: str, n: int) -> None:
@@ -328,14 +179,14 @@ class Journal:
         self._write("DELETE FROM replays WHERE id = ? AND consumed_by IS NULL", (replay_id,))
 
     def attempts_of(self, claim_id: str) -> list[dict]:
-        return self._in_tx(lambda db: _attempts(db, claim_id), "")
+        return self._in_tx(lambda db: attempts(db, claim_id), "")
 
     def for_sidecar(self, claim_id: str, name: str) -> SidecarView:
         """What a sidecar is built from, read in one transaction: the record, its attempts,
         and the replay history of ``name`` with the record's bytes: the sidecars of earlier
         failures that retry-failed put back, waiting for this claim's outcome or taken by it
         already (a finish redone after a crash builds the same sidecar again)."""
-        return self._in_tx(lambda db: _sidecar_view(db, claim_id, name), "BEGIN")
+        return self._in_tx(lambda db: sidecar_view(db, claim_id, name), "BEGIN")
 
     # -- look-ups ----------------------------------------------------------------------------
     def delivered(self, sha256: str, exclude: str) -> Optional[str]:
@@ -356,49 +207,31 @@ class Journal:
                            "AND next_retry_at > ? GROUP BY name", (now,))
         return {r["name"]: r["t"] for r in rows}
 
-    def rows(self, where: str = "1", args: Iterable = ()) -> list[dict]:
-        """Raw rows for status and reports."""
-        return [dict(r) for r in self._query(f"SELECT * FROM claims WHERE {where}", args)]
+    def open_outcomes(self) -> list[Record]:
+        """Claims whose outcome is decided or whose SEND was accepted, not yet finished:
+        what start-up recovery completes."""
+        rows = self._query("SELECT * FROM claims WHERE state IN ('finishing', 'accepted')")
+        return [record_of(r) for r in rows]
+
+    def finished_since(self, since: float) -> list[Record]:
+        """Claims that reached done/ or failed/ at or after ``since`` (epoch seconds)."""
+        rows = self._query("SELECT * FROM claims WHERE state IN ('done', 'failed') AND finished_at >= ?",
+                           (since,))
+        return [record_of(r) for r in rows]
+
+    def scheduled_retries(self) -> list[Record]:
+        """Claims waiting for a retry (held by a service, or released to the inbox), soonest first."""
+        rows = self._query("SELECT * FROM claims WHERE state IN ('waiting', 'released') AND "
+                           "next_retry_at IS NOT NULL ORDER BY next_retry_at")
+        return [record_of(r) for r in rows]
+
+    def last_error(self, claim_id: str) -> Optional[str]:
+        """The error of the claim's latest attempt that had one, or None."""
+        errors = [a["error"] for a in self.attempts_of(claim_id) if a["error"]]
+        return errors[-1] if errors else None
+
 
     # -- companion tables (delivery_ledger.py keeps its own table in this database) ------------
-    def ensure_schema(self, script: str) -> None:
-        """Run ``CREATE ... IF NOT EXISTS`` statements for a companion table."""
-        self._in_tx(lambda db: db.executescript(script), "")
-
-    def query(self, sql: str, args: Iterable = ()) -> list[dict]:
-        return [dict(r) for r in self._query(sql, args)]
-
-    def transaction(self, statements: list[tuple[str, tuple]]) -> None:
-        """Run ``statements`` in one immediate transaction (all or nothing)."""
-        self._tx(statements)
-
-
-def _sidecar_view(db, claim_id: str, name: str) -> SidecarView:
-    record = _record(db.execute("SELECT * FROM claims WHERE claim_id = ?", (claim_id,)).fetchone())
-    return SidecarView(record, _attempts(db, claim_id), *_replays(db, claim_id, name, record.sha256))
-
-
-def _attempts(db, claim_id: str) -> list[dict]:
-    rows = db.execute("SELECT kind, n, started_at, ended_at, status, result, maybe_seen, error "
-                      "FROM attempts WHERE claim_id = ? ORDER BY started_at, n", (claim_id,))
-    return [dict(r) for r in rows]
-
-
-def _replays(db, claim_id: str, name: str, sha256: Optional[str]) -> tuple[list[int], list[dict]]:
-    rows = db.execute("SELECT id, history FROM replays WHERE name = ? AND sha256 = ? AND "
-                      "(consumed_by IS NULL OR consumed_by = ?) ORDER BY id",
-                      (name, sha256 or "", claim_id)).fetchall()
-    return [r["id"] for r in rows], [doc for r in rows for doc in json.loads(r["history"])]
-
-
-def _record(row: sqlite3.Row) -> Record:
-    return Record(
-        claim_id=row["claim_id"], name=row["name"], state=row["state"], attempts=row["attempts"],
-        possible_duplicate=bool(row["possible_duplicate"]), logs=json.loads(row["logs"]),
-        errors=json.loads(row["errors"]), uploads=json.loads(row["uploads"]),
-        http_status=row["http_status"], outcome=row["outcome"], reason_kind=row["reason_kind"],
-        next_retry_at=row["next_retry_at"], dest=row["dest"], sha256=row["sha256"],
-        duplicate_of=row["duplicate_of"])
 
 
 @contextlib.contextmanager

@@ -22,9 +22,9 @@ from datetime import date, datetime, timezone
 from typing import Optional
 
 from pipeline import timefmt
-from pipeline.flow.finish import iso
 from pipeline.journal import Journal
 from pipeline.journal.ledger import Delivery, DeliveryLedger
+from pipeline.timefmt import iso
 from pipeline.values import FINAL_STATUSES
 
 OUTCOMES = ("delivered", "filtered", "failed", "gave_up", "pending")

@@ -23,25 +23,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from pipeline.errors import AuthError, PermanentDelivery, StorageError, TransientDelivery
-from pipeline.flow.finish import encode
+from pipeline.errors import (
+    AuthError,
+    Interrupted,
+    LockBusy,
+    PermanentDelivery,
+    PlatformUnreachable,
+    StorageError,
+    TransientDelivery,
+)
+from pipeline.exits import Exit
 from pipeline.flow.retry import RetryPolicy
 from pipeline.journal.ledger import Delivery, DeliveryLedger
 from pipeline.ops.delivery import as_sidecar, count, from_sidecar, log_ids_of, sent_time
-from pipeline.service.runlock import LockBusy, RunLock
+from pipeline.service.runlock import RunLock
+from pipeline.sidecar import encode
 from pipeline.values import LogStatus
 
 log = logging.getLogger("pipeline.reconcile")
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_PENDING = 0, 1, 3, 4
-
-
-class _Interrupted(Exception):
-    """The service is stopping: end the pass where it is (everything so far is recorded)."""
-
-
-class PlatformUnreachable(Exception):
-    """The Platform API gave no usable answer even after the retries."""
 
 
 @dataclass
@@ -64,10 +64,10 @@ class PassResult:
         pending; failed wins over pending. A delivery given up is a failure to confirm it:
         it needs an operator just like a failed one, so it counts with failed."""
         if self.stopped:
-            return EXIT_REFUSED
+            return Exit.REDOX
         if self.counts["failed"] or self.counts["gave_up"]:
-            return EXIT_FAILED
-        return EXIT_PENDING if self.counts["pending"] or self.interrupted else EXIT_OK
+            return Exit.FAILED
+        return Exit.PENDING if self.counts["pending"] or self.interrupted else Exit.OK
 
 
 class Reconciler:
@@ -102,14 +102,14 @@ class Reconciler:
         try:
             for ref in refs:
                 if self.should_stop():
-                    raise _Interrupted()
+                    raise Interrupted()
                 if ref not in settled:
                     self._reconcile_file(ref, since)
         except AuthError as exc:
             stopped = f"the Platform API refused the credentials: {exc}"
         except PlatformUnreachable as exc:
             stopped = f"the Platform API could not be reached: {exc}"
-        except _Interrupted:
+        except Interrupted:
             interrupted = True
         result = self._result(set(refs), since, stopped)
         result.interrupted = interrupted
@@ -189,7 +189,7 @@ class Reconciler:
         """One Log ID, retried on transient failures with the SEND retry policy."""
         for n in itertools.count(1):
             if self.should_stop():
-                raise _Interrupted()
+                raise Interrupted()
             try:
                 self._looked_up += 1
                 status = self.client.log_status(log_id)

@@ -11,7 +11,6 @@ Only names, counts, times, DataModels and reasons are reported: never message co
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -87,17 +86,15 @@ def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
     with read_existing(path) as (state, journal):
         if journal is None:
             return state, []
-        found = journal.rows("state IN ('done', 'failed') AND finished_at >= ?",
-                             (since if since is not None else 0,))
+        found = journal.finished_since(since if since is not None else 0)
     rows = []
     for r in found:
-        errors = json.loads(r["errors"] or "[]")
-        failed = r["state"] == "failed"
-        rows.append(Row(key=r["claim_id"], file=os.path.basename(r["dest"] or r["name"]),
-                        status=r["state"], finished_at=r["finished_at"], dropped_at=r["dropped_at"],
-                        data_model=r["data_model"] or UNKNOWN_MODEL,
-                        reason_kind=r["reason_kind"] if failed else None,
-                        reason=(errors[0] if errors else None) if failed else None, origin="journal"))
+        failed = r.state == "failed"
+        rows.append(Row(key=r.claim_id, file=os.path.basename(r.dest or r.name),
+                        status=r.state, finished_at=r.finished_at, dropped_at=r.dropped_at,
+                        data_model=r.data_model or UNKNOWN_MODEL,
+                        reason_kind=r.reason_kind if failed else None,
+                        reason=(r.errors[0] if r.errors else None) if failed else None, origin="journal"))
     return "ok", rows
 
 

@@ -16,7 +16,8 @@ from typing import Callable, Optional
 
 from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
-from pipeline.names import SIDECAR_SUFFIX, original_name
+from pipeline.names import original_name
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.local.view import FOLDERS, age
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
@@ -102,19 +103,16 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
     with read_existing(path) as (state, journal):
         if journal is None:
             return state, []
-        rows = journal.rows("state IN ('waiting', 'released') AND next_retry_at IS NOT NULL "
-                            "ORDER BY next_retry_at")
         present = {"released": {e.path for e in inbox},
                    "waiting": {original_name(e.name) for e in processing}}
         retries = []
-        for row in rows:
-            if row["name"] not in present[row["state"]]:
+        for record in journal.scheduled_retries():
+            if record.name not in present[record.state] or record.next_retry_at is None:
                 continue             # handled or removed since: the row is history
-            tried = [a for a in journal.attempts_of(row["claim_id"]) if a["error"]]
-            retries.append({"file": row["name"], "state": row["state"], "attempts": row["attempts"],
-                            "next_retry_at": timefmt.iso(row["next_retry_at"]),
-                            "due_in_seconds": round(max(0.0, row["next_retry_at"] - now), 3),
-                            "last_error": tried[-1]["error"] if tried else None})
+            retries.append({"file": record.name, "state": record.state, "attempts": record.attempts,
+                            "next_retry_at": timefmt.iso(record.next_retry_at),
+                            "due_in_seconds": round(max(0.0, record.next_retry_at - now), 3),
+                            "last_error": journal.last_error(record.claim_id)})
         return "ok", retries
 
 

@@ -15,11 +15,11 @@ from typing import Optional
 
 from pipeline import config as config_mod
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
+from pipeline.exits import Exit
 from pipeline.service import logs as logsetup
 from pipeline.service import progress as progress_mod
 
 log = logging.getLogger("pipeline")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REDOX = 0, 1, 2, 3
 
 
 def load_settings(args) -> config_mod.Settings:
@@ -47,13 +47,14 @@ def cmd_validate(args) -> int:
         raise ConfigError(problems)
     logsetup.emit(args.log_format, f"config OK: {settings.config_path}", ok=True,
                   config=settings.config_path)
-    return EXIT_OK
+    return Exit.OK
 
 
 def cmd_run(args) -> int:
     settings = load_settings(args)
     from pipeline import app
-    from pipeline.service.runlock import LockBusy, RunLock
+    from pipeline.errors import LockBusy
+    from pipeline.service.runlock import RunLock
     lock = None
     if args.once:
         try:
@@ -61,7 +62,7 @@ def cmd_run(args) -> int:
         except LockBusy as exc:
             log.warning(f"another --once run is already working on these folders ({exc.holder}); "
                         "nothing to do", extra={"holder": exc.holder})
-            return EXIT_OK
+            return Exit.OK
         except OSError as exc:
             raise ConfigError(f"state.path: cannot create the run lock ({exc.strerror})") from None
     try:
@@ -79,15 +80,15 @@ def _run(settings, once: bool, app) -> int:
         idle = once and not waiting and not store.has_claims()
     except AuthError as exc:          # S3 refused the credentials: not the files' fault
         log.error(f"stopped: the source refused the credentials: {exc}; nothing was touched")
-        return EXIT_REDOX
+        return Exit.REDOX
     except StorageError as exc:
         if settings.source.kind != "s3":
             raise                     # local folders: fix them first (exit 2)
         log.error(f"stopped: the source cannot be reached: {exc}; nothing was touched")
-        return EXIT_REDOX
+        return Exit.REDOX
     if idle:
         log.info("nothing to do: the inbox is empty")
-        return EXIT_OK
+        return Exit.OK
     metrics = None if once else _start_metrics(settings)
     try:
         code = _check_credentials(client, once)
@@ -166,11 +167,11 @@ def _check_credentials(client, once: bool) -> Optional[int]:
         client.tokens.token()
     except AuthError as exc:
         log.error(f"Redox refused the credentials: {exc}")
-        return EXIT_REDOX
+        return Exit.REDOX
     except TransientDelivery as exc:
         if once:
             log.error(f"Redox could not be reached: {exc}")
-            return EXIT_REDOX
+            return Exit.REDOX
         log.warning("Redox cannot be reached yet; files wait until it can", extra={"error": str(exc)})
     return None
 

@@ -15,13 +15,7 @@ import socket
 import time
 from typing import Optional
 
-
-class LockBusy(Exception):
-    """Another run holds the lock; ``holder`` describes it."""
-
-    def __init__(self, holder: str):
-        self.holder = holder
-        super().__init__(holder)
+from pipeline.errors import LockBusy
 
 
 class RunLock:

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 from pipeline.errors import StorageError
 from pipeline.jsondoc import parse_object
-from pipeline.names import SIDECAR_SUFFIX
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.local import fsops
 
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024   # a sidecar holds names and IDs; anything bigger is not ours

@@ -16,7 +16,7 @@ import stat
 import sys
 
 from pipeline import failpoints
-from pipeline.errors import ClaimLost, StorageError
+from pipeline.errors import ClaimLost, NotRegular, StorageError, Unreadable
 
 
 def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o666) -> None:
@@ -184,19 +184,6 @@ def open_regular(path: str):
         raise NotRegular(describe_mode(info.st_mode))
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
-
-
-class NotRegular(StorageError):
-    """What was claimed is not a regular file (symlink, FIFO, directory, device)."""
-
-
-class Unreadable(StorageError):
-    """The file is there but this process may not read it (permissions): the file's fault,
-    or its owner's, not a passing storage problem. ``reason`` omits the path."""
-
-    def __init__(self, reason: str, where: str = ""):
-        self.reason = reason
-        super().__init__(reason, where)
 
 
 def describe_mode(mode: int) -> str:

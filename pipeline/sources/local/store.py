@@ -19,10 +19,11 @@ from typing import BinaryIO, Iterator, Optional
 
 from pipeline import failpoints
 from pipeline.errors import ClaimLost, StorageError
-from pipeline.names import SIDECAR_SUFFIX, is_candidate_name, name_problem, original_name
 from pipeline.names import candidates as _candidates
 from pipeline.names import fit as _fit
+from pipeline.names import is_candidate_name, name_problem, original_name
 from pipeline.names import printable as _printable
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.local import fsops
 from pipeline.values import Claim, Drop
 

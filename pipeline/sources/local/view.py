@@ -21,7 +21,8 @@ from typing import Iterator, Optional
 
 from pipeline.errors import ClaimLost
 from pipeline.jsondoc import parse_object
-from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
+from pipeline.names import is_candidate_name
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.local import fsops
 
 FOLDERS = ("inbox", "processing", "done", "failed")

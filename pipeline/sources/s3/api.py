@@ -35,7 +35,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.errors import ClaimLost, Conflict, Denied, Missing, SourceAuthError, StorageError
 
 # error codes meaning "these credentials are no good", across S3 and SQS
 AUTH_CODES = {"ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "InvalidToken",
@@ -46,22 +46,6 @@ CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "40
 # CopyObject copies at most 5 GiB in one request; larger objects take a multipart copy
 SINGLE_COPY_LIMIT = 5 * 1024 ** 3
 RETRY_ATTEMPTS = 5
-
-
-class SourceAuthError(AuthError):
-    """S3 or SQS refused the credentials (expired session token, unknown key, ...)."""
-
-
-class Missing(StorageError):
-    """The bucket or queue does not exist (at start: a config error)."""
-
-
-class Denied(StorageError):
-    """Authenticated, but the IAM policy does not allow the operation."""
-
-
-class Conflict(Exception):
-    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
 
 
 def _code(exc: ClientError) -> str:

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-from pipeline.errors import ClaimLost, StorageError
+from pipeline.errors import ClaimLost, Conflict, StorageError
 from pipeline.jsondoc import parse_object
-from pipeline.sources.s3.api import Bucket, Conflict
+from pipeline.sources.s3.api import Bucket
 
 log = logging.getLogger("pipeline.s3")
 LEASE_DIR = ".leases/"

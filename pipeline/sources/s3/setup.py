@@ -9,8 +9,8 @@ endpoint a StorageError (exit 3 too, for the same reason).
 
 from __future__ import annotations
 
-from pipeline.errors import ConfigError
-from pipeline.sources.s3.api import Bucket, Conflict, Denied, Missing, Queue
+from pipeline.errors import ConfigError, Conflict, Denied, Missing
+from pipeline.sources.s3.api import Bucket, Queue
 from pipeline.sources.s3.store import S3Store, folder_prefix
 
 

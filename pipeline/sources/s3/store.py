@@ -19,11 +19,12 @@ import posixpath
 import time
 from typing import BinaryIO, Iterator, Optional
 
-from pipeline.errors import ClaimLost, PipelineError, StorageError
+from pipeline.errors import ClaimLost, Conflict, PipelineError, StorageError
 from pipeline.jsondoc import parse_object
-from pipeline.names import SIDECAR_SUFFIX, is_candidate_name
 from pipeline.names import candidates as _candidates
-from pipeline.sources.s3.api import Bucket, Conflict, epoch
+from pipeline.names import is_candidate_name
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
+from pipeline.sources.s3.api import Bucket, epoch
 from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
 from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress
 from pipeline.sources.s3.recover import Recovery

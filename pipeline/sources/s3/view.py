@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 from pipeline.errors import ClaimLost
 from pipeline.jsondoc import parse_object
-from pipeline.names import SIDECAR_SUFFIX
+from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.local.view import SIDECAR_LIMIT, Entry
 from pipeline.sources.s3.api import Bucket, epoch
 from pipeline.sources.s3.store import folder_prefix, is_ours
