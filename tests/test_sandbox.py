@@ -178,6 +178,13 @@ def test_legacy_bad_secret_is_plain_text_401(sb, http):
         reply.json()
 
 
+@pytest.mark.parametrize("fields", [{"apiKey": "unknown"}, {"apiKey": LEGACY_API_KEY},
+                                    {"apiKey": "unknown", "secret": None}, {}])
+def test_legacy_missing_secret_or_unknown_key_is_401(sb, http, fields):
+    reply = http.post(f"{sb.url}/auth/authenticate", json=fields, timeout=5)
+    assert reply.status_code == 401 and sb.records()["tokens_issued"] == 0
+
+
 def test_refuse_credentials(sb, http):
     sb.faults(refuse_credentials=True)
     assert token_request(http, sb.url, assertion(sb.url)).status_code == 401

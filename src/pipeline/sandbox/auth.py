@@ -175,9 +175,10 @@ def _check_claims(claims: dict, key: ClientKey) -> None:
 def legacy_authenticate(ctx, req: Request) -> Reply:
     """`POST /auth/authenticate` with JSON `{"apiKey", "secret"}`."""
     fields = _json_fields(req)
-    api_key = fields.get("apiKey")
-    ok = (isinstance(api_key, str) and not ctx.state.fault("refuse_credentials")
-          and ctx.legacy.get(api_key) == fields.get("secret"))
+    api_key, secret = fields.get("apiKey"), fields.get("secret")
+    # An unknown key must not match a missing secret (None == None).
+    ok = (isinstance(api_key, str) and api_key in ctx.legacy and isinstance(secret, str)
+          and ctx.legacy[api_key] == secret and not ctx.state.fault("refuse_credentials"))
     return _legacy_reply(ctx, "legacy", api_key if ok else None)
 
 
