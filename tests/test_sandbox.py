@@ -425,3 +425,33 @@ def test_the_redox_pipeline_sandbox_command_speaks_json_when_asked():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_help_says_what_the_sandbox_trusts_and_explains_every_flag():
+    """`redox-pipeline sandbox --help` is enough to start: credentials, own keys, control API."""
+    import os as _os
+    import subprocess
+    import sys as _sys
+    from sandbox_control import REPO
+    from pipeline.sandbox.faults import FAULT_DEFAULTS
+    from pipeline.sandbox.options import FAULT_FLAGS, build_parser
+    env = {**_os.environ, "PYTHONPATH": str(REPO / "src")}
+    shown = subprocess.run([_sys.executable, "-m", "pipeline", "sandbox", "--help"], env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0
+    for needle in (DEV_KID, DEV_CLIENT_ID, LEGACY_API_KEY, LEGACY_SECRET, "--public-key",
+                   "examples/sandbox-client-key.pem", "/_sandbox/faults", "/_sandbox/reset",
+                   "/_sandbox/expire-tokens", "/_sandbox/records", "--send-wire"):
+        assert needle in shown.stdout
+    assert all(action.help for action in build_parser()._actions)
+    assert {name for _, name, _ in FAULT_FLAGS} <= FAULT_DEFAULTS.keys()
+
+
+def test_in_process_sandbox_takes_the_new_faults(http):
+    pipeline_sandbox = pytest.importorskip("pipeline.sandbox")
+    with pipeline_sandbox.Sandbox(send_reply="html", retry_after="inf") as sb:
+        reply = send(http, sb.url, oauth_token(http, sb.url), message())
+        assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/html")
+        assert sb.records()["sends"][0]["reply"] == "html"
+    with pytest.raises(ValueError):
+        pipeline_sandbox.Sandbox(send_wire="sideways")
