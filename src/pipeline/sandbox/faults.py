@@ -56,7 +56,7 @@ FAULT_DEFAULTS: dict = {
     "error_text": None,              # replaces the human text of every error reply
     "error_body": "json",            # json (the usual shapes), text or html
     # -- the wire: per route group, trickling and broken or hostile framing -------------------
-    **{f"{group}_trickle_bps": 0 for group in GROUPS},  # bytes per second; 0 = off
+    **{f"{group}_trickle_bps": 0.0 for group in GROUPS},  # bytes per second; 0 = off
     **{f"{group}_wire": "normal" for group in GROUPS},  # WIRE_MODES for every reply
     **{f"{group}_wire_next": [] for group in GROUPS},   # WIRE_MODES for the next replies
     "huge_reply_bytes": 300 * 1024 * 1024,   # body size of a `huge` reply
