@@ -108,7 +108,7 @@ class SandboxProcess:
     def peak_rss_bytes(self) -> int:
         """The subprocess's peak resident memory so far (Linux: VmHWM), in bytes."""
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        line = next(l for l in status.splitlines() if l.startswith("VmHWM:"))
+        line = next(row for row in status.splitlines() if row.startswith("VmHWM:"))
         return int(line.split()[1]) * 1024
 
     def stop(self) -> int | None:

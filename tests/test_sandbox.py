@@ -16,9 +16,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-from sandbox_control import (DEV_CLIENT_ID, DEV_KEY_FILE, DEV_KID, LEGACY_API_KEY,
-                             LEGACY_SECRET, SandboxProcess)
+from sandbox_control import DEV_CLIENT_ID, DEV_KEY_FILE, DEV_KID, LEGACY_API_KEY, LEGACY_SECRET, SandboxProcess
 
 EMR = "af394f14-b34a-464f-8d24-895f370af4c9"
 OTHER = "0b7e3c0e-5f5a-4c43-9a43-4f1c1e5d2a11"
@@ -429,13 +427,16 @@ def test_the_redox_pipeline_sandbox_command_speaks_json_when_asked():
 
 def test_help_says_what_the_sandbox_trusts_and_explains_every_flag():
     """`redox-pipeline sandbox --help` is enough to start: credentials, own keys, control API."""
-    import os as _os
     import subprocess
     import sys as _sys
-    from sandbox_control import REPO
+    from pathlib import Path
+
+    import pipeline
     from pipeline.sandbox.faults import FAULT_DEFAULTS
     from pipeline.sandbox.options import FAULT_FLAGS, build_parser
-    env = {**_os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    # The folder holding the package under test, wherever the checkout keeps it.
+    env = {**os.environ, "PYTHONPATH": str(Path(pipeline.__file__).resolve().parents[1])}
     shown = subprocess.run([_sys.executable, "-m", "pipeline", "sandbox", "--help"], env=env,
                            capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0

@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 import requests
-
 from sandbox_control import LEGACY_API_KEY, LEGACY_SECRET, SandboxProcess, token_form
 
 EMR = "af394f14-b34a-464f-8d24-895f370af4c9"

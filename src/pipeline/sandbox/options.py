@@ -12,8 +12,15 @@ import re
 import textwrap
 
 from . import auth
-from .faults import (DELIVERY_STATUSES, ERROR_BODIES, FAULT_DEFAULTS, GROUPS,
-                     SEND_REPLY_MODES, TOKEN_REPLY_MODES, WIRE_MODES)
+from .faults import (
+    DELIVERY_STATUSES,
+    ERROR_BODIES,
+    FAULT_DEFAULTS,
+    GROUPS,
+    SEND_REPLY_MODES,
+    TOKEN_REPLY_MODES,
+    WIRE_MODES,
+)
 
 DESCRIPTION = f"""\
 A local stand-in for the Redox API, for tests, demos and benchmarks. It speaks Redox's OAuth
