@@ -12,8 +12,11 @@ import queue
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
+import jwt
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +25,22 @@ READY_PREFIX = "sandbox listening on "
 DEV_KEY_FILE = REPO / "examples" / "sandbox-client-key.pem"
 DEV_KID, DEV_CLIENT_ID = "sandbox-key", "sandbox-client"
 LEGACY_API_KEY, LEGACY_SECRET = "sandbox-api-key", "sandbox-secret"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def dev_assertion(url: str) -> str:
+    """A fresh client assertion for the sandbox at `url`, signed with the development key."""
+    now = int(time.time())
+    claims = {"iss": DEV_CLIENT_ID, "sub": DEV_CLIENT_ID, "aud": f"{url}/v2/auth/token",
+              "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, DEV_KEY_FILE.read_bytes(), algorithm="ES384",
+                      headers={"kid": DEV_KID})
+
+
+def token_form(url: str) -> dict:
+    """The form fields of an OAuth token request to the sandbox at `url` (fresh assertion)."""
+    return {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": dev_assertion(url)}
 
 
 class SandboxProcess:
@@ -77,6 +96,20 @@ class SandboxProcess:
     def records(self, bodies: bool = False) -> dict:
         """What the sandbox saw (sends, uploads, token_requests, log_lookups, ...)."""
         return self._control("GET", "records", params={"bodies": "1"} if bodies else None)
+
+    def oauth_token(self) -> str:
+        """An access token from the OAuth endpoint (dev key). Consumes a token_reply_next mode
+        and leaves a token_requests record, as any token request does."""
+        reply = self._http.post(f"{self.url}/v2/auth/token", data=token_form(self.url),
+                                timeout=10)
+        reply.raise_for_status()
+        return reply.json()["access_token"]
+
+    def peak_rss_bytes(self) -> int:
+        """The subprocess's peak resident memory so far (Linux: VmHWM), in bytes."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        line = next(row for row in status.splitlines() if row.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
 
     def stop(self) -> int | None:
         """Terminate the subprocess (SIGTERM, then SIGKILL); returns its exit status."""

@@ -16,9 +16,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-from sandbox_control import (DEV_CLIENT_ID, DEV_KEY_FILE, DEV_KID, LEGACY_API_KEY,
-                             LEGACY_SECRET, SandboxProcess)
+from sandbox_control import DEV_CLIENT_ID, DEV_KEY_FILE, DEV_KID, LEGACY_API_KEY, LEGACY_SECRET, SandboxProcess
 
 EMR = "af394f14-b34a-464f-8d24-895f370af4c9"
 OTHER = "0b7e3c0e-5f5a-4c43-9a43-4f1c1e5d2a11"
@@ -176,6 +174,13 @@ def test_legacy_bad_secret_is_plain_text_401(sb, http):
     assert reply.headers["Content-Type"].startswith("text/plain")
     with pytest.raises(ValueError):
         reply.json()
+
+
+@pytest.mark.parametrize("fields", [{"apiKey": "unknown"}, {"apiKey": LEGACY_API_KEY},
+                                    {"apiKey": "unknown", "secret": None}, {}])
+def test_legacy_missing_secret_or_unknown_key_is_401(sb, http, fields):
+    reply = http.post(f"{sb.url}/auth/authenticate", json=fields, timeout=5)
+    assert reply.status_code == 401 and sb.records()["tokens_issued"] == 0
 
 
 def test_refuse_credentials(sb, http):
@@ -418,3 +423,36 @@ def test_the_redox_pipeline_sandbox_command_speaks_json_when_asked():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_help_says_what_the_sandbox_trusts_and_explains_every_flag():
+    """`redox-pipeline sandbox --help` is enough to start: credentials, own keys, control API."""
+    import subprocess
+    import sys as _sys
+    from pathlib import Path
+
+    import pipeline
+    from pipeline.sandbox.faults import FAULT_DEFAULTS
+    from pipeline.sandbox.options import FAULT_FLAGS, build_parser
+
+    # The folder holding the package under test, wherever the checkout keeps it.
+    env = {**os.environ, "PYTHONPATH": str(Path(pipeline.__file__).resolve().parents[1])}
+    shown = subprocess.run([_sys.executable, "-m", "pipeline", "sandbox", "--help"], env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0
+    for needle in (DEV_KID, DEV_CLIENT_ID, LEGACY_API_KEY, LEGACY_SECRET, "--public-key",
+                   "examples/sandbox-client-key.pem", "/_sandbox/faults", "/_sandbox/reset",
+                   "/_sandbox/expire-tokens", "/_sandbox/records", "--send-wire"):
+        assert needle in shown.stdout
+    assert all(action.help for action in build_parser()._actions)
+    assert {name for _, name, _ in FAULT_FLAGS} <= FAULT_DEFAULTS.keys()
+
+
+def test_in_process_sandbox_takes_the_new_faults(http):
+    pipeline_sandbox = pytest.importorskip("pipeline.sandbox")
+    with pipeline_sandbox.Sandbox(send_reply="html", retry_after="inf") as sb:
+        reply = send(http, sb.url, oauth_token(http, sb.url), message())
+        assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/html")
+        assert sb.records()["sends"][0]["reply"] == "html"
+    with pytest.raises(ValueError):
+        pipeline_sandbox.Sandbox(send_wire="sideways")

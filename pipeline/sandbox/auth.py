@@ -3,6 +3,10 @@
 The OAuth check is as strict as Redox's: registered `kid`, RS384/ES384 signature, `iss` = `sub`
 = the kid's client id, `aud` = the token URL posted to, fresh `iat`, short `exp`, single-use
 `jti`. Every answer is recorded in `token_requests`; secrets and assertions never are.
+
+A token that is issued is answered as the `token_reply_next` queue (first) or `token_reply`
+says, with the `oauth_expires_in` / `legacy_expires` and `access_token_value` faults applied
+(oddreplies.py); every answer goes through the `token` wire faults (wirefaults.py).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .error_replies import oauth_error, plain_error
+from .oddreplies import token_success
 from .state import iso_utc
-from .wire import Reply, Request, json_reply, read_limited, text_reply
+from .wire import Reply, Request, read_limited
+from .wirefaults import shape
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_KID, DEFAULT_CLIENT_ID = "sandbox-key", "sandbox-client"
@@ -73,38 +80,54 @@ def parse_key_spec(spec: str) -> ClientKey:
         raise ValueError(f"--public-key {kid}: cannot read {path}: {exc.strerror}") from None
 
 
-def _oauth_error(status: int, code: str, description: str) -> Reply:
-    return json_reply(status, {"error": code, "error_description": description,
-                               "error_uri": ERROR_URI})
+def _oauth_error(ctx, status: int, code: str, description: str) -> Reply:
+    return oauth_error(ctx, status, code, description, ERROR_URI)
+
+
+def _answer(ctx, kind: str, reply: Reply, mode: str | None) -> Reply:
+    """Apply the token wire faults, record the request, return what to send.
+
+    `mode` is the token_reply mode of an issued token, None when none was issued.
+    """
+    reply, wire = shape(ctx, "token", reply)
+    ctx.state.record("token_requests", {"kind": kind, "status": reply.status, "reply": mode,
+                                        **wire})
+    return reply
+
+
+def _reply_mode(ctx) -> str:
+    return ctx.state.take_next("token_reply_next") or ctx.state.fault("token_reply")
 
 
 def oauth_token(ctx, req: Request) -> Reply:
     """`POST /v2/auth/token`: exchange a signed client assertion for a bearer token."""
-    reply = _oauth_token(ctx, req)
-    ctx.state.record("token_requests", {"kind": "oauth", "status": reply.status})
-    return reply
+    reply, mode = _oauth_token(ctx, req)
+    return _answer(ctx, "oauth", reply, mode)
 
 
-def _oauth_token(ctx, req: Request) -> Reply:
+def _oauth_token(ctx, req: Request) -> tuple[Reply, str | None]:
     body = read_limited(req.body, FORM_LIMIT)
     form = urllib.parse.parse_qs((body.data or b"").decode("utf-8", "replace"))
     field = {name: values[0] for name, values in form.items() if values}
     if field.get("grant_type") != "client_credentials":
-        return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        return _oauth_error(ctx, 400, "unsupported_grant_type",
+                            "grant_type must be client_credentials"), None
     if field.get("client_assertion_type") != ASSERTION_TYPE or not field.get("client_assertion"):
-        return _oauth_error(400, "invalid_request",
-                            f"client_assertion_type must be {ASSERTION_TYPE} with a client_assertion")
+        return _oauth_error(ctx, 400, "invalid_request", f"client_assertion_type must be "
+                            f"{ASSERTION_TYPE} with a client_assertion"), None
     if ctx.state.fault("refuse_credentials"):
-        return _oauth_error(401, "invalid_client", KEY_NOT_FOUND)
+        return _oauth_error(ctx, 401, "invalid_client", KEY_NOT_FOUND), None
     try:
         client_id = verify_assertion(ctx, field["client_assertion"],
                                      ctx.token_urls(req.headers.get("Host")))
     except AuthFailure as exc:
-        return _oauth_error(401, "invalid_client", str(exc))
+        return _oauth_error(ctx, 401, "invalid_client", str(exc)), None
     ttl = ctx.state.fault("token_ttl_seconds")
-    token, _ = ctx.tokens.issue(client_id, "oauth", ttl)
-    return json_reply(200, {"access_token": token, "expires_in": ttl,
-                            "token_type": "bearer", "scope": "sandbox"})
+    token, _ = ctx.tokens.issue(client_id, "oauth", ttl, ctx.state.fault("access_token_value"))
+    mode = _reply_mode(ctx)
+    payload = {"access_token": token, "expires_in": ttl, "token_type": "bearer",
+               "scope": "sandbox"}
+    return token_success(ctx, payload, "access_token", "expires_in", mode), mode
 
 
 def verify_assertion(ctx, assertion: str, audiences: list[str]) -> str:
@@ -152,9 +175,10 @@ def _check_claims(claims: dict, key: ClientKey) -> None:
 def legacy_authenticate(ctx, req: Request) -> Reply:
     """`POST /auth/authenticate` with JSON `{"apiKey", "secret"}`."""
     fields = _json_fields(req)
-    api_key = fields.get("apiKey")
-    ok = (isinstance(api_key, str) and not ctx.state.fault("refuse_credentials")
-          and ctx.legacy.get(api_key) == fields.get("secret"))
+    api_key, secret = fields.get("apiKey"), fields.get("secret")
+    # An unknown key must not match a missing secret (None == None).
+    ok = (isinstance(api_key, str) and api_key in ctx.legacy and isinstance(secret, str)
+          and ctx.legacy[api_key] == secret and not ctx.state.fault("refuse_credentials"))
     return _legacy_reply(ctx, "legacy", api_key if ok else None)
 
 
@@ -179,11 +203,10 @@ def _json_fields(req: Request) -> dict:
 def _legacy_reply(ctx, kind: str, api_key: str | None) -> Reply:
     # Redox answers refused legacy credentials with plain text, not JSON.
     if api_key is None:
-        reply = text_reply(401, LEGACY_REFUSED)
-    else:
-        token, expires_at = ctx.tokens.issue(api_key, "legacy",
-                                             ctx.state.fault("token_ttl_seconds"))
-        reply = json_reply(200, {"accessToken": token, "expires": iso_utc(expires_at),
-                                 "refreshToken": ctx.tokens.issue_refresh(api_key)})
-    ctx.state.record("token_requests", {"kind": kind, "status": reply.status})
-    return reply
+        return _answer(ctx, kind, plain_error(ctx, 401, LEGACY_REFUSED), None)
+    token, expires_at = ctx.tokens.issue(api_key, "legacy", ctx.state.fault("token_ttl_seconds"),
+                                         ctx.state.fault("access_token_value"))
+    mode = _reply_mode(ctx)
+    payload = {"accessToken": token, "expires": iso_utc(expires_at),
+               "refreshToken": ctx.tokens.issue_refresh(api_key)}
+    return _answer(ctx, kind, token_success(ctx, payload, "accessToken", "expires", mode), mode)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from .error_replies import plain_error, platform_error, redox_errors
 from .state import State
 from .tokens import Token, TokenStore
-from .wire import Reply, Request, json_reply, phrase, redox_errors, text_reply
+from .wire import Reply, Request, phrase
 
 # Redox's documented limit, quoted in X-RateLimit-Limit when a 429 is forced via fail_next.
 REDOX_RATE_LIMIT = "7500"
@@ -60,26 +61,30 @@ def unauthorized(ctx: Context, module: str = "Send") -> Reply:
 
 
 def fault_reply(ctx: Context, status: int, module: str = "Send") -> Reply:
-    """A forced failure: plain text for 502 (as Redox's gateway does), else Meta.Errors JSON."""
-    headers = []
+    """A forced failure: plain text for 502 (as Redox's gateway does), else Meta.Errors JSON
+    (the Platform API's own error shape for module "Platform")."""
+    headers = retry_after(ctx, status)
     if status == 429:
         limit = ctx.state.fault("rate_limit_per_second")
-        headers.append(("X-RateLimit-Limit", str(limit) if limit else REDOX_RATE_LIMIT))
-        headers.extend(retry_after(ctx))
+        headers.insert(0, ("X-RateLimit-Limit", str(limit) if limit else REDOX_RATE_LIMIT))
     if status == 502:
-        return text_reply(502, "Bad Gateway", headers)
+        return plain_error(ctx, 502, "Bad Gateway", headers)
     if module == "Platform":
-        return json_reply(status, {"meta": {"version": "1.0"},
-                                   "errors": [{"message": f"sandbox fault: {phrase(status)}"}]},
-                          headers)
+        return platform_error(ctx, status, f"sandbox fault: {phrase(status)}", headers)
     return redox_errors(ctx, status, [f"{phrase(status)} (sandbox fault)"], module, headers)
 
 
-def retry_after(ctx: Context) -> list[tuple[str, str]]:
-    """The Retry-After header for a 429, when the `retry_after` fault is set."""
+def retry_after(ctx: Context, status: int) -> list[tuple[str, str]]:
+    """The Retry-After header for an error reply with `status`: present when the
+    `retry_after` fault is set and `status` is in `retry_after_statuses`.
+
+    Numbers are written as integers when whole; text goes out verbatim ("inf", an HTTP date).
+    """
     value = ctx.state.fault("retry_after")
-    if value is None:
+    if value is None or status not in ctx.state.fault("retry_after_statuses"):
         return []
+    if isinstance(value, str):
+        return [("Retry-After", value)]
     return [("Retry-After", str(int(value)) if value == int(value) else str(value))]
 
 
@@ -97,7 +102,7 @@ def gate(ctx: Context, req: Request, fail_queue: str, random_errors: bool,
         return unauthorized(ctx, module), None
     if not ctx.state.admit():
         limit = str(ctx.state.fault("rate_limit_per_second"))
-        headers = [("X-RateLimit-Limit", limit), *retry_after(ctx)]
+        headers = [("X-RateLimit-Limit", limit), *retry_after(ctx, 429)]
         return redox_errors(ctx, 429, ["Too Many Requests - rate limit exceeded"], module,
                             headers), token
     forced = ctx.state.take_next(fail_queue)

@@ -8,12 +8,16 @@
 - `GET  /_sandbox/records`        what the sandbox saw; `?bodies=1` adds each SEND's body
 
 Records (oldest first, at most state.MAX_RECORDS of each kind; `at` is epoch seconds):
-  sends:          {at, status, body_sha256, size, source, data_model, event_type,
-                   destinations, log_ids, marker (top-level `_test_marker`), dropped[, body]}
-  uploads:        {at, status, size, sha256, uri}
-  token_requests: {at, kind: oauth|legacy|refresh, status}
-  log_lookups:    {at, log_id, status}
+  sends:          {at, received_at, status, body_sha256, size, source, data_model, event_type,
+                   destinations, log_ids, marker (top-level `_test_marker`), dropped,
+                   reply, wire, trickle_bps[, body]}
+  uploads:        {at, status, size, sha256, uri, wire, trickle_bps}
+  token_requests: {at, kind: oauth|legacy|refresh, status, reply, wire, trickle_bps}
+  log_lookups:    {at, log_id, status, wire, trickle_bps}
   tokens_issued:  int;  counts: {sends, uploads, token_requests, log_lookups} since reset
+`reply` is the send_reply / token_reply mode of an accepted SEND or issued token (null when
+none was accepted or issued); `wire` the wire mode the reply went out with; `trickle_bps` the
+trickle rate (0: none). A record is written before its reply is sent.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 
 Checks run in Redox's order of concern: the shared gate (token, rate limit, forced faults), then
 size (413), shape (400), destinations (403) and uploaded-file URIs (400). Every request, good or
-bad, leaves one record in `sends`.
+bad, leaves one record in `sends`, written before the reply goes out (so a client that never
+reads the reply, or reads a broken one, still shows up as received).
+
+An accepted SEND is answered as the `send_reply_next` queue (first) or `send_reply` says
+(oddreplies.py), and every reply goes through the `send` wire faults (wirefaults.py).
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import re
 
 from .context import gate
-from .wire import Body, Reply, Request, json_reply, parse_json, read_limited, redox_errors
+from .error_replies import redox_errors
+from .oddreplies import send_acceptance
+from .wire import Body, Reply, Request, parse_json, read_limited
+from .wirefaults import shape
 
 UUID_SHAPE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 MARKER_FIELD = "_test_marker"
@@ -27,7 +34,8 @@ def handle_send(ctx, req: Request) -> Reply:
         entry["source"] = token.source
     if reply is None:
         reply = _accept(ctx, body, message, token.source, entry)
-    entry["status"] = reply.status
+    reply, wire = shape(ctx, "send", reply)
+    entry.update(wire, status=reply.status)
     ctx.state.record("sends", entry, body.data)
     return reply
 
@@ -43,7 +51,7 @@ def _describe(body: Body, message) -> dict:
         "status": 0, "body_sha256": body.sha256, "size": body.size, "source": None,
         "data_model": _string_or_none(meta.get("DataModel")),
         "event_type": _string_or_none(meta.get("EventType")),
-        "destinations": ids, "log_ids": [], "dropped": False,
+        "destinations": ids, "log_ids": [], "dropped": False, "reply": None,
         "marker": message.get(MARKER_FIELD) if isinstance(message, dict) else None,
     }
 
@@ -73,9 +81,9 @@ def _accept(ctx, body: Body, message, source: str, entry: dict) -> Reply:
     if ctx.state.roll("drop_after_accept_rate"):
         entry["dropped"] = True
         return Reply(200, drop=True)
-    meta = {**message["Meta"], "Logs": logs, "Message": {"ID": ctx.state.next_id()},
-            "Errors": []}
-    return json_reply(200, {"Meta": meta})
+    mode = ctx.state.take_next("send_reply_next") or ctx.state.fault("send_reply")
+    entry["reply"] = mode
+    return send_acceptance(ctx, message["Meta"], logs, mode)
 
 
 def _shape_problems(message) -> list[str]:

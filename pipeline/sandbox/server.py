@@ -22,6 +22,7 @@ from . import auth, control, logs, send, uploads
 from .context import Context
 from .state import State
 from .tokens import TokenStore
+from .transmit import content_length, keeps_alive, transmit
 from .wire import DRAIN_CAP, BadRequest, BodyReader, Reply, Request, json_reply, phrase
 
 EXACT_ROUTES = {
@@ -128,24 +129,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return json_reply(500, {"error": "internal sandbox error"})
 
     def _send(self, reply: Reply) -> None:
-        self.close_connection = self.close_connection or reply.close or reply.drop
+        self.close_connection = self.close_connection or not keeps_alive(reply)
         if reply.drop:
             # Accepted and recorded, but the client never hears back: an ambiguous failure.
             self._log_line("dropped")
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        # Status line, headers and body leave in one write: one syscall, one TCP segment.
         head = [f"{self.protocol_version} {reply.status} {phrase(reply.status)}",
                 f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
-                f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}",
+                f"Content-Type: {reply.content_type}",
+                f"Content-Length: {content_length(reply)}",
                 *(f"{name}: {value}" for name, value in reply.headers)]
         if reply.close:
             head.append("Connection: close")
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
-        self.log_request(reply.status)
+        transmit(self.connection, self.wfile,
+                 ("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), reply)
+        if not reply.drop:
+            self._log_line(reply.status if reply.wire == "normal"
+                           else f"{reply.status} ({reply.wire})")
 
     def log_request(self, code="-", size="-") -> None:
         self._log_line(code)

@@ -89,8 +89,9 @@ class State:
         with self._lock:
             return self._faults[name]
 
-    def take_next(self, queue: str) -> int | None:
-        """Pop and return the first status of fault list `queue` (e.g. `fail_next`), or None."""
+    def take_next(self, queue: str):
+        """Pop and return the first item of fault list `queue` (a status of `fail_next`, a mode
+        of `send_wire_next`, ...), or None when it is empty."""
         with self._lock:
             pending = self._faults[queue]
             return pending.pop(0) if pending else None

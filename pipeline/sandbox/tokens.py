@@ -35,9 +35,14 @@ class TokenStore:
         self._jtis: dict[str, float] = {}
         self._issued = 0
 
-    def issue(self, source: str, kind: str, ttl: float) -> tuple[str, float]:
-        """Create an access token for `source` living `ttl` seconds; return (token, expires_at)."""
-        value = secrets.token_urlsafe(24)
+    def issue(self, source: str, kind: str, ttl: float,
+              value: str | None = None) -> tuple[str, float]:
+        """Create an access token for `source` living `ttl` seconds; return (token, expires_at).
+
+        `value` forces the token's text (the `access_token_value` fault); issuing it again
+        replaces the earlier holder. By default the text is random.
+        """
+        value = secrets.token_urlsafe(24) if value is None else value
         expires_at = self._clock() + ttl
         with self._lock:
             self._tokens[value] = Token(source, kind, expires_at)

@@ -12,7 +12,9 @@ import hashlib
 import re
 
 from .context import bearer, gate, unauthorized
-from .wire import CHUNK, Reply, Request, json_reply, redox_errors
+from .error_replies import redox_errors
+from .wire import CHUNK, Reply, Request, json_reply
+from .wirefaults import shape
 
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,200})"|([^\s;]{1,200}))', re.I)
 _NAME = re.compile(rb'(?:^|;)\s*name="?([^";]*)"?', re.I)
@@ -148,12 +150,16 @@ def scan_upload(req: Request, limit: int) -> FilePart | None:
 
 
 def handle_upload(ctx, req: Request) -> Reply:
-    """`POST /upload`: 201 `{"URI"}` for a good `file` part; 400/401/413/429/5xx otherwise."""
+    """`POST /upload`: 201 `{"URI"}` for a good `file` part; 400/401/413/429/5xx otherwise.
+
+    Every reply goes through the `upload` wire faults (wirefaults.py) before it is recorded.
+    """
     entry = {"status": 0, "size": None, "sha256": None, "uri": None}
     reply, token = gate(ctx, req, "upload_fail_next", random_errors=False, module="Upload")
     if reply is None:
         reply = _accept_upload(ctx, req, token.source, entry)
-    entry["status"] = reply.status
+    reply, wire = shape(ctx, "upload", reply)
+    entry.update(wire, status=reply.status)
     ctx.state.record("uploads", entry)
     return reply
 

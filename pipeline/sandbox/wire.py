@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import http
 import json
+from typing import Callable, Iterator
 
 CHUNK = 64 * 1024
 # How much unwanted body the sandbox reads and discards to keep a connection usable; beyond this
@@ -23,8 +24,21 @@ class BadRequest(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class BodyStream:
+    """A reply body made chunk by chunk as it is written, never held whole: `length` bytes."""
+
+    length: int
+    chunks: Callable[[], Iterator[bytes]]
+
+
+@dataclasses.dataclass(frozen=True)
 class Reply:
-    """One HTTP answer. `drop` closes the socket without answering; `close` ends keep-alive."""
+    """One HTTP answer. `drop` closes the socket without answering; `close` ends keep-alive.
+
+    `stream`, when set, is the body instead of `body`. `wire` (a faults.WIRE_MODES name),
+    `trickle_bps` and `hang_seconds` tell transmit.py how to put the reply on the wire; route
+    functions leave them alone and wirefaults.shape sets them.
+    """
 
     status: int
     body: bytes = b""
@@ -32,6 +46,15 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     close: bool = False
     drop: bool = False
+    stream: BodyStream | None = None
+    wire: str = "normal"
+    trickle_bps: float = 0.0
+    hang_seconds: float = 0.0
+
+    @property
+    def length(self) -> int:
+        """The number of body bytes the reply really carries."""
+        return self.stream.length if self.stream is not None else len(self.body)
 
 
 @dataclasses.dataclass
@@ -61,18 +84,6 @@ def json_reply(status: int, payload, headers=()) -> Reply:
     """Reply with `payload` serialised as compact JSON."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Reply(status, body, "application/json", tuple(headers))
-
-
-def text_reply(status: int, text: str, headers=()) -> Reply:
-    """Reply with a plain-text body (Redox answers some errors this way)."""
-    return Reply(status, text.encode(), "text/plain; charset=utf-8", tuple(headers))
-
-
-def redox_errors(ctx, status: int, texts, module: str = "Send", headers=()) -> Reply:
-    """Reply in Redox's error shape: `{"Meta": {"Errors": [{"ID","Text","Type","Module"}]}}`."""
-    errors = [{"ID": ctx.state.next_id(), "Text": t, "Type": "message", "Module": module}
-              for t in texts]
-    return json_reply(status, {"Meta": {"Errors": errors}}, headers)
 
 
 def phrase(status: int) -> str:
