@@ -22,5 +22,5 @@ from pipeline.validation.gate import NO_SCHEMA_KIND, Gate, MissingSchema
 from pipeline.validation.loader import load_schemas
 from pipeline.validation.schemaset import MAX_PROBLEMS, NO_SCHEMA, NoSchema, SchemaSet
 
-__all__ = ["Gate", "MAX_PROBLEMS", "MissingSchema", "NO_SCHEMA", "NO_SCHEMA_KIND", "NoSchema",
+__all__ = ["MAX_PROBLEMS", "NO_SCHEMA", "NO_SCHEMA_KIND", "Gate", "MissingSchema", "NoSchema",
            "SchemaSet", "load_schemas"]

@@ -14,8 +14,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 import fastjsonschema
@@ -131,7 +132,7 @@ def _base(path: Path, doc: dict[str, Any]) -> str:
 
 def _check_refs(layout: Layout, path: Path, contents: dict[str, Any], registry: Registry) -> None:
     """Every ``$ref`` in the file resolves, now rather than on the first invalid message."""
-    for node in nodes(contents, ""):
+    for node in nodes(contents, contents["id"]):     # the base: a root $ref hides the id
         if "$ref" not in node.schema:
             continue
         ref = node.schema["$ref"]

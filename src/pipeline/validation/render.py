@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
@@ -130,10 +131,12 @@ def _extra_keys(instance: Any, schema: dict) -> int:
     """How many keys ``additionalProperties: false`` refused (a count: the keys are not shown)."""
     if not isinstance(instance, dict):
         return 0
-    declared = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    patterns = schema.get("patternProperties") if isinstance(schema.get("patternProperties"), dict) else {}
+    declared = schema.get("properties")
+    patterns = schema.get("patternProperties")
+    names: dict[str, Any] = declared if isinstance(declared, dict) else {}
+    regexes: dict[str, Any] = patterns if isinstance(patterns, dict) else {}
     return sum(1 for key in instance
-               if key not in declared and not any(re.search(p, key) for p in patterns))
+               if key not in names and not any(re.search(p, key) for p in regexes))
 
 
 def _listed(values: Any) -> str:

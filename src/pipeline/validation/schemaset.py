@@ -13,9 +13,11 @@ valid, and ``disagreements`` counts it.
 from __future__ import annotations
 
 import enum
+import re
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal
+from typing import Any
 
 from jsonschema import Draft4Validator
 
@@ -68,7 +70,7 @@ class SchemaSet:
 
     def validate(self, doc: Any, data_model: str, event_type: str) -> list[str] | NoSchema:
         """The problems of ``doc`` against its schema: ``[]`` when it is valid, else up to
-        ``max_problems`` lines ``<JSON path>: <rule>`` in the schema's order, then
+        ``max_problems`` lines ``<JSON path>: <rule>`` in path order, then
         ``... and N more`` when there are more. :data:`NO_SCHEMA` when the folder has no
         schema for ``data_model``/``event_type``. No line holds a value or an unknown key from
         ``doc``. Never raises for any parsed JSON ``doc``; does not modify it.
@@ -81,20 +83,25 @@ class SchemaSet:
             return []
         except Exception:       # noqa: BLE001 - refused, or the check itself failed: jsonschema decides
             pass
-        shown: list[str] = []
-        seen: set[str] = set()              # one error can repeat a line (e.g. two required)
-        for line in self._lines(schema.full, doc):
-            if line not in seen:
-                seen.add(line)
-                if len(shown) < self.max_problems:
-                    shown.append(line)
-        more = len(seen) - len(shown)
+        # a set: one error can repeat a line (two dependencies on one property); sorted, because
+        # jsonschema's order is not stable (it walks some keys as a set) and the same problems
+        # must give the same reason every time, for reports that rank reasons
+        lines = sorted(set(self._lines(schema.full, doc)), key=_natural)
+        shown, more = lines[:self.max_problems], len(lines) - self.max_problems
         if not shown:
             with self._lock:
                 self.disagreements += 1
             return []
-        return shown + ([f"... and {more} more"] if more else [])
+        return shown + ([f"... and {more} more"] if more > 0 else [])
 
     def _lines(self, validator: Draft4Validator, doc: Any) -> Iterator[str]:
         for error in validator.iter_errors(doc):
             yield from render(error, self.known)
+
+
+def _natural(line: str) -> list[str | int]:
+    """Sort key that puts ``Identifiers[2]`` before ``Identifiers[10]``."""
+    return [int(part) if part.isdigit() else part for part in _DIGITS.split(line)]
+
+
+_DIGITS = re.compile(r"(\d+)")

@@ -7,8 +7,9 @@ never a schema's data (``enum`` values, ``default``), so a property that happens
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urljoin
 
 # draft-04 keywords whose value is a schema, a list of schemas, or a name → schema map
