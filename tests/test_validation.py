@@ -330,6 +330,15 @@ def test_a_root_that_is_a_bare_ref(tmp_path):
     assert schemas.validate({"Meta": {}}, "Media", "New") == []
 
 
+def test_properties_named_like_keywords_are_properties(tmp_path):
+    schema = {"type": "object", "required": ["id"],
+              "properties": {"id": {"type": "string"}, "$ref": {"type": "string"}}}
+    schemas = load_schemas(write_schemas(tmp_path, {"A/B.json": schema}))
+    assert schemas.validate({"id": "x", "$ref": "y"}, "A", "B") == []
+    assert schemas.validate({"$ref": 1}, "A", "B") == [
+        '["$ref"]: wrong type (expected string, got integer)', "id: required"]
+
+
 # -- broken folders and files: ConfigError naming the file ----------------------------------------
 
 def config_error(root: Path) -> str:
@@ -429,6 +438,26 @@ def test_a_quick_check_that_crashes_leaves_the_answer_to_jsonschema():
     assert schemas.validate(doc, "PatientAdmin", "NewPatient") == []
     del doc["Patient"]["Demographics"]["LastName"]
     assert schemas.validate(doc, "PatientAdmin", "NewPatient") == ["Patient.Demographics.LastName: required"]
+
+
+def test_when_jsonschema_cannot_list_the_problems_the_message_still_fails():
+    schemas = load_schemas(NAMED)
+    event = schemas.find("PatientAdmin", "NewPatient")
+
+    class Broken:
+        def iter_errors(self, doc):
+            raise RecursionError("deep")
+    object.__setattr__(event, "full", Broken())
+    doc = new_patient()
+    assert schemas.validate(doc, "PatientAdmin", "NewPatient") == []     # the quick check passes it
+    doc["Patient"]["Demographics"]["DOB"] = MARKER
+    assert schemas.validate(doc, "PatientAdmin", "NewPatient") == [
+        "$: does not match the schema (its problems could not be listed: RecursionError)"]
+
+
+def test_a_cap_below_one_is_refused():
+    with pytest.raises(ValueError):
+        load_schemas(NAMED, max_problems=0)
 
 
 # -- the gate: missing-schema policy ---------------------------------------------------------------

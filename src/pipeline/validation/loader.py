@@ -40,8 +40,8 @@ def load_schemas(folder: str | os.PathLike[str], *, max_problems: int = MAX_PROB
 
     Returns a :class:`SchemaSet` whose ``validate`` lists at most ``max_problems`` problems per
     message. Raises ConfigError ``validation.schemas: <file>: <what is wrong>`` for the first
-    broken file (in a stable order), or for a missing, unreadable or empty folder. Reads only
-    files under ``folder``; never the network.
+    broken file (in a stable order), or for a missing, unreadable or empty folder; ValueError
+    when ``max_problems`` is below 1. Reads only files under ``folder``; never the network.
     """
     layout = scan(folder)
     docs = {path: _read(layout, path) for path in layout.files}

@@ -57,6 +57,10 @@ class SchemaSet:
     disagreements: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.max_problems < 1:       # 0 would list nothing, and nothing listed means valid
+            raise ValueError(f"max_problems must be at least 1, not {self.max_problems}")
+
     def __len__(self) -> int:
         return len(self.events)
 
@@ -73,7 +77,9 @@ class SchemaSet:
         ``max_problems`` lines ``<JSON path>: <rule>`` in path order, then
         ``... and N more`` when there are more. :data:`NO_SCHEMA` when the folder has no
         schema for ``data_model``/``event_type``. No line holds a value or an unknown key from
-        ``doc``. Never raises for any parsed JSON ``doc``; does not modify it.
+        ``doc``. Never raises for any parsed JSON ``doc``; does not modify it. When the quick
+        check refuses ``doc`` and jsonschema fails while listing why, the one problem is
+        ``$: does not match the schema (its problems could not be listed: <error type>)``.
         """
         schema = self.find(data_model, event_type)
         if schema is None:
@@ -86,7 +92,13 @@ class SchemaSet:
         # a set: one error can repeat a line (two dependencies on one property); sorted, because
         # jsonschema's order is not stable (it walks some keys as a set) and the same problems
         # must give the same reason every time, for reports that rank reasons
-        lines = sorted(set(self._lines(schema.full, doc)), key=_natural)
+        try:
+            lines = sorted(set(self._lines(schema.full, doc)), key=_natural)
+        except Exception as exc:    # noqa: BLE001 - e.g. a $ref read differently at run time
+            # refused by the quick check, and jsonschema cannot say why: failing is the safe
+            # side (the file can be retried once the schema is fixed); the reason names no value
+            return [f"$: does not match the schema (its problems could not be listed: "
+                    f"{type(exc).__name__})"]
         shown, more = lines[:self.max_problems], len(lines) - self.max_problems
         if not shown:
             with self._lock:
