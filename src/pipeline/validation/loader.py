@@ -177,7 +177,7 @@ def _rooted(contents: dict[str, Any]) -> dict[str, Any]:
     return {"$schema": DRAFT4_URI, **contents}
 
 
-class _LocalOnly(dict):  # type: ignore[type-arg]
+class _LocalOnly(dict[str, Callable[[str], Any]]):
     """fastjsonschema's ``handlers`` where every URI scheme has a handler, ours: without one it
     would fetch the URI itself (urllib), and schemas must never reach the network."""
 
