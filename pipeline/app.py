@@ -11,20 +11,19 @@ import threading
 from urllib.parse import urlparse
 
 from pipeline.config import Settings
+from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
 from pipeline.errors import ConfigError
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.runner import Runner
 from pipeline.flow.work import FileWork
 from pipeline.journal import Journal
 from pipeline.journal.ledger import DeliveryLedger
-from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
 from pipeline.redox.auth import make_tokens
 from pipeline.redox.client import RedoxClient, Transport
 from pipeline.redox.platform import PlatformClient
 from pipeline.redox.ratelimit import RateLimiter
 from pipeline.redox.transfer.upload import Transfer
-from pipeline.sources.local.done import LocalDoneFolder
-from pipeline.sources.local.store import LocalStore
+from pipeline.sources.base import DoneFolder, FolderView, Source
 
 log = logging.getLogger("pipeline.app")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -36,12 +35,24 @@ def owner_id() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def make_store(settings: Settings, owner: str):
-    src, folders = settings.source, settings.folders
-    if src.kind == "s3":
-        from pipeline.sources.s3.store import make_s3_store  # boto3 only when S3 is configured
-        return make_s3_store(settings, owner)
-    return LocalStore(src.inbox, folders.processing, folders.done, folders.failed, src.pattern, owner)
+def _backend(settings: Settings):
+    """The one place that chooses between the local folders and S3: the module that builds
+    that backend's Source and FolderView (boto3 is imported only when S3 is configured)."""
+    if settings.source.kind == "s3":
+        from pipeline.sources.s3 import setup as s3
+        return s3
+    from pipeline.sources.local import setup as local
+    return local
+
+
+def make_source(settings: Settings, owner: str) -> Source:
+    """The run path's source; for S3 checked against the real endpoint first."""
+    return _backend(settings).open_source(settings, owner)
+
+
+def make_view(settings: Settings) -> FolderView:
+    """The operator commands' view of the folders."""
+    return _backend(settings).open_view(settings)
 
 
 def tls_verify(settings: Settings) -> bool:
@@ -64,14 +75,13 @@ def make_client(settings: Settings) -> RedoxClient:
                        RateLimiter(redox.max_requests_per_second))
 
 
-def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient, *, once: bool,
+def make_runner(settings: Settings, store: Source, journal: Journal, client: RedoxClient, *, once: bool,
                 progress=None, metrics=None) -> Runner:
     retry = settings.retry
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
     breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
                              max(0.05, retry.backoff_max_seconds))
-    if hasattr(store, "wrap_journal"):
-        journal = store.wrap_journal(journal)     # S3: SEND progress travels with the lease
+    journal = store.wrap_journal(journal)     # S3: SEND progress travels with the lease
     observe = metrics.observe if metrics else (lambda *a, **k: None)
     transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
                         settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
@@ -84,32 +94,13 @@ def make_runner(settings: Settings, store, journal: Journal, client: RedoxClient
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
-                  watch=watches(settings, once), progress=progress, metrics=metrics,
-                  recover_seconds=recover_seconds(settings))
-
-
-def watches(settings: Settings, once: bool) -> bool:
-    """Event fast path: file events for a local service; SQS notifications always (in SQS mode
-    they are the only way names arrive, ``--once`` included)."""
-    if settings.source.kind == "s3":
-        return bool(settings.source.queue_url)
-    return not once
-
-
-def recover_seconds(settings: Settings):
-    """S3: look for expired leases (a worker on some machine died) every half lease, not only
-    at start. Local claims are recovered at start (their owner's lock tells)."""
-    return settings.source.lease_seconds / 2 if settings.source.kind == "s3" else None
-
+                  progress=progress, metrics=metrics)
 
 
 # -- delivery confirmation (reconcile) --------------------------------------------------------------
-def make_done_folder(settings: Settings):
-    """Where reconcile finds finished files: the local done folder, or the bucket's done prefix."""
-    if settings.source.kind == "s3":
-        from pipeline.sources.s3.view import S3DoneFolder, S3Folders  # boto3 only for S3
-        return S3DoneFolder(S3Folders(settings))
-    return LocalDoneFolder(settings.folders.done)
+def make_done_folder(settings: Settings) -> DoneFolder:
+    """Where reconcile finds finished files: the done folder of the source's view."""
+    return DoneFolder(make_view(settings))
 
 
 def make_platform_client(settings: Settings, tokens=None, limiter=None) -> PlatformClient:

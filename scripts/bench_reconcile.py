@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from pipeline import app, config  # noqa: E402
-from pipeline.flow import check as message_stage  # noqa: E402
+from pipeline import message as message_stage  # noqa: E402
 from pipeline.flow.finish import iso  # noqa: E402
 from pipeline.journal import Journal  # noqa: E402
 

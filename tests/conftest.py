@@ -1,7 +1,10 @@
 """Shared fixtures. `sandbox`: a fresh Redox sandbox subprocess per test (see sandbox_control)."""
 
-import pytest
+import os
+import uuid
 
+import pytest
+from moto_server import Bucket, MotoServer
 from sandbox_control import SandboxProcess
 
 
@@ -13,10 +16,6 @@ def sandbox():
 
 
 # -- S3 and SQS: moto in server mode on 127.0.0.1 --------------------------------------------
-import os
-import uuid
-
-from moto_server import Bucket, MotoServer
 
 
 @pytest.fixture(scope="session")

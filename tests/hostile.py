@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from pipeline_env import DESTINATION, REPO, PipelineEnv
 
+from pipeline.flow.retry import CircuitBreaker, RetryPolicy
+from pipeline.flow.work import FileWork, Job
 from pipeline.journal import Journal
 from pipeline.sources.local.store import LocalStore
-from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.values import Sent
-from pipeline.flow.work import FileWork, Job
-from pipeline_env import DESTINATION, REPO, PipelineEnv
 
 # -- a real small filesystem ----------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class Unprivileged:
 
     def give(self, path: Path) -> None:
         """Hand ``path`` (recursively) to the unprivileged user."""
-        for folder, dirs, files in os.walk(path):
+        for folder, _dirs, files in os.walk(path):
             os.chown(folder, self.uid, self.gid)
             for name in files:
                 os.chown(os.path.join(folder, name), self.uid, self.gid, follow_symlinks=False)

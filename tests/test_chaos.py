@@ -10,7 +10,6 @@ import signal
 import time
 
 import pytest
-
 from pipeline_env import PipelineEnv, message
 
 FILES = 240

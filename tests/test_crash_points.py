@@ -10,7 +10,6 @@ import signal
 import sqlite3
 
 import pytest
-
 from pipeline_env import PipelineEnv, message
 
 

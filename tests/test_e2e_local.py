@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-
 from pipeline_env import PipelineEnv, message, stop
 
 

@@ -7,11 +7,10 @@ import json
 import time
 
 import pytest
+from pipeline_env import PipelineEnv, message, stop
 
 from pipeline import config
-from pipeline.ops.delivery import delivery_summary, sent_time
-
-from pipeline_env import PipelineEnv, message, stop
+from pipeline.delivery.records import delivery_summary, sent_time
 
 ORG = "org-test"
 

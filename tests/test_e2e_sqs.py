@@ -45,8 +45,8 @@ def test_two_workers_deliver_every_object_once_and_survive_one_killed_mid_object
         for name in names:
             bucket.put(f"incoming/{name}", message(name))
         tag = f"-{victim.pid}-"
-        first.wait_for(lambda: [l["name"] for l in bucket.leases() if tag in l["owner"]
-                                and l["progress"].get("sends_started")])
+        first.wait_for(lambda: [lease["name"] for lease in bucket.leases() if tag in lease["owner"]
+                                and lease["progress"].get("sends_started")])
         survivor = second.start()       # the second worker joins; then the first one dies
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=10)

@@ -18,20 +18,18 @@ import os
 import tempfile
 import time
 
+from hostile import Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hostile import Rig
-from pipeline.flow import finish
-from pipeline.service import logs as logsetup
-from pipeline.flow import check as message
-from pipeline.flow import runner
-from pipeline.flow import work
-from pipeline.errors import RejectedFile
-from pipeline.journal import Record
-from pipeline.flow.runner import Runner
-from pipeline.values import Claim, Outcome
 from pipeline_env import DESTINATION
+
+from pipeline import message, sidecar
+from pipeline.errors import RejectedFile
+from pipeline.flow import finish, runner, work
+from pipeline.flow.runner import Runner
+from pipeline.journal import Record
+from pipeline.service import logs as logsetup
+from pipeline.values import Claim, Outcome
 
 DEST = [DESTINATION]
 settings.register_profile("default", max_examples=150, deadline=None,
@@ -41,7 +39,8 @@ settings.register_profile("deep", max_examples=5000, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # words our own code (and Python's JSON decoder) puts into reasons and log lines
-KNOWN = "".join(inspect.getsource(m) for m in (message, json.decoder, runner, work, finish, logsetup))
+KNOWN = "".join(inspect.getsource(m) for m in (message, json.decoder, runner, work, finish, sidecar,
+                                               logsetup))
 
 
 def leaks(needles, text: str) -> list[str]:
@@ -146,9 +145,9 @@ def test_the_sidecar_encoder_takes_any_text(name, errors, logs, extra, size, sta
                     reason_kind="permanent", next_retry_at=None, dest=None, sha256="0" * 64)
     attempts = [{"kind": "send", "n": 1, "started_at": time.time(), "ended_at": None,
                  "status": 400, "result": "permanent", "maybe_seen": 0, "error": e} for e in errors]
-    doc = finish.build_sidecar(claim, record, Outcome(status, errors=tuple(errors), logs=tuple(logs)),
+    doc = sidecar.build(claim, record, Outcome(status, errors=tuple(errors), logs=tuple(logs)),
                                attempts, extra)
-    data = finish.encode(doc)
+    data = sidecar.encode(doc)
     back = json.loads(data.decode("utf-8"))                   # strict UTF-8, valid JSON
     assert back["name"] == name and back["errors"] == errors and back["status"] == status
 

@@ -7,10 +7,10 @@ import hashlib
 import json
 
 import pytest
-
-from pipeline.flow import check as message
-from pipeline.errors import RejectedFile
 from pipeline_env import DESTINATION, PipelineEnv
+
+from pipeline import message
+from pipeline.errors import RejectedFile
 
 DEST = [DESTINATION]
 META = b'"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}'

@@ -12,9 +12,9 @@ import re
 import time
 
 import pytest
+from pipeline_env import PipelineEnv, message
 
 from pipeline.names import MAX_NAME_BYTES
-from pipeline_env import PipelineEnv, message
 
 ODD_BUT_FINE = [
     "with space.json", "ünïcödé-日本-🙂.json", "quote'\"s.json", "semi;colon&amp|pipe.json",
@@ -55,7 +55,7 @@ def test_odd_but_valid_names_are_sent_and_finished_under_their_own_names(env, sa
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(env.folder("done"))) == sorted(
         ODD_BUT_FINE + [n + ".redox.json" for n in ODD_BUT_FINE])
-    for i, name in enumerate(ODD_BUT_FINE):
+    for name in ODD_BUT_FINE:
         car = env.sidecar("done", name)
         assert car["name"] == name and car["status"] == "done" and car["attempts"] == 1
         assert car["source"] == os.path.join(str(env.inbox), name)

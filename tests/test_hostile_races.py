@@ -16,10 +16,10 @@ import time
 from collections import deque
 
 import pytest
-
 from hostile import Rig
-from pipeline.errors import ClaimLost
 from pipeline_env import PipelineEnv, message
+
+from pipeline.errors import ClaimLost
 
 
 @pytest.fixture
@@ -153,10 +153,10 @@ def test_a_name_that_looks_like_a_claim_slot_survives_recovery(tmp_path):
     rig.claim("a.json")
     rig.drop("a.json", message("two"))
     rig.claim("a.json")
-    os.close(rig.store._lock_fd)                   # the process dies holding its claims
-    rig.store._lock_fd = None
+    os.close(rig.store.claims._lock_fd)            # the process dies holding its claims
+    rig.store.claims._lock_fd = None
     heir = Rig(tmp_path / "heir")
-    heir.store.processing = rig.store.processing
+    heir.store.claims.processing = rig.store.processing
     adopted = sorted(c.name for c in heir.store.adopt_orphans())
     assert adopted == ["2024~a.json", "a.json", "a.json"]
     rig.journal.close()

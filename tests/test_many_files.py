@@ -12,7 +12,6 @@ import os
 import time
 
 import pytest
-
 from hostile import tmpfs
 from pipeline_env import PipelineEnv, message
 

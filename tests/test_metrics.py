@@ -9,10 +9,10 @@ import re
 from collections import Counter
 
 import requests
-
-from pipeline.service.metrics import Metrics
 from pipeline_env import PipelineEnv, message
 from service_lines import Lines
+
+from pipeline.service.metrics import Metrics
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$')
 

@@ -15,11 +15,11 @@ import sqlite3
 import stat
 
 import pytest
-
 from hostile import Lines, Rig, Unprivileged, fill, small_filesystem
+from pipeline_env import PipelineEnv, message
+
 from pipeline.errors import StorageError
 from pipeline.sources.local.store import LocalStore
-from pipeline_env import PipelineEnv, message
 
 GOOD, BAD = message("good"), b'{"Meta": "not an object"}'
 

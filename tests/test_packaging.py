@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
+from pipeline_env import REPO, PipelineEnv, message
 
 from pipeline.config import Settings
-from pipeline_env import REPO, PipelineEnv, message
 
 UNIT = REPO / "deploy" / "redox-pipeline.service"
 CRON = REPO / "deploy" / "cron"
@@ -54,7 +54,8 @@ def test_systemd_accepts_the_unit(tmp_path):
 
 def cron_entry() -> tuple[str, str]:
     """(user, command) of the one schedule line."""
-    [line] = [l for l in CRON.read_text().splitlines() if l and not l.startswith("#") and "=" not in l.split()[0]]
+    [line] = [text for text in CRON.read_text().splitlines()
+              if text and not text.startswith("#") and "=" not in text.split()[0]]
     fields = line.split(None, 6)
     assert fields[:5] == ["*"] * 5
     return fields[5], fields[6]
@@ -90,7 +91,8 @@ def test_the_cron_command_works_as_written(tmp_path, sandbox):
 
 def test_the_dockerfile_runs_the_service_as_a_non_root_user():
     text = DOCKERFILE.read_text()
-    instructions = [l.split(None, 1) for l in text.splitlines() if l and not l.startswith(("#", " "))]
+    instructions = [line.split(None, 1) for line in text.splitlines()
+                    if line and not line.startswith(("#", " "))]
     by_name = {}
     for name, *rest in instructions:
         by_name.setdefault(name, []).append(rest[0] if rest else "")

@@ -7,7 +7,6 @@ import os
 import stat
 
 import pytest
-
 from pipeline_env import PipelineEnv, message
 
 

@@ -4,27 +4,28 @@ done-folder seam. (The command and the service are in test_e2e_reconcile.py.)"""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import threading
-import calendar
 import time
 import uuid
 
 import pytest
+from pipeline_env import DESTINATION, PipelineEnv, message
 
 from pipeline import app, config
+from pipeline import message as message_stage
+from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
+from pipeline.delivery.records import delivery_summary, parse_since
 from pipeline.errors import ConfigError
-from pipeline.flow import check as message_stage
-from pipeline.ops.delivery import delivery_summary, parse_since
-from pipeline.journal.ledger import DeliveryLedger
-from pipeline.sources.local.done import LocalDoneFolder
-from pipeline.timefmt import iso
-from pipeline.journal import Journal
-from pipeline.ops.reconcile import BackgroundReconcile, Reconciler
 from pipeline.flow.retry import RetryPolicy
+from pipeline.journal import Journal
+from pipeline.journal.ledger import DeliveryLedger
 from pipeline.service.runlock import RunLock
-from pipeline_env import DESTINATION, PipelineEnv, message
+from pipeline.sources.base import DoneFolder
+from pipeline.sources.local.view import LocalView
+from pipeline.timefmt import iso
 
 DAY = 24 * 3600.0
 SECOND = {"ID": "0f6a2c4e-5b7d-4e8f-9a1b-2c3d4e5f6a7b", "Name": "Second EMR"}
@@ -61,7 +62,7 @@ class World:
 
     def reconciler(self, journal=None, max_attempts=4, **seams) -> Reconciler:
         seams.setdefault("sleep", self.sleeps.append)
-        return Reconciler(LocalDoneFolder(str(self.done)), DeliveryLedger(journal or self.journal),
+        return Reconciler(DoneFolder(LocalView({"done": str(self.done)})), DeliveryLedger(journal or self.journal),
                           app.make_platform_client(self.settings), RetryPolicy(max_attempts, 0.01, 0.05),
                           DAY, clock=lambda: self.now, rand=lambda: 1.0, **seams)
 
@@ -254,7 +255,7 @@ def test_the_done_folder_lists_finished_files_with_sidecars_only(tmp_path):
     (root / "elsewhere.json").write_text('{"secret": 1}')
     os.symlink(root / "elsewhere.json", root / "link.json.redox.json")
     (root / "link.json").write_bytes(b"{}")
-    folder = LocalDoneFolder(str(root))
+    folder = DoneFolder(LocalView({"done": str(root)}))
     assert sorted(folder.refs()) == ["2026-01-02/b.json", "a.json", "link.json"]
     assert folder.read_sidecar("link.json") is None                # never through a symlink
     assert folder.read_sidecar("2026-01-02/b.json") == {"logs": []}

@@ -6,10 +6,10 @@ import json
 import sqlite3
 
 import pytest
+from pipeline_env import PipelineEnv, message
 
 from pipeline.ops.retry_failed import own_fault
 from pipeline.timefmt import parse_since
-from pipeline_env import PipelineEnv, message
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
 import pytest
+from pipeline_env import PipelineEnv, message
+from png_pixels import read_png
 
 from pipeline.journal import Journal
 from pipeline.ops.report_html import DONE_COLOUR, FAILED_COLOUR
-from pipeline_env import PipelineEnv, message
-from png_pixels import read_png
 
 DAY1 = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
 EVIL = "<script>alert('x')</script> & more"

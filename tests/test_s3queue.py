@@ -7,8 +7,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from pipeline.errors import AuthError, StorageError
-from pipeline.errors import Denied, SourceAuthError
+from pipeline.errors import AuthError, Denied, SourceAuthError, StorageError
 from pipeline.sources.s3.api import translate
 from pipeline.sources.s3.feed import parse
 

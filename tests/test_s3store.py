@@ -8,8 +8,8 @@ import json
 import threading
 
 import pytest
-
 from moto_server import MotoServer
+
 from pipeline.errors import ClaimLost, ConfigError
 from pipeline.journal import Journal
 from pipeline.sources.s3.api import Bucket

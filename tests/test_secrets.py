@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from hostile import TlsFront
-from pipeline import app, config
-from pipeline.errors import ConfigError
 from pipeline_env import PipelineEnv, message
 from sandbox_control import SandboxProcess
+
+from pipeline import app, config
+from pipeline.errors import ConfigError
 
 KID, CLIENT = "test-kid", "test-client"
 API_KEY, SECRET = f"apikey-{secrets.token_hex(16)}", f"secret-{secrets.token_hex(16)}"

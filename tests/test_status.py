@@ -6,7 +6,6 @@ import json
 import socket
 
 import pytest
-
 from pipeline_env import PipelineEnv, message
 
 MARK = "STATUS-CONTENT-MARKER"

@@ -15,7 +15,6 @@ import sqlite3
 import uuid
 
 import pytest
-
 from pipeline_env import PipelineEnv
 
 SEND_LIMIT, UPLOAD_LIMIT = 4096, 64 * 1024

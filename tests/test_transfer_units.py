@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.redox.transfer import documents
-from pipeline.redox.transfer import jsonscan
 from pipeline.errors import RejectedFile
+from pipeline.redox.transfer import documents, jsonscan
 from pipeline.redox.transfer.multipart import MultipartBody
 from pipeline.sandbox.uploads import _Scanner as MultipartScanner
 

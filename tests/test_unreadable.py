@@ -8,11 +8,11 @@ import json
 import os
 
 import pytest
-
 from hostile import Lines, Rig, Unprivileged
+from pipeline_env import message
+
 from pipeline.errors import Unreadable
 from pipeline.sources.local.store import LocalStore
-from pipeline_env import message
 
 
 @pytest.fixture

@@ -13,15 +13,15 @@ things can be left behind:
 from __future__ import annotations
 
 import logging
-import os
 
 from pipeline.journal import Journal
+from pipeline.sources.base import Source
 from pipeline.values import Claim
 
 log = logging.getLogger("pipeline.recovery")
 
 
-def adopt(store) -> list[Claim]:
+def adopt(store: Source) -> list[Claim]:
     """Abandoned claims, moved into this process's claim folder."""
     claims = store.adopt_orphans()
     for claim in claims:
@@ -29,17 +29,12 @@ def adopt(store) -> list[Claim]:
     return claims
 
 
-def complete_journal(store, journal: Journal) -> int:
+def complete_journal(store: Source, journal: Journal) -> int:
     """Mark rows finished whose file was moved before the process died. Returns how many."""
-    find = getattr(store, "find_finished", None)
-    if find is None:
-        return 0
     fixed = 0
     for record in journal.open_outcomes():
-        if record.location and os.path.lexists(record.location):
-            continue          # still claimed: its owner, or our adoption, finishes it
         status = record.outcome or "done"      # 'accepted' rows are done once moved
-        dest = find(record.name, status, record.claim_id)
+        dest = store.find_finished(record.name, status, record.claim_id, record.location)
         if dest:
             journal.finished(record.claim_id, dest, status)
             fixed += 1

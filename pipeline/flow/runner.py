@@ -25,7 +25,7 @@ from pipeline.flow import recovery
 from pipeline.flow.intake import Intake
 from pipeline.flow.settle import Settler
 from pipeline.flow.work import FileWork, Job, Step
-from pipeline.sources.local.watch import Watcher
+from pipeline.sources.base import Source
 
 log = logging.getLogger("pipeline.run")
 
@@ -34,23 +34,21 @@ log = logging.getLogger("pipeline.run")
 class Runner:
     """Drives files from inbox to done/failed. ``run()`` returns the exit status.
 
-    ``work`` is the per-file stage chain; ``store`` the source (local or S3); ``watch``
-    whether to use the event fast path: file events, or the store's own ``watch(events)``
-    (SQS notifications). A *queue-fed* store (``store.queue_fed``) gets names only from its
-    events: hints count in ``--once`` too, and ``--once`` ends when ``store.drained()``.
-    ``recover_seconds``: also adopt abandoned claims periodically (S3 leases), not just at
-    start. Clocks are injectable for tests.
+    ``work`` is the per-file stage chain; ``store`` the Source (local or S3), whose
+    ``watch`` feeds the event fast path (file events, SQS notifications). A *queue-fed*
+    source gets names only from its events: hints count in ``--once`` too, and ``--once``
+    ends when ``store.drained()``. A source with a ``recover_interval`` is also searched for
+    abandoned claims periodically (S3 leases), not just at start. Clocks are injectable.
     """
 
-    def __init__(self, store, journal, work: FileWork, *, workers: int, settle_seconds: float,
+    def __init__(self, store: Source, journal, work: FileWork, *, workers: int, settle_seconds: float,
                  rescan_seconds: float, once: bool, once_wait: float, grace: float,
-                 watch: bool = False, mono: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, progress=None, metrics=None,
-                 recover_seconds: Optional[float] = None):
+                 mono: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, progress=None, metrics=None):
         self.store, self.journal, self.work = store, journal, work
         self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
-        self.rescan_seconds, self.watch, self.recover_seconds = rescan_seconds, watch, recover_seconds
-        self.queue_fed = bool(getattr(store, "queue_fed", False))
+        self.rescan_seconds, self.recover_seconds = rescan_seconds, store.recover_interval
+        self.queue_fed = store.queue_fed
         self.mono, self.wall = mono, wall
         self.settler = Settler(settle_seconds, wall=wall, mono=mono)
         self.intake = Intake(store, journal, self.settler, once=once, queue_fed=self.queue_fed, wall=wall)
@@ -103,11 +101,7 @@ class Runner:
         return self._unfinished | self.intake.unfinished
 
     def _start_watch(self):
-        if not self.watch:
-            return None
-        if hasattr(self.store, "watch"):
-            return self.store.watch(self.events, self.once)
-        return Watcher(self.store.inbox, self.events).start()
+        return self.store.watch(self.events, self.once)
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from pipeline import failpoints
+from pipeline import message as message_stage
 from pipeline.errors import (
     AuthError,
     ClaimLost,
@@ -28,12 +29,12 @@ from pipeline.errors import (
     TransientDelivery,
     Unreadable,
 )
-from pipeline.flow import check as message_stage
 from pipeline.flow.finish import finish
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.route import route
 from pipeline.journal import Journal, Record
 from pipeline.redox.transfer.upload import Transfer
+from pipeline.sources.base import Source
 from pipeline.values import Claim, Message, Outcome
 
 log = logging.getLogger("pipeline.work")
@@ -65,7 +66,7 @@ class Step:
 @dataclass
 class FileWork:
     """The per-file stages, wired to the shared store, journal and Redox client."""
-    store: object
+    store: Source
     journal: Journal
     client: object
     policy: RetryPolicy
@@ -128,7 +129,7 @@ class FileWork:
             return Step("stuck", error=f"the file changed after it was claimed ({claim.size} "
                                        f"bytes, now {len(raw)}); reading it again later")
         job.record = self.journal.begin(claim.name, sha, claim.size, claim.source, claim.location,
-                                        getattr(self.store, "owner", ""), claim.mtime)
+                                        self.store.owner, claim.mtime)
         if job.record.state in ("accepted", "finishing"):
             return None                          # recovery: Redox already accepted it
         if self.dedupe:
@@ -191,7 +192,7 @@ class FileWork:
     def _reject_unread(self, job: Job, reason: str, kind: str) -> Step:
         claim = job.claim
         job.record = self.journal.begin(claim.name, "", claim.size, claim.source, claim.location,
-                                        getattr(self.store, "owner", ""), claim.mtime)
+                                        self.store.owner, claim.mtime)
         return self._done(job, Outcome("failed", errors=(reason,), reason_kind=kind))
 
     # -- deliver ---------------------------------------------------------------------------------

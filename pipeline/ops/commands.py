@@ -14,6 +14,7 @@ import os
 import time
 from typing import Optional
 
+from pipeline import app
 from pipeline import config as config_mod
 from pipeline.errors import ConfigError, StorageError, UsageError
 from pipeline.journal import Journal
@@ -22,14 +23,13 @@ from pipeline.ops import report_html as reporthtml
 from pipeline.ops import retry_failed as replay
 from pipeline.ops import status as status_mod
 from pipeline.service import logs as logsetup
-from pipeline.sources.local.view import make_folders
 from pipeline.timefmt import parse_since
 
 
 def status(args) -> int:
     """Counts, the oldest waiting file, retries, last errors and whether Redox lets us in."""
     settings = _settings(args)
-    view = make_folders(settings, "status")
+    view = app.make_view(settings)
     probe = None if args.no_auth_check else (lambda: status_mod.probe_auth(settings))
     doc = status_mod.collect(settings, view, probe=probe, errors=args.errors)
     if args.json or args.log_format == "json":
@@ -43,7 +43,7 @@ def retry_failed(args) -> int:
     """Failed files back into the inbox, their sidecars kept as history (replay.py)."""
     settings = _settings(args)
     since = _since(args)
-    view = make_folders(settings, "retry-failed")
+    view = app.make_view(settings)
     os.umask(settings.umask_value)
 
     def open_journal():
@@ -61,7 +61,7 @@ def report(args) -> int:
     """The audit summary as tables, JSON, and optionally an HTML page."""
     settings = _settings(args)
     since = _since(args)
-    view = make_folders(settings, "report")
+    view = app.make_view(settings)
     rows, journal = report_mod.gather(view, settings.state.path, since)
     doc = report_mod.summarize(rows, since=since, config=settings.config_path, journal=journal,
                                delivery=_delivery(settings, since))
@@ -89,8 +89,7 @@ def reconcile(args) -> int:
     if problems:
         raise ConfigError(problems)
     since = _since(args)
-    from pipeline import app
-    from pipeline.ops.reconcile import log_pass
+    from pipeline.delivery.reconcile import log_pass
     from pipeline.service.runlock import RunLock
     folder, platform = app.make_done_folder(settings), app.make_platform_client(settings)
     try:   # one pass at a time per journal: wait for the service's (or another cron's) to end
@@ -136,7 +135,7 @@ def _delivery(settings, since: Optional[float]) -> Optional[dict]:
     """Delivery confirmation's counts for the report's period (None when it is disabled)."""
     if not settings.delivery_check.enabled:
         return None
-    from pipeline.ops.delivery import delivery_summary
+    from pipeline.delivery.records import delivery_summary
     try:
         summary = delivery_summary(settings, since)
     except StorageError as exc:

@@ -28,7 +28,7 @@ from typing import Optional
 from pipeline import timefmt
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.names import candidates as _candidates
-from pipeline.sources.local.view import Entry
+from pipeline.sources.base import Entry
 
 OWN_FAULT_KINDS = frozenset({"invalid", "too_large", "not_a_file"})
 OWN_FAULT_STATUSES = frozenset({400, 413, 422})

@@ -18,7 +18,7 @@ from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 from pipeline.names import original_name
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
-from pipeline.sources.local.view import FOLDERS, age
+from pipeline.sources.base import FOLDERS, age
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
 AUTH_TIMEOUT_SECONDS = 5.0
@@ -30,7 +30,7 @@ def delivery_section(settings) -> Optional[dict]:
     counts, ``unchecked``, and the oldest failed or given-up deliveries (at most 10)."""
     if not settings.delivery_check.enabled:
         return None
-    from pipeline.ops.delivery import delivery_summary
+    from pipeline.delivery.records import delivery_summary
     try:
         summary = delivery_summary(settings)
     except StorageError as exc:

@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
 def _run(settings, once: bool, app) -> int:
     client = app.make_client(settings)
     try:
-        store = app.make_store(settings, app.owner_id())
+        store = app.make_source(settings, app.owner_id())
         waiting = sum(1 for _ in store.scan()) if once else 0
         idle = once and not waiting and not store.has_claims()
     except AuthError as exc:          # S3 refused the credentials: not the files' fault

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Optional
 
+from pipeline import message
 from pipeline.errors import RejectedFile
-from pipeline.flow import check as message
 from pipeline.redox.transfer import jsonscan
 from pipeline.redox.transfer.jsonscan import Span
 

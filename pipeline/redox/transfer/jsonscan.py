@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Optional
 
 from pipeline.errors import RejectedFile
-from pipeline.flow.check import MAX_DEPTH
+from pipeline.message import MAX_DEPTH
 
 CHUNK = 1 << 20
 # The body of a JSON string up to its closing quote, in the "unrolled loop" form (linear time,

@@ -74,7 +74,7 @@ class Transfer:
     def _seekable(self, handle) -> ContextManager:
         """The file as a seekable handle: the scan reads its spans again. A stream that cannot
         seek (an S3 body) is first copied, chunk by chunk, into an unnamed temporary file."""
-        if getattr(handle, "seekable", lambda: False)():
+        if handle.seekable():
             return contextlib.nullcontext(handle)
         spool = tempfile.TemporaryFile(dir=self.tmp_dir)
         shutil.copyfileobj(handle, spool, 1 << 20)

@@ -42,7 +42,7 @@ def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o
         else:
             os.link(tmp, path)   # fails with EEXIST instead of overwriting
     finally:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
 
 
 def _create_temp(folder: str, mode: int) -> tuple[int, str]:
@@ -145,7 +145,7 @@ def _copy_then_link(src: str, dst: str) -> None:
                 raise FileExistsError(dst) from None
             os.rename(tmp, dst)   # no hard links at all here: check-then-rename is the best we have
     finally:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
 
 
 def fsync_dir(path: str) -> None:
@@ -199,7 +199,7 @@ def describe_mode(mode: int) -> str:
     return "not a regular file"
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

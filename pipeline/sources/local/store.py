@@ -1,37 +1,35 @@
 """The local-folder source: inbox, processing, done and failed on one filesystem.
 
-This is the storage seam for ``source.kind: local`` (S3 has its own store with the same
-methods). Ownership of claimed files is by folder: each process claims into
-``processing/<owner>/`` and holds an exclusive ``flock`` on ``processing/<owner>/.lock`` for
-its lifetime, so anyone can tell a live owner from an abandoned claim.
+The :class:`~pipeline.sources.base.Source` for ``source.kind: local``. A claim is an atomic
+rename into this process's claim folder (claims.py: who owns what, and adopting the claims of
+dead processes); finishing writes the sidecar, then moves the file beside it.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import stat
-import tempfile
 import time
 from typing import BinaryIO, Iterator, Optional
 
-from pipeline import failpoints
+from pipeline import failpoints, sidecar
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.names import candidates as _candidates
-from pipeline.names import fit as _fit
-from pipeline.names import is_candidate_name, name_problem, original_name
+from pipeline.names import is_candidate_name, name_problem
 from pipeline.names import printable as _printable
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
+from pipeline.sources.base import Source, Watch
 from pipeline.sources.local import fsops
+from pipeline.sources.local.claims import ClaimFolders
+from pipeline.sources.local.watch import Watcher
 from pipeline.values import Claim, Drop
 
 SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
 log = logging.getLogger("pipeline.store")
 
 
-class LocalStore:
+class LocalStore(Source):
     """Inbox and output folders on the local filesystem.
 
     ``owner`` names this process's claim folder. ``prepare()`` must be called before claims.
@@ -42,8 +40,7 @@ class LocalStore:
     def __init__(self, inbox: str, processing: str, done: str, failed: str, pattern: str, owner: str):
         self.inbox, self.processing, self.pattern, self.owner = inbox, processing, pattern, owner
         self.folders = {"done": done, "failed": failed}
-        self.own_dir = os.path.join(processing, owner)
-        self._lock_fd: int | None = None
+        self.claims = ClaimFolders(processing, owner, inbox)
         self._synced: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._noted: set[str] = set()      # names already warned about (left alone)
@@ -60,34 +57,14 @@ class LocalStore:
             if os.stat(folder).st_mode & stat.S_IRWXO:
                 log.warning("folder is open to all users; chmod o-rwx it (it holds patient data)",
                             extra={"path": folder})
-        if self._lock_fd is not None:
-            return
-        # Built under a hidden name, locked, then renamed into place: nobody can mistake a
-        # half-made claim folder for an abandoned one.
-        tmp = tempfile.mkdtemp(prefix=".new-", dir=self.processing)
-        fd = os.open(os.path.join(tmp, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
-                                 "since": time.time()}).encode())
-        os.rename(tmp, self.own_dir)
-        self._lock_fd = fd
+        self.claims.open()
 
     def close(self) -> None:
         """Remove this process's claim folder if it is empty, and let go of its lock."""
         for folder in self._dirty:
             fsops.fsync_dir(folder)
         self._dirty.clear()
-        if self._lock_fd is None:
-            return
-        leftovers = [n for n in _names(self.own_dir) if n != ".lock"]
-        if not leftovers:
-            fsops._unlink_quietly(os.path.join(self.own_dir, ".lock"))
-            try:
-                os.rmdir(self.own_dir)
-            except OSError:
-                pass
-        os.close(self._lock_fd)
-        self._lock_fd = None
+        self.claims.close()
 
     # -- discover / claim ------------------------------------------------------------------
     def scan(self) -> Iterator[Drop]:
@@ -141,7 +118,7 @@ class LocalStore:
         it was seen settled (or swapped for a symlink) is put back to settle again, ClaimLost.
         """
         src = os.path.join(self.inbox, drop.name)
-        dst = self._free_slot(drop.name)
+        dst = self.claims.slot(drop.name)
         try:
             os.rename(src, dst)   # atomic on one filesystem: whoever's rename succeeds owns it
         except FileNotFoundError:
@@ -158,16 +135,6 @@ class LocalStore:
             self.release(claim)
             raise ClaimLost("the file changed while it was being claimed; it settles again", src)
         return claim
-
-    def _free_slot(self, name: str) -> str:
-        """Our claim folder is ours alone, so check-then-use is safe within this process."""
-        dst = os.path.join(self.own_dir, name)
-        n = 1
-        while os.path.lexists(dst):
-            # hidden, so it can never be mistaken for an inbox name like "2024~a.json"
-            dst = os.path.join(self.own_dir, _fit(f".{n}~", name, ""))
-            n += 1
-        return dst
 
     def open(self, claim: Claim) -> BinaryIO:
         """Open the claimed file for reading (regular files only; never through a symlink)."""
@@ -201,7 +168,7 @@ class LocalStore:
             if os.path.lexists(dest):
                 if _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id:
                     # ours already (see _already_moved): a crash between link and unlink
-                    fsops._unlink_quietly(claim.location)
+                    fsops.unlink_quietly(claim.location)
                     return dest
                 continue
             if not self._write_sidecar(dest, sidecar, claim_id):
@@ -210,13 +177,13 @@ class LocalStore:
             try:
                 fsops.move_noreplace(claim.location, dest)
             except FileExistsError:
-                fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
+                fsops.unlink_quietly(dest + SIDECAR_SUFFIX)
                 continue
             except ClaimLost:
                 raise
             except (OSError, StorageError) as exc:
                 # no sidecar without its file: take ours back; the file stays claimed
-                fsops._unlink_quietly(dest + SIDECAR_SUFFIX)
+                fsops.unlink_quietly(dest + SIDECAR_SUFFIX)
                 why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
                 raise StorageError(f"cannot move the file to {status} ({why})", dest) from None
             self._sync_soon(folder)
@@ -229,8 +196,12 @@ class LocalStore:
         claim_id is ours: an earlier finish got as far as the move and was interrupted."""
         return os.path.lexists(dest) and _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id
 
-    def find_finished(self, name: str, status: str, claim_id: str) -> str | None:
-        """Where an interrupted finish put the file ``name`` for ``claim_id``, if it got there."""
+    def find_finished(self, name: str, status: str, claim_id: str,
+                      location: Optional[str]) -> Optional[str]:
+        """Where an interrupted finish put the file ``name`` for ``claim_id``, if it got there
+        (None while the file still lies at ``location``: its owner, or our adoption, finishes it)."""
+        if location and os.path.lexists(location):
+            return None
         for candidate in _candidates(os.path.basename(name)):
             dest = os.path.join(self.folders[status], candidate)
             if not os.path.lexists(dest + SIDECAR_SUFFIX):
@@ -271,98 +242,26 @@ class LocalStore:
 
     # -- recovery --------------------------------------------------------------------------
     def adopt_orphans(self) -> list[Claim]:
-        """Move abandoned claims into our claim folder and return them.
+        return self.claims.adopt_orphans()
 
-        Abandoned: files directly in ``processing/`` (nobody's), and the contents of claim
-        folders whose owner no longer holds its lock (the process died).
-        """
-        adopted: list[Claim] = []
-        for name in _names(self.processing):
-            path = os.path.join(self.processing, name)
-            if name.startswith(".") or path == self.own_dir:
-                continue
-            if os.path.isdir(path) and not os.path.islink(path):
-                adopted += self._adopt_folder(path)
-            elif is_candidate_name(name, "*"):
-                adopted += self._adopt_file(path, name)
-        return adopted
+    def has_claims(self) -> bool:
+        return self.claims.has_claims()
 
     def own_claims(self) -> list[str]:
         """Paths of the files now in our claim folder."""
-        return [os.path.join(self.own_dir, n) for n in _names(self.own_dir) if n != ".lock"]
+        return self.claims.own_claims()
 
-    def has_claims(self) -> bool:
-        """Is anything claimed in processing (ours, someone else's, or nobody's)?"""
-        for name in _names(self.processing):
-            path = os.path.join(self.processing, name)
-            if name.startswith("."):
-                continue
-            if not os.path.isdir(path) or any(n != ".lock" for n in _names(path)):
-                return True
-        return False
-
-    def _adopt_folder(self, folder: str) -> list[Claim]:
-        lock = os.path.join(folder, ".lock")
-        try:
-            fd = os.open(lock, os.O_RDWR)
-        except FileNotFoundError:
-            fd = None
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return []          # its owner is alive: leave its claims alone
-        try:
-            claims = []
-            for name in _names(folder):
-                if name != ".lock":
-                    claims += self._adopt_file(os.path.join(folder, name), original_name(name))
-            fsops._unlink_quietly(lock)
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
-            return claims
-        finally:
-            if fd is not None:
-                os.close(fd)
-
-    def _adopt_file(self, path: str, name: str) -> list[Claim]:
-        if name_problem(name):
-            # claimed by an older version that took such names: back to the inbox, left alone
-            self._return_unclaimable(path, name)
-            return []
-        try:
-            info = os.lstat(path)
-            dst = self._free_slot(name)
-            os.rename(path, dst)
-        except FileNotFoundError:
-            return []               # another recovering worker took it first
-        except OSError as exc:
-            log.error("cannot adopt an abandoned claim", extra={"file": name, "error": exc.strerror})
-            return []
-        return [Claim(name=name, location=dst, source=os.path.join(self.inbox, name),
-                      size=info.st_size, mtime=info.st_mtime, claimed_at=time.time())]
-
-    def _return_unclaimable(self, path: str, name: str) -> None:
-        try:
-            fsops.move_noreplace(path, os.path.join(self.inbox, name))
-        except (OSError, StorageError) as exc:
-            log.error("cannot return an unclaimable file to the inbox",
-                      extra={"file": _printable(name), "error": str(exc)})
-
-
-def _names(folder: str) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    def watch(self, events, once: bool) -> Optional[Watch]:
+        """File events on the inbox (watchdog) for a service; a cron run only lists."""
+        if once:
+            return None
+        return Watcher(self.inbox, events).start()
 
 
 def _sidecar_claim_id(path: str) -> str | None:
     try:
         with open(path, "rb") as handle:
-            return json.loads(handle.read(1 << 20)).get("claim_id")
-    except (OSError, ValueError, AttributeError):
+            doc = sidecar.read(handle)
+    except OSError:
         return None
+    return doc.get("claim_id") if doc else None

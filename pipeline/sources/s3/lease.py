@@ -11,7 +11,7 @@ worker may take it over, again by compare-and-swap on the ETag it read, so only 
 
 The lease also carries the claim's SEND progress (``progress``): how many SEND attempts were
 started and, once Redox accepted one, its Log IDs. A worker on another machine that takes over
-an abandoned lease continues from there instead of sending blindly (see s3progress.py).
+an abandoned lease continues from there instead of sending blindly (see progress.py).
 """
 
 from __future__ import annotations

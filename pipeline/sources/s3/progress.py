@@ -2,7 +2,7 @@
 
 Each machine keeps its own journal (state.path), so when a worker dies mid-object and a worker
 on *another* machine takes over its expired lease, that journal knows nothing of the SENDs
-already made. The lease travels with the claim, so it carries what matters (s3lease.py):
+already made. The lease travels with the claim, so it carries what matters (lease.py):
 
 - before every SEND, ``sends_started = n`` is written into the lease — a compare-and-swap on
   the lease, so a worker whose lease was taken over finds out *before* sending, not after;

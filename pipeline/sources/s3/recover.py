@@ -1,7 +1,7 @@
 """Recovery for the S3 store: claims whose worker died, wherever it died.
 
 A worker may die at any step; its lease then expires (nobody renews it) and any worker may take
-it over (s3lease.py). What the dead owner was doing is read from where the object is:
+it over (lease.py). What the dead owner was doing is read from where the object is:
 
 - in processing/ → it was claimed: the claim is ours now (its SEND progress comes along);
 - still in the inbox with the lease's source ETag → the move was interrupted: finish it;
@@ -18,6 +18,7 @@ import logging
 
 from pipeline.errors import ClaimLost
 from pipeline.sources.s3.api import epoch
+from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.lease import LEASE_DIR, Lease
 from pipeline.values import Claim
 
@@ -37,7 +38,6 @@ class Recovery:
             if self.leases.get(name) is None and not name.startswith("."):
                 adopted += self._adopt_leased(name)
         lease_dir = self.processing + LEASE_DIR
-        from pipeline.sources.s3.store import is_ours
         for page in self.bucket.pages(self.processing, self.page_size):
             for item in page:
                 key = item["Key"]

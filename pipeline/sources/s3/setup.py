@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from pipeline.errors import ConfigError, Conflict, Denied, Missing
 from pipeline.sources.s3.api import Bucket, Queue
-from pipeline.sources.s3.store import S3Store, folder_prefix
+from pipeline.sources.s3.keys import folder_prefix
+from pipeline.sources.s3.store import S3Store
+from pipeline.sources.s3.view import S3View
 
 
-def build_store(settings, owner: str) -> S3Store:
+def open_source(settings, owner: str) -> S3Store:
     """The S3 store for ``settings`` (source.kind s3), with its SQS feed when configured."""
     src, folders = settings.source, settings.folders
     bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region,
@@ -57,3 +59,8 @@ def probe_conditional_writes(bucket: Bucket, prefix: str, owner: str) -> None:
         bucket.delete(key)
     raise ConfigError("source.endpoint_url: this S3 endpoint ignores conditional writes "
                       "(If-None-Match), so two workers could claim one object; refusing to run")
+
+
+def open_view(settings) -> S3View:
+    """The operator's view of the bucket's prefixes."""
+    return S3View(settings)

@@ -1,16 +1,15 @@
 """The S3 source: inbox, processing, done and failed as key prefixes in one bucket.
 
-The storage seam for ``source.kind: s3``, with LocalStore's methods (prepare, close, scan,
-stat, claim, open, release, finish, adopt_orphans, has_claims). A name is the key below
+The :class:`~pipeline.sources.base.Source` for ``source.kind: s3``. A name is the key below
 ``source.prefix`` and keeps its path: ``incoming/a/b.json`` → ``processing/a/b.json`` →
 ``done/a/b.json`` with its sidecar ``done/a/b.json.redox.json`` beside it.
 
-S3 has no atomic rename, so a claim is a create-only lease (s3lease.py)
+S3 has no atomic rename, so a claim is a create-only lease (lease.py)
 followed by an idempotent copy + delete into processing/. Every later step first checks the
 lease is still ours. Finishing writes the sidecar create-only (which reserves the name in
 done/ or failed/), then copies the object beside it and deletes it from processing/: a crash
 anywhere leaves a state the next owner completes. With ``source.queue_url`` the names come from
-S3 event notifications on SQS (s3queue.py) instead of listings.
+S3 event notifications on SQS (feed.py) instead of listings.
 """
 
 from __future__ import annotations
@@ -19,35 +18,22 @@ import posixpath
 import time
 from typing import BinaryIO, Iterator, Optional
 
+from pipeline import sidecar as sidecar_mod
 from pipeline.errors import ClaimLost, Conflict, PipelineError, StorageError
-from pipeline.jsondoc import parse_object
 from pipeline.names import candidates as _candidates
-from pipeline.names import is_candidate_name
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
+from pipeline.sources.base import Source
 from pipeline.sources.s3.api import Bucket, epoch
+from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
 from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress
 from pipeline.sources.s3.recover import Recovery
 from pipeline.values import Claim, Drop
 
 
-def is_ours(name: str, pattern: str) -> bool:
-    """A key below the prefix counts when its base name does (localstore's rule: not hidden,
-    temporary or a sidecar) and no folder on its path is hidden (``.leases/``, ``.tmp/``)."""
-    parts = name.split("/")
-    return (bool(name) and all(p and not p.startswith(".") for p in parts[:-1])
-            and is_candidate_name(parts[-1], pattern))
-
-
-def folder_prefix(value: str) -> str:
-    """A key prefix that names a folder: no leading ``/``, one trailing ``/`` (unless empty)."""
-    value = value.strip("/")
-    return value + "/" if value else ""
-
-
-class S3Store(Recovery, Progress):
+class S3Store(Recovery, Progress, Source):
     """One bucket's prefixes. ``owner`` identifies this process in leases; ``feed`` (an
-    s3queue.Feed) switches discovery from listing to SQS notifications."""
+    feed.Feed) switches discovery from listing to SQS notifications."""
 
     kind = "s3"
 
@@ -61,7 +47,6 @@ class S3Store(Recovery, Progress):
         self.leases = Leases(bucket, processing + LEASE_DIR, owner, lease_seconds, clock)
         self.inbox = bucket.uri(prefix)
         self.feed = None
-        self.queue_fed = False
         self._skip = tuple(p for p in (processing, done, failed) if p)
         self._seen: dict[str, tuple] = {}         # name → (ETag, carried progress) from stat()
         self._inherited: dict[str, dict] = {}     # name → SEND progress of a dead owner
@@ -97,8 +82,18 @@ class S3Store(Recovery, Progress):
         return self.feed.start(events, once) if self.feed else None
 
     def use_feed(self, feed) -> None:
-        """Take names from SQS notifications (s3queue.Feed) instead of listings."""
-        self.feed, self.queue_fed = feed, True
+        """Take names from SQS notifications (feed.Feed) instead of listings."""
+        self.feed = feed
+
+    @property
+    def queue_fed(self) -> bool:
+        return self.feed is not None
+
+    @property
+    def recover_interval(self) -> Optional[float]:
+        """Look for expired leases (a worker on some machine died) every half lease, not
+        only at start."""
+        return self.lease_seconds / 2
 
     def drained(self) -> bool:
         """SQS ``--once``: the queue had nothing more and every message we took is resolved."""
@@ -128,7 +123,7 @@ class S3Store(Recovery, Progress):
 
     def stat(self, name: str) -> Optional[Drop]:
         """The object ``name`` in the inbox as it is now, or None. In SQS mode a name that is
-        not in the inbox settles its messages (s3queue.Feed: gone, elsewhere or ours)."""
+        not in the inbox settles its messages (feed.Feed: gone, elsewhere or ours)."""
         head = self.bucket.head(self.prefix + name)
         if head is not None:
             if len(self._seen) > 10000:
@@ -313,16 +308,11 @@ class S3Store(Recovery, Progress):
     def _sidecar_is_ours(self, car: str, claim: Claim, sidecar: bytes, claim_id: str) -> bool:
         """A sidecar written by our own claim, or by a dead worker's interrupted finish of the
         very same object (same source key and bytes)."""
-        found = self.bucket.get_with_etag(car)
+        found = self.bucket.get_with_etag(car, sidecar_mod.MAX_BYTES + 1)
         if found is None:
             return False
-        theirs, mine = parse_object(found[0]) or {}, parse_object(sidecar) or {}
+        theirs, mine = sidecar_mod.parse(found[0]) or {}, sidecar_mod.parse(sidecar) or {}
         if theirs.get("claim_id") == claim_id:
             return True
         return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
                 and bool(mine.get("sha256")))
-
-def make_s3_store(settings, owner: str) -> S3Store:
-    """The S3 store for ``settings`` (source.kind s3), checked against the real endpoint."""
-    from pipeline.sources.s3.setup import build_store  # the start-up checks live there
-    return build_store(settings, owner)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from pipeline.delivery.records import as_sidecar, count, from_sidecar, log_ids_of, sent_time
 from pipeline.errors import (
     AuthError,
     Interrupted,
@@ -35,7 +36,6 @@ from pipeline.errors import (
 from pipeline.exits import Exit
 from pipeline.flow.retry import RetryPolicy
 from pipeline.journal.ledger import Delivery, DeliveryLedger
-from pipeline.ops.delivery import as_sidecar, count, from_sidecar, log_ids_of, sent_time
 from pipeline.service.runlock import RunLock
 from pipeline.sidecar import encode
 from pipeline.values import LogStatus

@@ -1,4 +1,4 @@
-"""read + check: bytes as dropped → a :class:`Message`, or :class:`RejectedFile` with a reason.
+"""A Redox message: bytes as dropped → a :class:`Message`, or :class:`RejectedFile` with a reason.
 
 A Redox message is a JSON object whose ``Meta.DataModel`` and ``Meta.EventType`` are strings
 (a SEND needs both). Everything else is rejected here, precisely, and never sent: empty,

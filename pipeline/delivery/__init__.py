@@ -1,0 +1,3 @@
+"""Delivery confirmation: following each Log ID through Redox's Platform API until Redox reports it
+delivered.
+"""
