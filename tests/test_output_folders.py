@@ -217,3 +217,20 @@ def test_a_full_disk_under_the_journal_too_stops_nothing_and_loses_nothing(tmp_p
             proc.wait(timeout=30)
         assert "Traceback" not in err and "unexpected" not in err
         assert sends(sandbox) == ["full"] and env.sidecar("done", "a.json")["attempts"] == 1
+
+
+def test_once_exits_0_when_a_file_that_got_stuck_once_then_finished(tmp_path):
+    """A --once run whose only file could not be finished at the first try (a full done/
+    folder) but was at the second ends with exit 0: the file is in done/, not "left in the
+    inbox for the next run"."""
+    from pipeline.flow.runner import Runner
+    rig = Rig(tmp_path, store_class=FlakyFinish)
+    rig.store.failures = 1
+    rig.drop("a.json", GOOD)
+    runner = Runner(rig.store, rig.journal, rig.work, workers=1, settle_seconds=0,
+                    rescan_seconds=60, once=True, once_wait=30, grace=5)
+    code = runner.run()
+    assert rig.listing("done") == ["a.json", "a.json.redox.json"]
+    assert not runner.unfinished
+    assert code == 0
+    rig.close()

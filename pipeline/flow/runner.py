@@ -10,8 +10,6 @@ a file waiting for a retry holds no worker and one slow file never blocks the ot
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import queue
 import time
@@ -23,7 +21,9 @@ from pipeline.errors import AuthError, ClaimLost, StorageError
 from pipeline.exits import Exit
 from pipeline.flow import recovery
 from pipeline.flow.intake import Intake
+from pipeline.flow.schedule import Schedule
 from pipeline.flow.settle import Settler
+from pipeline.flow.tally import Tally
 from pipeline.flow.work import FileWork, Job, Step
 from pipeline.sources.base import Source
 
@@ -56,19 +56,14 @@ class Runner:
         self.events: queue.Queue = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self.ready: deque[Job] = deque()
-        self.retries: list[tuple[float, int, Job]] = []
-        self._seq = itertools.count()
+        self.later: Schedule[Job] = Schedule(mono, once=once, once_wait=once_wait,
+                                             settle_seconds=settle_seconds)
         self.inflight = 0
         self.held: dict[str, Job] = {}            # every claim we hold, by location
-        self.counts = {"done": 0, "failed": 0}
         self.stop_reason: Optional[str] = None
         self.fatal: Optional[str] = None          # credentials refused / Redox unreachable
-        self.delivered_any = False
         self.unreachable_streak = 0
-        self.progress = progress
-        self.metrics = metrics
-        self._stuck: dict[str, tuple[float, int]] = {}   # location → (first stuck at, times)
-        self._unfinished: set[str] = set()         # --once: files it could not finish
+        self.tally = Tally(metrics, progress, wall)
 
     # -- control -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -96,9 +91,14 @@ class Runner:
         return Exit.FAILED if self.once and (self.counts["failed"] or self.unfinished) else Exit.OK
 
     @property
+    def counts(self) -> dict:
+        """How many files went to done/ and failed/ so far."""
+        return self.tally.counts
+
+    @property
     def unfinished(self) -> set[str]:
         """--once: files it could not claim (by name) or finish (by location)."""
-        return self._unfinished | self.intake.unfinished
+        return self.later.unfinished | self.intake.unfinished
 
     def _start_watch(self):
         return self.store.watch(self.events, self.once)
@@ -122,20 +122,22 @@ class Runner:
             self._promote_due_retries()
             self._claim_ready()
             self._dispatch()
-            if self.metrics:
-                self._report_gauges()
+            self.tally.gauges(in_flight=self.inflight, waiting_retry=len(self.later),
+                              held_mtimes=[job.claim.mtime for job in self.held.values()],
+                              oldest_inbox=self.intake.oldest_inbox)
             if self.once and self._once_finished(once_deadline):
                 return
 
     def _timeout(self, next_rescan: float) -> float:
         now = self.mono()
         waits = [next_rescan - now]
-        if self.retries:
-            waits.append(self.retries[0][0] - now)
+        retry_in = self.later.next_in()
+        if retry_in is not None:
+            waits.append(retry_in)
         settle = self.settler.next_check()
         if settle is not None:
             waits.append(settle)
-        if self.ready or self.retries:
+        if self.ready or len(self.later):
             waits.append(max(0.01, self.work.breaker.wait_time()))
         if (self.settler.has_ready() and self.inflight + len(self.ready) < self.workers
                 and not self.work.breaker.is_open and not self.stop_reason):
@@ -174,19 +176,9 @@ class Runner:
             return False
         if self.settler.pending_count() and self.mono() < deadline:
             return False                       # a file present at start is still being written
-        horizon = self.mono() + self.once_wait
-        return not any(due <= horizon for due, _, _ in self.retries)
+        return not self.later.any_due_within(self.once_wait)
 
     # -- claim -------------------------------------------------------------------------------
-    def _report_gauges(self) -> None:
-        """In flight, waiting for a retry, and the oldest file not finished yet (inbox as of
-        the last scan, or held by us)."""
-        held = [job.claim.mtime for job in self.held.values()]
-        oldest_inbox = self.intake.oldest_inbox
-        candidates = held + ([oldest_inbox] if oldest_inbox is not None else [])
-        self.metrics.gauges(in_flight=self.inflight, waiting_retry=len(self.retries),
-                            oldest_mtime=min(candidates) if candidates else None)
-
     def _claim_ready(self) -> None:
         """Claim while a worker would be free for it, Redox is not failing for everyone, and
         no stop was asked for: unclaimed files stay in the inbox for other processes."""
@@ -198,8 +190,7 @@ class Runner:
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
-            if self.metrics:
-                self.metrics.claimed()
+            self.tally.claimed()
 
     def _dispatch(self) -> None:
         while self.ready and self.inflight < self.workers:
@@ -221,22 +212,18 @@ class Runner:
     def _on_step(self, job: Job, step: Step) -> None:
         name = job.claim.name
         if step.kind != "stuck":
-            self._stuck.pop(job.claim.location, None)
-            self.unfinished.discard(job.claim.location)
+            self.later.progressed(job.claim.location)
         if step.kind == "finished":
             self.held.pop(job.claim.location, None)
-            self.counts[step.status] += 1
-            self.delivered_any = self.delivered_any or step.status == "done"
             self.unreachable_streak = 0
-            self._log_outcome(job, step)
+            self.tally.finished(job, step)
         elif step.kind == "retry":
             self.unreachable_streak = self.unreachable_streak + 1 if step.unreachable else 0
-            if (self.once and not self.delivered_any
+            if (self.once and not self.tally.delivered_any
                     and self.unreachable_streak >= self.work.breaker.threshold):
                 self.fatal = "Redox could not be reached"
             self._schedule(job, step.delay, step.error)
-            if self.metrics:
-                self.metrics.retried()
+            self.tally.retried()
         elif step.kind == "stuck":
             self._on_stuck(job, step.error)
         elif step.kind == "auth":
@@ -249,30 +236,20 @@ class Runner:
             self.held.pop(job.claim.location, None)
             log.warning("returned to the inbox, where it is left alone", extra={
                 "file": name, "error": step.error, "path": step.dest})
-        if self.progress:
-            self.progress(self.counts)
+        self.tally.stepped()
 
     def _on_stuck(self, job: Job, error: Optional[str]) -> None:
-        """Could not read it consistently or finish it (a folder missing, unwritable or full):
-        it stays claimed and is tried again, backing off to once a minute, so the service
-        recovers by itself once the folder is fixed. ``--once`` must end: after
-        ``once_wait_seconds`` the file goes back to the inbox (the journal keeps an accepted
-        outcome, so the next run finishes it without sending it again) and the exit status is 1."""
-        now = self.mono()
-        first, times = self._stuck.get(job.claim.location, (now, 0))
-        self._stuck[job.claim.location] = (first, times + 1)
-        delay = min(60.0, (1.0 + self.settle_seconds) * 2 ** min(times, 6))
-        if self.once:
-            self._unfinished.add(job.claim.location)
-            left = first + self.once_wait - now
-            if left <= 0:
-                self._stuck.pop(job.claim.location, None)
-                log.error("could not finish; giving up for this run",
-                          extra={"file": job.claim.name, "error": error})
-                self._journal(self.journal.schedule, job, self.wall())   # due at the next run
-                self._release(job)
-                return
-            delay = min(delay, left)          # one last try before giving up, within the run
+        """Could not read it consistently or finish it: it stays claimed and is tried again
+        later (the schedule backs off). A --once run that must give up puts it back in the
+        inbox; the journal keeps an accepted outcome, so the next run finishes it without
+        sending it again, and the exit status is 1."""
+        delay = self.later.stuck(job.claim.location)
+        if delay is None:
+            log.error("could not finish; giving up for this run",
+                      extra={"file": job.claim.name, "error": error})
+            self._journal(self.journal.schedule, job, self.wall())   # due at the next run
+            self._release(job)
+            return
         self._schedule(job, delay, error)
 
     def _journal(self, method, job: Job, *args) -> None:
@@ -286,30 +263,14 @@ class Runner:
 
     def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
         self._journal(self.journal.schedule, job, self.wall() + delay)
-        heapq.heappush(self.retries, (self.mono() + delay, next(self._seq), job))
+        self.later.add(job, delay)
         log.info("retry scheduled", extra={"file": job.claim.name, "delay": round(delay, 3),
                                            "attempt": job.record.attempts if job.record else 0,
                                            "error": error})
 
     def _promote_due_retries(self) -> None:
-        now = self.mono()
-        while self.retries and self.retries[0][0] <= now and not self.stop_reason:
-            _, _, job = heapq.heappop(self.retries)
-            self.ready.append(job)
-
-    def _log_outcome(self, job: Job, step: Step) -> None:
-        record = job.record
-        fields = {"file": job.claim.name, "status": step.status, "dest": step.dest,
-                  "sha256": (record.sha256 or "")[:12] if record else None,
-                  "attempt": record.attempts if record else 0,
-                  "log_ids": [entry.get("ID") for entry in record.logs] if record else [],
-                  "duration": round(max(0.0, self.wall() - job.claim.claimed_at), 3)}
-        if step.status == "failed":
-            log.warning("failed", extra=dict(fields, error=step.error))
-        else:
-            log.info("done", extra=fields)
-        if self.metrics:
-            self.metrics.finished(step.status, record.reason_kind if record else None)
+        if not self.stop_reason:
+            self.ready.extend(self.later.due())
 
     # -- recovery and shutdown ----------------------------------------------------------------
     def _recover(self) -> None:
@@ -333,10 +294,9 @@ class Runner:
         deadline = self.mono() + self.grace
         while self.inflight and self.mono() < deadline:
             self._drain(min(0.5, max(0.0, deadline - self.mono())))
-        for job in list(self.ready) + [j for _, _, j in self.retries]:
+        for job in list(self.ready) + self.later.take_all():
             self._release(job)
         self.ready.clear()
-        self.retries.clear()
         self.pool.shutdown(wait=not self.inflight, cancel_futures=True)
         if self.inflight:
             log.warning("stopping with requests still in flight; their files stay claimed and "
