@@ -13,8 +13,9 @@ from moto_server import MotoServer
 from pipeline.errors import ClaimLost, ConfigError
 from pipeline.journal import Journal
 from pipeline.sources.s3.api import Bucket
+from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.setup import probe_conditional_writes
-from pipeline.sources.s3.store import S3Store, is_ours
+from pipeline.sources.s3.store import S3Store
 
 
 class Clock:

@@ -63,4 +63,7 @@ def probe_conditional_writes(bucket: Bucket, prefix: str, owner: str) -> None:
 
 def open_view(settings) -> S3View:
     """The operator's view of the bucket's prefixes."""
-    return S3View(settings)
+    src, folders = settings.source, settings.folders
+    bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region)
+    return S3View(bucket, {"inbox": src.prefix, "processing": folders.processing, "done": folders.done,
+                           "failed": folders.failed}, src.pattern, src.page_size)

@@ -19,17 +19,15 @@ from pipeline.sources.s3.keys import folder_prefix, is_ours, visible
 
 
 class S3View(FolderView):
-    """The inbox and output prefixes of ``settings`` (source.kind s3)."""
+    """The prefixes of ``bucket`` named in ``prefixes`` (inbox, processing, done, failed);
+    inbox keys count when they match ``pattern``; listings ask for ``page_size`` keys a page."""
 
     kind = "s3"
 
-    def __init__(self, settings, bucket: Optional[Bucket] = None):
-        src, folders = settings.source, settings.folders
-        self.bucket = bucket or Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region)
-        self.pattern, self.page_size = src.pattern, src.page_size
-        self.prefixes = {"inbox": folder_prefix(src.prefix),
-                         "processing": folder_prefix(folders.processing),
-                         "done": folder_prefix(folders.done), "failed": folder_prefix(folders.failed)}
+    def __init__(self, bucket: Bucket, prefixes: dict[str, str], pattern: str = "*.json",
+                 page_size: int = 1000):
+        self.bucket, self.pattern, self.page_size = bucket, pattern, page_size
+        self.prefixes = {folder: folder_prefix(value) for folder, value in prefixes.items()}
 
     def where(self, folder: str, path: str = "") -> str:
         return self.bucket.uri(self.prefixes[folder] + path)
