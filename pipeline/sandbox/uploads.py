@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import re
 
-from .context import bearer, gate, unauthorized
+from .context import admitted, bearer, gate, unauthorized
 from .error_replies import redox_errors
 from .wire import CHUNK, Reply, Request, json_reply
 from .wirefaults import shape
@@ -157,7 +157,7 @@ def handle_upload(ctx, req: Request) -> Reply:
     entry = {"status": 0, "size": None, "sha256": None, "uri": None}
     reply, token = gate(ctx, req, "upload_fail_next", random_errors=False, module="Upload")
     if reply is None:
-        reply = _accept_upload(ctx, req, token.source, entry)
+        reply = _accept_upload(ctx, req, admitted(token).source, entry)
     reply, wire = shape(ctx, "upload", reply)
     entry.update(wire, status=reply.status)
     ctx.state.record("uploads", entry)
