@@ -1,7 +1,7 @@
 """jsonscan: one streaming pass over a large JSON file that sets chosen strings aside.
 
 A file over the send limit is mostly one or two huge base64 strings. Parsing it whole would
-hold the text, the Python string and then the decoded bytes at once (issue 3: bounded memory).
+hold the text, the Python string and then the decoded bytes at once (bounded memory).
 :func:`scan` instead reads the file in chunks and copies everything *except* the strings the
 caller wants set aside into a small *skeleton*: each of those strings becomes a placeholder
 and a :class:`Span` (its byte offsets in the file). The skeleton is then parsed strictly like
