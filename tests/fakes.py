@@ -12,6 +12,12 @@ it is used; a fake that only one test needs stays in that test.
 
 from __future__ import annotations
 
+import io
+
+from pipeline.errors import StorageError, Unreadable
+from pipeline.sources.local.store import LocalStore
+from pipeline.values import Sent
+
 
 class Clock:
     """A clock for ``clock=``, ``wall=`` or ``mono=`` seams: it returns ``now`` and moves only
@@ -27,3 +33,71 @@ class Clock:
         """Move the clock forward by ``seconds``; returns the new time."""
         self.now += seconds
         return self.now
+
+
+# -- Redox ---------------------------------------------------------------------------------------
+
+
+class FakeTokens:
+    def token(self) -> str:
+        return "token"
+
+
+class FakeClient:
+    """Accepts every SEND and remembers the bodies."""
+
+    def __init__(self):
+        self.tokens = FakeTokens()
+        self.bodies: list[bytes] = []
+
+    def send(self, body: bytes) -> Sent:
+        self.bodies.append(body)
+        return Sent(200, ({"ID": f"log-{len(self.bodies)}", "AttemptID": "a"},), 0.001)
+
+
+# -- the storage seam ------------------------------------------------------------------------------
+
+
+class FlakyFinish(LocalStore):
+    """finish() fails ``failures`` times (a full or unwritable folder), then works."""
+    failures = 2
+
+    def finish(self, claim, status, sidecar, claim_id):
+        if self.failures:
+            self.failures -= 1
+            raise StorageError("cannot write sidecar (No space left on device)", "done/x")
+        return super().finish(claim, status, sidecar, claim_id)
+
+
+class UnreadableStore(LocalStore):
+    """The storage seam refusing to open one name, as the kernel does for a non-root process."""
+
+    def open(self, claim):
+        if claim.name == "locked.json":
+            raise Unreadable("cannot read the file (Permission denied)", claim.location)
+        return super().open(claim)
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+class NonSeekableStream(io.RawIOBase):
+    """A read-only, non-seekable stream, like an S3 object's body."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        chunk = self._data.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+class SizedStream(io.BytesIO):
+    """An in-memory body that knows its length, as an open file does."""
+
+    def __len__(self):
+        return len(self.getvalue())
