@@ -85,6 +85,7 @@ def test_retry_after_is_a_floor_above_the_jitter():
     assert POLICY.delay(1, 0.0, retry_after=7.0) == 7.0
     assert POLICY.delay(1, 0.999, retry_after=7.0) == 7.0
     assert POLICY.delay(3, 0.5, retry_after=2.5) == 2.5          # jitter 2.0 is below it
+    assert POLICY.delay(1, 0.0, retry_after=0.25) == 0.25        # a sub-second one counts too
 
 
 def test_retry_after_does_not_lower_a_longer_jittered_wait():

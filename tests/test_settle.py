@@ -159,7 +159,7 @@ def test_settled_files_are_handed_out_oldest_mtime_first(settler):
 def test_a_file_queued_as_ready_is_not_added_again_by_another_sighting(settler):
     settler.observe(drop("a.json", age=60, size=1))
     settler.observe(drop("a.json", age=60, size=1))
-    settler.observe(drop("a.json", age=30, size=2))   # even changed: the claimer compares
+    settler.observe(drop("a.json", age=0, size=2))    # even changed: the claimer compares
     assert settler.pending_count() == 0 and settler.next_check() is None
     assert settler.known() == {"a.json"}
     assert pop_all(settler) == [Drop("a.json", 1, NOW - 60)]
