@@ -4,12 +4,12 @@ so a SEND that may have arrived is a possible duplicate) — and proxies from th
 
 from __future__ import annotations
 
-import io
 import socket
 import socketserver
 import threading
 
 import pytest
+from fakes import SizedStream
 
 from pipeline.errors import TransientDelivery
 from pipeline.redox.client import Transport
@@ -80,12 +80,7 @@ def test_a_reply_carries_status_headers_and_body_and_the_request_is_framed(serve
 
 def test_a_streamed_body_is_sent_with_its_length_not_chunked(server):
     server["behaviour"] = _answer
-
-    class Sized(io.BytesIO):
-        def __len__(self):
-            return len(self.getvalue())
-
-    Transport(2, 2).request("POST", server["url"] + "/upload", body=Sized(b"x" * 100_000))
+    Transport(2, 2).request("POST", server["url"] + "/upload", body=SizedStream(b"x" * 100_000))
     head, body = server["requests"][0]
     assert "Content-Length: 100000" in head and "chunked" not in head.lower()
     assert body == b"x" * 100_000
