@@ -11,19 +11,18 @@ from __future__ import annotations
 import pytest
 from fakes import Clock
 
-from pipeline.flow import retry
 from pipeline.flow.retry import CircuitBreaker
 
 THRESHOLD, COOLDOWN, MAX_COOLDOWN = 3, 10.0, 35.0
 
 
 class Draws:
-    """Stands in for the ``random`` module inside retry.py: random() gives ``value``."""
+    """The breaker's jitter source: every draw gives ``value`` (settable)."""
 
-    def __init__(self, value: float):
+    def __init__(self, value: float = 0.0):
         self.value = value
 
-    def random(self) -> float:
+    def __call__(self) -> float:
         return self.value
 
 
@@ -33,17 +32,21 @@ def clock():
 
 
 @pytest.fixture
-def jitter(monkeypatch):
+def draws():
+    return Draws()
+
+
+@pytest.fixture
+def jitter(draws):
     """jitter(x): every cooldown from now on is (0.5 + x/2) of its full length; 0.0 to start."""
     def fix(value: float) -> None:
-        monkeypatch.setattr(retry, "random", Draws(value))
-    fix(0.0)
+        draws.value = value
     return fix
 
 
 @pytest.fixture
-def breaker(clock, jitter):
-    return CircuitBreaker(THRESHOLD, COOLDOWN, MAX_COOLDOWN, clock=clock)
+def breaker(clock, draws):
+    return CircuitBreaker(THRESHOLD, COOLDOWN, MAX_COOLDOWN, clock=clock, rand=draws)
 
 
 def fail(breaker: CircuitBreaker, times: int) -> None:
@@ -69,8 +72,8 @@ def test_it_opens_after_threshold_transient_failures_in_a_row(breaker):
     assert breaker.wait_time() == 5.0                 # the 10 s cooldown, jittered down to half
 
 
-def test_a_threshold_of_one_opens_on_the_first_failure(clock, jitter):
-    breaker = CircuitBreaker(1, COOLDOWN, MAX_COOLDOWN, clock=clock)
+def test_a_threshold_of_one_opens_on_the_first_failure(clock, draws):
+    breaker = CircuitBreaker(1, COOLDOWN, MAX_COOLDOWN, clock=clock, rand=draws)
     fail(breaker, 1)
     assert breaker.is_open is True and breaker.allow() is False
 
@@ -178,8 +181,8 @@ def test_after_a_failed_probe_the_next_probe_waits_for_the_new_cooldown(breaker,
     assert breaker.allow() is False
 
 
-def test_a_zero_cooldown_probes_at_once_then_grows_from_a_50_ms_floor(clock, jitter):
-    breaker = CircuitBreaker(1, 0.0, 1.0, clock=clock)
+def test_a_zero_cooldown_probes_at_once_then_grows_from_a_50_ms_floor(clock, draws):
+    breaker = CircuitBreaker(1, 0.0, 1.0, clock=clock, rand=draws)
     fail(breaker, 1)
     assert breaker.is_open is True and breaker.wait_time() == 0.0
     assert breaker.allow() is True and breaker.allow() is False
@@ -190,3 +193,18 @@ def test_a_zero_cooldown_probes_at_once_then_grows_from_a_50_ms_floor(clock, jit
         clock.advance(waits[-1])
         assert breaker.allow() is True
     assert waits == pytest.approx([0.025, 0.05, 0.1])
+
+
+def test_a_probe_whose_step_asked_redox_nothing_frees_the_probe_when_settled(breaker, clock):
+    """The probe can go to a step that ends without a verdict (a file finished from the
+    journal, one rejected before sending): settling it lets the next probe through, instead of
+    keeping the breaker open for ever."""
+    fail(breaker, THRESHOLD)
+    clock.advance(COOLDOWN)
+    probe, other = object(), object()
+    assert breaker.allow(probe) is True
+    breaker.settle(other)                             # someone else's step: changes nothing
+    assert breaker.allow(other) is False
+    breaker.settle(probe)
+    assert breaker.allow(other) is True               # the next probe
+    assert breaker.is_open is True                    # still no verdict: not closed

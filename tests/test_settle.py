@@ -172,8 +172,6 @@ def test_a_handed_out_name_can_settle_again(settler):
     assert pop_all(settler) == [Drop("a.json", 2, NOW - 30)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a forgotten ready entry stays in the heap, and pop_settled "
-                                       "hands it out for the name's next settle")
 def test_a_name_forgotten_and_settled_again_is_handed_out_as_it_settled_last(settler):
     settler.observe(drop("a.json", age=60, size=1))
     settler.forget("a.json")                          # gone from a rescan's listing

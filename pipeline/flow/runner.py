@@ -194,7 +194,7 @@ class Runner:
 
     def _dispatch(self) -> None:
         while self.ready and self.inflight < self.workers:
-            if not self.work.breaker.allow():
+            if not self.work.breaker.allow(job):
                 return
             job = self.ready.popleft()
             self.inflight += 1
@@ -211,6 +211,7 @@ class Runner:
     # -- results -----------------------------------------------------------------------------
     def _on_step(self, job: Job, step: Step) -> None:
         name = job.claim.name
+        self.work.breaker.settle(job)       # a probe that asked Redox nothing frees the probe
         if step.kind != "stuck":
             self.later.progressed(job.claim.location)
         if step.kind == "finished":
