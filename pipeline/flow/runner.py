@@ -194,7 +194,7 @@ class Runner:
 
     def _dispatch(self) -> None:
         while self.ready and self.inflight < self.workers:
-            if not self.work.breaker.allow(job):
+            if not self.work.breaker.allow(self.ready[0]):
                 return
             job = self.ready.popleft()
             self.inflight += 1
