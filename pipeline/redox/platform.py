@@ -1,5 +1,5 @@
-"""Delivery status from Redox's Platform API (redox-api.md: Delivery status), over the same
-authorized, rate-limited HTTP as SEND (redox.py's Transport and Bearer client).
+"""Delivery status from Redox's Platform API, over the same authorized, rate-limited HTTP as
+SEND (transport.py's Transport and client.py's BearerClient).
 """
 
 from __future__ import annotations
@@ -7,19 +7,16 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.redox.client import (
-    TRANSIENT_STATUSES,
-    BearerClient,
-    Transport,
-    json_object,
-    parse_errors,
-    retry_after,
-)
+from pipeline.redox.client import DEFAULT_RETRY_CAP, BearerClient
+from pipeline.redox.ratelimit import RateLimiter
+from pipeline.redox.replies import json_object, parse_errors, retry_after
+from pipeline.redox.statuses import Kind, kind_of, worth_retrying
+from pipeline.redox.transport import Transport
 from pipeline.values import DELIVERY_STATUSES, LogStatus
 
 
 class PlatformClient(BearerClient):
-    """Delivery status from Redox's Platform API (redox-api.md: Delivery status).
+    """Delivery status from Redox's Platform API.
 
     ``log_status(log_id)`` returns a LogStatus, or raises TransientDelivery (5xx, 429, no
     answer: worth retrying), PermanentDelivery (404 and other 4xx, an unreadable reply: this
@@ -28,24 +25,25 @@ class PlatformClient(BearerClient):
     """
 
     def __init__(self, platform_url: str, organization_id: str, transport: Transport, tokens,
-                 limiter):
-        super().__init__(transport, tokens, limiter)
+                 limiter: RateLimiter, retry_cap: float = DEFAULT_RETRY_CAP):
+        super().__init__(transport, tokens, limiter, retry_cap)
         self.logs_url = (f"{platform_url.rstrip('/')}/v1/organizations/"
                          f"{quote(organization_id, safe='')}/logs/")
 
     def log_status(self, log_id: str) -> LogStatus:
         reply = self._authorized("GET", self.logs_url + quote(log_id, safe=""),
                                  headers={"Accept": "application/json"})
-        if reply.status == 200:
+        kind = kind_of(reply.status)
+        if kind is Kind.SUCCESS:
             return parse_log_status(log_id, reply.body)
         errors = _platform_errors(reply.body) or [f"HTTP {reply.status} from the Platform API"]
         if reply.status == 403:
             raise AuthError("the Platform API refused access to the organization's logs (HTTP 403): "
                             "check delivery_check.organization_id and the key's permissions")
-        if reply.status in TRANSIENT_STATUSES or reply.status >= 500:
+        if worth_retrying(kind):     # a lookup changes nothing: "ambiguous" is just "again later"
             raise TransientDelivery(f"the Platform API answered HTTP {reply.status}",
                                     status=reply.status, errors=errors,
-                                    retry_after=retry_after(reply.headers))
+                                    retry_after=retry_after(reply.headers, self.retry_cap))
         if reply.status == 404:
             errors = ["not found in Redox's logs (not there yet, past retention, or another "
                       "organization's)"]
