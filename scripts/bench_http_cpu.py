@@ -41,7 +41,7 @@ def small_message(i: int) -> bytes:
 
 def write_config(folder: Path, url: str) -> Path:
     """A config for the sandbox: its OAuth dev key, no rate limit."""
-    import yaml   # the package's own dependency, present wherever it is installed
+    import yaml  # the package's own dependency, present wherever it is installed
     key = folder / "client-key.pem"
     key.write_bytes((REPO / "examples" / "sandbox-client-key.pem").read_bytes())
     os.chmod(key, 0o600)
@@ -62,7 +62,8 @@ def write_config(folder: Path, url: str) -> Path:
 
 def child(mode: str, config: str, count: int) -> None:
     """Runs in a subprocess: warm up, then print the CPU milliseconds per SEND as JSON."""
-    from pipeline import app, config as cfg
+    from pipeline import app
+    from pipeline import config as cfg
     settings = cfg.load(config)
     client = app.make_client(settings)
     bodies = [small_message(i) for i in range(count)]

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 import requests.adapters
@@ -82,17 +82,19 @@ class WatchedAdapter(requests.adapters.HTTPAdapter):
         pool.ConnectionCls = watched
 
 
-def _reporting(base: type, on_reply_wait: ReplyWait) -> type:
+def _reporting(base: Any, on_reply_wait: ReplyWait) -> type:
     """A subclass of the connection class ``base`` that calls ``on_reply_wait(sock)`` once
     the request is written, just before it waits for the reply."""
 
-    def getresponse(self, *args, **kwargs):
-        on_reply_wait(self.sock)
-        return super(cls, self).getresponse(*args, **kwargs)
+    class Reporting(base):
+        reports_reply_wait = True
 
-    cls = type(f"Reporting{base.__name__}", (base,),
-               {"getresponse": getresponse, "reports_reply_wait": True})
-    return cls
+        def getresponse(self, *args, **kwargs):
+            on_reply_wait(self.sock)
+            return super().getresponse(*args, **kwargs)
+
+    Reporting.__name__ = Reporting.__qualname__ = f"Reporting{base.__name__}"
+    return Reporting
 
 
 def origin_of(url: str) -> str:

@@ -17,7 +17,7 @@ import stat
 import threading
 import time
 import uuid
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn, Optional, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # OAuth's error codes (invalid_client, invalid_grant, ...): a fixed vocabulary, safe to show
 _OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")
+T = TypeVar("T")
 
 
 def load_private_key(path: str, where: str = "redox.auth.private_key_file"):
@@ -101,7 +102,8 @@ class OAuthTokens(_CachedToken):
     def __init__(self, auth: AuthSettings, token_url: str, transport, clock=time.time):
         super().__init__(clock)
         self.auth, self.token_url, self.transport = auth, token_url, transport
-        self._key, self.algorithm = load_private_key(auth.private_key_file)
+        self._key, self.algorithm = load_private_key(_required(auth.private_key_file,
+                                                               "private_key_file"))
 
     def assertion(self) -> str:
         """A fresh single-use assertion: iss = sub = client id, aud = the token URL posted to."""
@@ -132,7 +134,7 @@ class LegacyTokens(_CachedToken):
         self._refresh_token: Optional[str] = None
 
     def _fetch(self) -> tuple[str, float]:
-        api_key = self.auth.api_key.get_secret_value()
+        api_key = _required(self.auth.api_key, "api_key").get_secret_value()
         if self._refresh_token:
             reply = self.transport.request("POST", self.base + "/auth/refreshToken", json_body={
                 "apiKey": api_key, "refreshToken": self._refresh_token})
@@ -140,7 +142,7 @@ class LegacyTokens(_CachedToken):
                 return self._accept(reply)
             self._refresh_token = None   # refused: authenticate afresh below
         reply = self.transport.request("POST", self.authenticate_url, json_body={
-            "apiKey": api_key, "secret": self.auth.secret.get_secret_value()})
+            "apiKey": api_key, "secret": _required(self.auth.secret, "secret").get_secret_value()})
         if kind_of(reply.status) is Kind.SUCCESS:
             return self._accept(reply)
         _raise_refused(reply)
@@ -157,6 +159,13 @@ def make_tokens(auth: AuthSettings, token_url: str, base_url: str, transport):
     if auth.method == "oauth":
         return OAuthTokens(auth, token_url, transport)
     return LegacyTokens(auth, base_url, transport)
+
+
+def _required(value: Optional[T], name: str) -> T:
+    """A setting config validation requires for this auth method (ConfigError if absent)."""
+    if value is None:
+        raise ConfigError(f"redox.auth.{name}: missing")
+    return value
 
 
 def _token_doc(reply: Reply) -> dict:

@@ -105,6 +105,6 @@ class Watchdog:
         # from another thread does not
         raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
         try:
-            socket.socket.shutdown(raw, socket.SHUT_RDWR)   # type: ignore[arg-type]
+            socket.socket.shutdown(raw, socket.SHUT_RDWR)
         except (OSError, TypeError):
             pass

@@ -8,7 +8,10 @@ Anything after the request may have been written (a read timeout, a reset, a rep
 the total deadline) is ``maybe_seen=True``.
 
 The decision is made on exception types: requests' own, and where requests files several
-causes under one class (ConnectionError, SSLError), the builtin exceptions in the cause chain.
+causes under one class (ConnectionError, SSLError, ReadTimeout), the builtin exceptions in the
+cause chain and whether the request had been written out whole (``Exchange.sent``, set when
+its reply began to be awaited): a request never written whole cannot have been acted on (a
+TLS handshake that timed out surfaces as a read timeout, for one).
 """
 
 from __future__ import annotations
@@ -33,28 +36,29 @@ _NO_ROUTE = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH
 
 def failure(exc: BaseException, exchange: Exchange, origin: str, elapsed: float,
             deadline_seconds: float) -> TransientDelivery:
-    """The TransientDelivery for an exchange that ended in ``exc`` (a requests exception,
-    or an OSError raised on the way to one)."""
+    """The TransientDelivery for an exchange that ended in ``exc`` (a requests exception, or
+    an OSError raised on the way to one). Every connection reports its reply wait (the
+    adapter installs that on each pool before the pool makes its first connection), so
+    ``exchange.sent`` False means the request was never written out whole."""
     if exchange.expired:
         return TransientDelivery(f"Redox did not answer in time (its reply was not over within "
-                                 f"{deadline_seconds:g} s)",
-                                 maybe_seen=True, elapsed=elapsed)
+                                 f"{deadline_seconds:g} s)", maybe_seen=True, elapsed=elapsed)
     if isinstance(exc, _UNCONFIGURED):
         return TransientDelivery(f"cannot reach {origin} as configured ({type(exc).__name__}; "
                                  "check HTTPS_PROXY and the URLs in config.yaml)", elapsed=elapsed)
     if isinstance(exc, rex.SSLError):
         return _tls_failure(exc, exchange, elapsed)
-    if not may_have_been_seen(exc):
-        timed_out = isinstance(exc, rex.ConnectTimeout)
+    timed_out = isinstance(exc, rex.Timeout) or any(isinstance(e, TimeoutError) for e in causes(exc))
+    if not may_have_been_seen(exc) or not exchange.sent:
         return TransientDelivery("could not connect to Redox" + (" (timed out)" if timed_out else ""),
                                  elapsed=elapsed)
-    if isinstance(exc, rex.ReadTimeout) or any(isinstance(e, TimeoutError) for e in causes(exc)):
+    if timed_out:
         return TransientDelivery("Redox did not answer in time", maybe_seen=True, elapsed=elapsed)
     return TransientDelivery("the connection to Redox was lost", maybe_seen=True, elapsed=elapsed)
 
 
 def may_have_been_seen(exc: BaseException) -> bool:
-    """False only when the exception shows the request cannot have left (see the module)."""
+    """False only when the exception's type shows the request cannot have left."""
     if isinstance(exc, _NOT_SENT):
         return False
     for cause in causes(exc):

@@ -4,6 +4,8 @@ SEND (transport.py's Transport and client.py's BearerClient).
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
@@ -13,6 +15,8 @@ from pipeline.redox.replies import json_object, parse_errors, retry_after
 from pipeline.redox.statuses import Kind, kind_of, worth_retrying
 from pipeline.redox.transport import Transport
 from pipeline.values import DELIVERY_STATUSES, LogStatus
+
+_WORD = re.compile(r"[a-z_-]{1,40}")
 
 
 class PlatformClient(BearerClient):
@@ -62,11 +66,15 @@ def parse_log_status(log_id: str, body: bytes) -> LogStatus:
     if not isinstance(attempts, dict):
         raise PermanentDelivery("the Platform API's reply has no attempts", status=200,
                                 errors=["unreadable Platform API reply (no attempts)"])
-    latest = attempts.get("latest") if isinstance(attempts.get("latest"), dict) else {}
+    latest = attempts.get("latest")
+    if not isinstance(latest, dict):
+        latest = {}
     status = str(latest.get("status") or "pending").lower()
     note = None
     if status not in DELIVERY_STATUSES:
-        status, note = "pending", f"unrecognised delivery status {str(latest.get('status'))[:40]!r}"
+        # named only when it is a word: a reply's text may be anything
+        named = f" {status!r}" if _WORD.fullmatch(status) else ""
+        status, note = "pending", f"unrecognised delivery status{named}"
     total = attempts.get("total")
     at = latest.get("attemptAt")
     return LogStatus(log_id=log_id, status=status,
@@ -76,7 +84,7 @@ def parse_log_status(log_id: str, body: bytes) -> LogStatus:
 
 def _platform_errors(body: bytes) -> list[str]:
     """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
-    errors = json_object(body).get("errors")
+    errors: Any = json_object(body).get("errors")
     if isinstance(errors, list):
         texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
         if texts:
@@ -84,7 +92,7 @@ def _platform_errors(body: bytes) -> list[str]:
     return parse_errors(body)
 
 
-def _dig(doc: dict, *keys):
+def _dig(doc: Any, *keys: str) -> Any:
     for key in keys:
         doc = doc.get(key) if isinstance(doc, dict) else None
     return doc
