@@ -8,6 +8,7 @@ Parts (all of them, in this order, when none is named):
     rate       max_requests_per_second 20 over 1,000 files, on loopback   (rate.py)
     latency    drop-to-done in service mode                               (latency.py)
     memory     peak RSS per file size                                     (memory.py)
+    drain      rate at the limit with Redox/S3 far away; two services     (drain.py)
     s3         S3 list, claim and claim race                              (s3claim.py)
     ops        status and report timings                                  (opscmds.py)
     reconcile  delivery-confirmation passes                               (reconcile.py)
@@ -28,6 +29,7 @@ import time
 import common
 
 PARTS = {"overhead": "overhead", "rate": "rate", "latency": "latency", "memory": "memory",
+         "drain": "drain",
          "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile"}
 
 
