@@ -9,6 +9,8 @@ Parts (all of them, in this order, when none is named):
     latency    drop-to-done in service mode                               (latency.py)
     memory     peak RSS per file size                                     (memory.py)
     drain      rate at the limit with Redox/S3 far away; two services     (drain.py)
+    backlog    1,000,000 local files: first SEND, peak RSS, scan          (backlog.py)
+    s3backlog  100,000 S3 objects 30 ms away: first SEND, peak RSS        (s3backlog.py)
     s3         S3 list, claim and claim race                              (s3claim.py)
     ops        status and report timings                                  (opscmds.py)
     reconcile  delivery-confirmation passes                               (reconcile.py)
@@ -29,7 +31,7 @@ import time
 import common
 
 PARTS = {"overhead": "overhead", "rate": "rate", "latency": "latency", "memory": "memory",
-         "drain": "drain",
+         "drain": "drain", "backlog": "backlog", "s3backlog": "s3backlog",
          "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile"}
 
 
