@@ -11,6 +11,7 @@ Parts (all of them, in this order, when none is named):
     drain      rate at the limit with Redox/S3 far away; two services     (drain.py)
     backlog    1,000,000 local files: first SEND, peak RSS, scan          (backlog.py)
     s3backlog  100,000 S3 objects 30 ms away: first SEND, peak RSS        (s3backlog.py)
+    client     CPU per SEND of the HTTP client alone                      (clientcpu.py)
     s3         S3 list, claim and claim race                              (s3claim.py)
     ops        status and report timings                                  (opscmds.py)
     reconcile  delivery-confirmation passes                               (reconcile.py)
@@ -31,7 +32,7 @@ import time
 import common
 
 PARTS = {"overhead": "overhead", "rate": "rate", "latency": "latency", "memory": "memory",
-         "drain": "drain", "backlog": "backlog", "s3backlog": "s3backlog",
+         "drain": "drain", "backlog": "backlog", "s3backlog": "s3backlog", "client": "clientcpu",
          "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile"}
 
 
