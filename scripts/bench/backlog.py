@@ -55,7 +55,7 @@ def service_start(ck: common.Checkout, sandbox: common.Sandbox, ws: common.Works
     proc = common.start_pipeline(ck, ws)
     try:
         first = sandbox.wait_first_send(timeout, alive=lambda: proc.poll() is None)
-        hwm_first = high_water_mb(proc.popen.pid)
+        hwm_first = high_water_mb(proc.pid) if proc.pid else None
         if first is not None:
             time.sleep(HOLD)
         sends = sandbox.send_count()

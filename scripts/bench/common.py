@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -270,7 +271,7 @@ def count_files(folder: Path, suffix: str = ".redox.json") -> int:
 # -- child processes -------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Usage:
-    """What os.wait4 says about one finished child (its threads included, nobody else)."""
+    """What os.wait4 says about one finished command (its threads included, nobody else)."""
 
     exit: int
     wall: float
@@ -284,52 +285,72 @@ class Usage:
 
 
 class Process:
-    """A pipeline process whose CPU and peak RSS are read with os.wait4 when it ends.
+    """A pipeline process, started through launch.py, whose own CPU and peak RSS are known
+    once it ends.
 
-    Output goes to a log file (never a pipe: a chatty service would block on a full one).
-    Popen's own poll/kill are never called: Popen.send_signal polls first, and a poll that
-    reaps the child loses its rusage, so signals go through os.kill while it is unreaped.
+    launch.py spawns the command and reads its usage with os.wait4; spawned straight from
+    here, the command would be billed for this process's memory (Linux carries the parent's
+    peak RSS across exec into the child's ru_maxrss). ``started`` is the command's spawn time
+    (epoch, for comparing with the sandbox's records), once launch.py has written its pid.
+    Output goes to a log file, never a pipe: a chatty service would block on a full one.
     """
 
     def __init__(self, argv: Sequence[str], *, env: dict[str, str], cwd: Path,
                  log: Path) -> None:
         self.log = log
+        self.result = Path(f"{log}.usage.json")
+        for stale in (self.result, Path(f"{self.result}.pid")):
+            stale.unlink(missing_ok=True)
+        self.started = time.time()              # until the launcher says when it spawned
         with open(log, "ab") as out:
-            self.started = time.time()           # epoch: compared with the sandbox's records
-            self._t0 = time.perf_counter()
-            self.popen = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                          stdout=out, stderr=subprocess.STDOUT)
+            # A session of its own: on a timeout the launcher and the command die together.
+            self.popen = subprocess.Popen(
+                [sys.executable, str(BENCH_DIR / "launch.py"), str(self.result), "--", *argv],
+                env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
         self.usage: Optional[Usage] = None
 
-    def _record(self, status: int, rusage: Any) -> Usage:
-        self.popen.returncode = os.waitstatus_to_exitcode(status)
-        self.usage = Usage(self.popen.returncode, time.perf_counter() - self._t0,
-                           rusage.ru_utime, rusage.ru_stime, rusage.ru_maxrss / 1024)
+    @property
+    def pid(self) -> Optional[int]:
+        """The command's own pid (not the launcher's), once it has been spawned."""
+        try:
+            return int(Path(f"{self.result}.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _collect(self) -> Usage:
+        try:
+            doc = json.loads(self.result.read_text())
+        except (OSError, ValueError):          # the launcher itself was killed or failed
+            doc = {"spawned_at": self.started, "wall": time.time() - self.started, "user": 0.0,
+                   "system": 0.0, "maxrss_kb": 0, "exit": self.popen.returncode}
+        self.started = doc["spawned_at"]
+        self.usage = Usage(doc["exit"], doc["wall"], doc["user"], doc["system"],
+                           doc["maxrss_kb"] / 1024)
         return self.usage
 
     def poll(self) -> Optional[Usage]:
-        """The usage if the child has ended (reaping it), else None."""
-        if self.usage is None:
-            pid, status, rusage = os.wait4(self.popen.pid, os.WNOHANG)
-            if pid:
-                self._record(status, rusage)
+        """The usage if the command has ended, else None."""
+        if self.usage is None and self.popen.poll() is not None:
+            self._collect()
         return self.usage
 
     def signal(self, sig: int) -> None:
-        if self.usage is None:
-            os.kill(self.popen.pid, sig)
+        """Send ``sig`` to the launcher, which passes it on to the command."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
 
     def wait(self, timeout: float) -> Usage:
-        """Block until the child ends; SIGKILL it after ``timeout`` seconds."""
+        """Block until the command ends; SIGKILL both after ``timeout`` seconds."""
         if self.usage is not None:
             return self.usage
-        timer = threading.Timer(timeout, lambda: self.signal(signal.SIGKILL))
-        timer.start()
         try:
-            _, status, rusage = os.wait4(self.popen.pid, 0)
-        finally:
-            timer.cancel()
-        return self._record(status, rusage)
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        return self._collect()
 
     def stop(self, timeout: float = 120) -> Usage:
         """SIGTERM (the service drains in-flight files and exits), then wait."""
@@ -337,7 +358,7 @@ class Process:
         return self.wait(timeout)
 
     def tail(self, lines: int = 15) -> str:
-        """The end of the child's log, for a failure message."""
+        """The end of the command's log, for a failure message."""
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
