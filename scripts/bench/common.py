@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Self, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 THIS_REPO = BENCH_DIR.parents[1]
@@ -73,7 +73,7 @@ def describe(repo: Path) -> str:
     """A short label for table columns: folder name and commit (``+`` when uncommitted)."""
     try:
         head = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty=+"],
-                              capture_output=True, text=True, timeout=60).stdout.strip()
+                              capture_output=True, text=True, timeout=60, check=False).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         head = ""
     return f"{repo.name}@{head}" if head else repo.name
@@ -98,7 +98,8 @@ def checkout(repo: Path | str) -> Checkout:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "pipeline")],
                    check=True, stdout=subprocess.DEVNULL)
     found = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.__file__)"],
-                           env=child_env(ck), capture_output=True, text=True, cwd=tempfile.gettempdir())
+                           env=child_env(ck), capture_output=True, text=True, check=False,
+                           cwd=tempfile.gettempdir())
     where = Path(found.stdout.strip() or "?").resolve()
     if found.returncode != 0 or root.resolve() not in where.parents:
         raise SystemExit(f"{repo}: `import pipeline` found {where}, not the checkout's package "
@@ -430,7 +431,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -584,7 +585,7 @@ def print_table(title: str, results: dict[str, list[Figure]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
     for row in [header, ["-" * w for w in widths], *rows]:
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     sys.stdout.flush()
 
 
@@ -654,7 +655,7 @@ def ordered_unique(items: Iterable[str]) -> list[str]:
 def run_probe(ck: Checkout, *args: str, timeout: float = 3600) -> dict:
     """probe.py with ``ck``'s code on PYTHONPATH; the JSON object it prints."""
     done = subprocess.run([sys.executable, str(BENCH_DIR / "probe.py"), *args], env=child_env(ck),
-                          capture_output=True, text=True, timeout=timeout,
+                          capture_output=True, text=True, timeout=timeout, check=False,
                           cwd=tempfile.gettempdir())
     if done.returncode != 0:
         raise SystemExit(f"{ck.label}: probe {args[0]} failed:\n{done.stderr[-2000:]}")

@@ -40,9 +40,10 @@ def measure(ck: common.Checkout) -> list[Figure]:
             figures = []
             for i in range(SAMPLES):
                 name = f"l{i}.json"
+                done = ws.folder("done") / name
                 start = time.time()
                 common.drop_file(ws.inbox, name, common.message(f"l{i}"))
-                if not wait_for(lambda: (ws.folder("done") / name).exists(), 60):
+                if not wait_for(done.exists, 60):
                     raise SystemExit(f"{ck.label}: {name} did not reach done/:\n{proc.tail()}")
                 figures.append(time.time() - start)
                 time.sleep(0.3)

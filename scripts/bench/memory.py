@@ -66,7 +66,7 @@ def measure(ck: common.Checkout, sizes: list[int]) -> list[Figure]:
                       f"{r['peak']:.1f} MB (+{r['peak'] - base['peak']:.1f}; {r['uploads']} "
                       f"uploads, {r['wall']:.2f} s)") for r in rows]
     largest = rows[-1]
-    figures.append(Figure(f"largest file's peak over the smallest's",
+    figures.append(Figure("largest file's peak over the smallest's",
                           f"{largest['peak'] - base['peak']:.1f} MB", f"≤ {OVER_TARGET_MB} MB"))
     return figures
 

@@ -92,7 +92,7 @@ def timed_loop(send: Callable[[int], None], count: int, threads: int) -> dict:
 
 def cmd_client(args: argparse.Namespace) -> dict:
     client = make_client(settings_from(args.config))
-    bodies = {}
+    bodies: dict[int, bytes] = {}
 
     def send(i: int) -> None:
         client.send(bodies.pop(i, None) or body(i))
