@@ -348,10 +348,18 @@ class Process:
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+            self.kill()
+        except BaseException:
+            # Interrupted (Ctrl-C): in a session of its own, the command would outlive us.
+            self.kill()
+            raise
         return self._collect()
+
+    def kill(self) -> None:
+        """SIGKILL the launcher and the command together."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
 
     def stop(self, timeout: float = 120) -> Usage:
         """SIGTERM (the service drains in-flight files and exits), then wait."""
