@@ -634,6 +634,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ops: finished files with sidecars (default 20,000; --quick 2,000)")
     parser.add_argument("--reconcile-files", type=int, metavar="N",
                         help="reconcile: files in done/ (default 2,000; --quick 300)")
+    parser.add_argument("--iterations", type=int, metavar="N",
+                        help="validation: calls per figure (default 2,000; --quick 500)")
 
 
 def pick(value: Optional[int], quick: bool, full: int, small: int) -> int:

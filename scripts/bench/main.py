@@ -15,6 +15,7 @@ Parts (all of them, in this order, when none is named):
     s3         S3 list, claim and claim race                              (s3claim.py)
     ops        status and report timings                                  (opscmds.py)
     reconcile  delivery-confirmation passes                               (reconcile.py)
+    validation CPU per schema validation of a Redox-shaped message        (validation.py)
 
 Prints figures, never asserts: a missed target is a figure like any other. Every option is
 described by --help; README.md beside this file says what each figure means.
@@ -33,7 +34,7 @@ import common
 
 PARTS = {"overhead": "overhead", "rate": "rate", "latency": "latency", "memory": "memory",
          "drain": "drain", "backlog": "backlog", "s3backlog": "s3backlog", "client": "clientcpu",
-         "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile"}
+         "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile", "validation": "validation"}
 
 
 def main() -> int:
