@@ -512,7 +512,7 @@ class S3Server(Server):
                          what="moto's S3 server")
 
     def client(self, pool: int = 10) -> Any:
-        import boto3                    # only parts that use S3 pay for importing boto3
+        import boto3  # only parts that use S3 pay for importing boto3
         from botocore.config import Config
         return boto3.session.Session().client(
             "s3", endpoint_url=self.url, region_name=REGION, aws_access_key_id="testing",

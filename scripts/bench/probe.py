@@ -38,7 +38,7 @@ def body(i: int) -> bytes:
 
 
 def settings_from(path: str) -> Any:
-    from pipeline.config import load      # a function in every layout so far
+    from pipeline.config import load  # a function in every layout so far
     return load(path)
 
 
@@ -128,7 +128,7 @@ def make_store(settings: Any, owner: str) -> Any:
     """The checkout's source for ``settings``: ``app.make_source`` (``make_store`` before the
     Source interface existed)."""
     from pipeline import app
-    build = getattr(app, "make_source", None) or getattr(app, "make_store")
+    build = getattr(app, "make_source", None) or app.make_store
     return build(settings, owner)
 
 

@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
-                                               create_backend_app)
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)      # no access log line per request
     app = atomic_conditional_writes(DomainDispatcherApplication(create_backend_app))
