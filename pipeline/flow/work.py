@@ -2,10 +2,10 @@
 
 ``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
 returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
-no worker. Every stage it calls is one module: message (read + check), route, transfer_step
-(files over the send limit: upload their documents, then build the small message; retried step
-by step like SEND until ``job.message`` is set), send (deliver, and record Redox's answer),
-finish.
+no worker. Every stage it calls is one module: message (read + check), route (by the size of
+the body that would be sent), transfer_step (messages too large to SEND as they are: upload
+their documents, then build the small message; retried step by step like SEND until
+``job.message`` is set), send (deliver, and record Redox's answer), finish.
 
 What the journal could not take yet stays on the Job (flow/job.py): a step that finds an
 unrecorded answer or a decided outcome completes it and never sends again.
@@ -105,7 +105,7 @@ class FileWork:
         None to go on (``job.message`` set: SEND it; unset: the transfer path), or a Step."""
         claim = job.claim
         # a file over the limit is not read whole: only the transfer path can take it
-        first = route(claim.size, self.send_limit, self.transfer is not None)
+        first = route(claim.size, self.send_limit, self.transfer is not None, measured="file")
         got = self._read(job, whole=first.action == "send")
         if isinstance(got, Step):
             return got
@@ -121,12 +121,16 @@ class FileWork:
         return self._route(job, raw, first)
 
     def _route(self, job: Job, raw: Optional[bytes], decision: Decision) -> Optional[Step]:
-        """Check the message (when it was read whole), or refuse what cannot travel."""
+        """Check the message and route it by the size of the body that would be sent: Redox's
+        limit applies to the body, Meta.Destinations written in, not to the file as dropped."""
         if raw is not None:
             try:
-                job.message = message_stage.check(raw, self._destinations)
+                message = message_stage.check(raw, self._destinations)
             except RejectedFile as exc:
                 return self.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+            decision = route(len(message.body), self.send_limit, self.transfer is not None)
+            if decision.action == "send":
+                job.message = message
         if decision.action == "reject":
             return self.done(job, Outcome("failed", errors=(decision.reason or "too large",),
                                           reason_kind=decision.kind or "too_large"))

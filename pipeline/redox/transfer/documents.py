@@ -80,8 +80,9 @@ def field_name(path: tuple) -> str:
 
 def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
          destinations: Iterable[dict]) -> Plan:
-    """Check the file in ``handle`` (``size`` bytes, over ``send_limit``) for the Transferring
-    Files path. Raises RejectedFile with the reason when it cannot travel."""
+    """Check the file in ``handle`` (``size`` bytes) for the Transferring Files path: the
+    caller found it, or its message with Meta.Destinations set, over ``send_limit``. Raises
+    RejectedFile with the reason when it cannot travel."""
     skeleton = jsonscan.scan(handle, is_candidate, send_limit)
     if skeleton.text is None:
         if not skeleton.spans:
@@ -251,8 +252,12 @@ def _measure(handle: BinaryIO, span: Span, container: dict, upload_limit: int) -
 
 
 def _no_document(size: int, send_limit: int) -> RejectedFile:
-    return RejectedFile(f"file is {size} bytes, over the send limit of {send_limit} bytes, and "
-                        f"has no embedded document to upload ({WHERE})", "too_large")
+    if size > send_limit:
+        what = f"file is {size} bytes, over the send limit of {send_limit} bytes,"
+    else:
+        what = (f"message is over the send limit of {send_limit} bytes once Meta.Destinations "
+                f"is set (the file is {size} bytes),")
+    return RejectedFile(f"{what} and has no embedded document to upload ({WHERE})", "too_large")
 
 
 def _still_over(size: int, send_limit: int) -> RejectedFile:
