@@ -27,7 +27,7 @@ import logging
 from typing import TYPE_CHECKING, Optional
 
 from pipeline import failpoints
-from pipeline.errors import AuthError, DeliveryError, PermanentDelivery
+from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
 from pipeline.flow.job import Answer, Job, Step, unexpected
 from pipeline.values import Message, Outcome
 
@@ -63,7 +63,7 @@ def _request(work: FileWork, job: Job, n: int, message: Message) -> Answer:
     try:
         sent = work.client.send(message.body)
     except AuthError:
-        work.journal.void_attempt(job.held().claim_id, "send", n)
+        _void(work, job, n)
         raise
     except DeliveryError as exc:
         answer = Answer(n, error=exc)
@@ -73,6 +73,16 @@ def _request(work: FileWork, job: Job, n: int, message: Message) -> Answer:
         answer = Answer(n, sent=sent)
     _report(work, job, answer)
     return answer
+
+
+def _void(work: FileWork, job: Job, n: int) -> None:
+    """Refused on the credentials, not on the file: not one of its attempts. The run stops
+    either way; should the journal not take it, the attempt stays open and the next claim
+    counts it as interrupted (a possible duplicate: the honest reading of an open attempt)."""
+    try:
+        work.journal.void_attempt(job.held().claim_id, "send", n)
+    except StorageError as exc:
+        log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
 
 
 def _report(work: FileWork, job: Job, answer: Answer) -> None:
