@@ -65,6 +65,10 @@ class FileWork:
         self._destinations = [d.model_dump() for d in self.destinations]
 
     def run(self, job: Job) -> Step:
+        """One step of ``job``'s file. Storage trouble, refused credentials and a vanished
+        claim come back as Steps ("stuck", "auth", "lost"); an exception raised by a request
+        is an attempt's outcome (send.py, transfer_step.py). Anything else is a bug outside
+        any request and reaches the runner, which keeps the file claimed."""
         try:
             return self._step(job)
         except AuthError as exc:
