@@ -4,6 +4,10 @@ A Redox message is a JSON object whose ``Meta.DataModel`` and ``Meta.EventType``
 (a SEND needs both). Everything else is rejected here, precisely, and never sent: empty,
 truncated, not UTF-8, not an object, NaN/Infinity, duplicate keys, absurd nesting or numbers.
 Reasons name what is wrong, never what the message says (it holds patient data).
+
+The body sent is the file's own text with only ``Meta.Destinations`` changed (jsonsplice): a
+message is parsed to be checked, never serialized again, so every number, string escape, key
+and byte of unicode reaches Redox exactly as it was dropped (a UTF-8 BOM is dropped).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import re
 from typing import Any, Iterable
 
+from pipeline import jsonsplice
 from pipeline.errors import RejectedFile
 from pipeline.values import Message
 
@@ -22,24 +27,58 @@ _BOM = b"\xef\xbb\xbf"
 # Redox data model and event type names ("PatientAdmin", "Clinical Summary", "NewPatient"):
 # they are recorded in the journal and the sidecar, so nothing else may pass for one.
 _SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _&/.-]{0,63}")
+# a \uD800-\uDFFF escape: the rare text that needs the exact (slower) surrogate check
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def check(raw: bytes, destinations: Iterable[dict]) -> Message:
-    """Check ``raw`` and build the body to SEND with ``Meta.Destinations`` set from config.
+    """Check ``raw`` and build the body to SEND: the file's text with ``Meta.Destinations``
+    set to ``destinations`` (replaced where it is, else added as Meta's last member).
 
     Raises RejectedFile(kind="invalid") with a precise reason for anything that is not a
     Redox message. Pure: no I/O.
     """
     sha = hashlib.sha256(raw).hexdigest()
-    doc = parse(raw)
-    data_model, event_type = address(doc, destinations)
+    text = decode(raw)
+    doc = parse_text(text)
+    data_model, event_type = describe(doc)
     return Message(sha256=sha, size=len(raw), data_model=data_model, event_type=event_type,
-                   body=serialize(doc))
+                   body=addressed(text, doc, destinations).encode("utf-8"))
 
 
-def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
-    """Check that ``doc`` (parsed) is a Redox message and set its ``Meta.Destinations`` from
-    config, in place. Returns (DataModel, EventType); raises RejectedFile(kind="invalid")."""
+def addressed(text: str, doc: dict, destinations: Iterable[dict]) -> str:
+    """``text`` (a checked message, ``doc`` as parsed) with its ``Meta.Destinations`` set:
+    replaced where it is, else added as Meta's last member. Nothing else changes."""
+    return jsonsplice.apply(text, [destinations_edit(text, doc, destinations)])
+
+
+def destinations_edit(text: str, doc: dict, destinations: Iterable[dict]) -> jsonsplice.Edit:
+    """The edit of ``text`` (``doc`` as parsed) that sets its ``Meta.Destinations``."""
+    value = _destinations_text(destinations)
+    if "Destinations" in doc["Meta"]:
+        return jsonsplice.replace_member(text, ("Meta",), "Destinations", value)
+    return jsonsplice.add_member(text, ("Meta",), "Destinations", value)
+
+
+_last_destinations: tuple[list, str] = ([], "[]")
+
+
+def _destinations_text(destinations: Iterable[dict]) -> str:
+    """Compact JSON of ``destinations``. Every file of a run gets the same list, so the text of
+    the last one asked for is kept (compared by value, never by identity)."""
+    global _last_destinations
+    wanted = [dict(d) for d in destinations]
+    kept, text = _last_destinations
+    if wanted != kept:
+        text = serialize_text(wanted)
+        _last_destinations = (wanted, text)
+    return text
+
+
+def describe(doc: dict) -> tuple[str, str]:
+    """Check that ``doc`` (parsed) is a Redox message: (DataModel, EventType), or
+    RejectedFile(kind="invalid")."""
     meta = doc.get("Meta")
     if not isinstance(meta, dict):
         raise RejectedFile("not a Redox message: no Meta object", "invalid")
@@ -52,20 +91,38 @@ def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
             raise RejectedFile(f"not a Redox message: Meta.{key} is not a {what} name (a "
                                "letter, then at most 63 letters, digits, spaces or _&/.-)",
                                "invalid")
-    meta["Destinations"] = [dict(d) for d in destinations]
     return meta["DataModel"], meta["EventType"]
 
 
-def parse(raw: bytes) -> dict:
-    """Strictly parse a JSON object from ``raw`` (a UTF-8 BOM is tolerated and dropped)."""
+def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
+    """:func:`describe`, then set ``doc``'s ``Meta.Destinations`` in place (for callers that
+    build a message as a document). Returns (DataModel, EventType)."""
+    names = describe(doc)
+    doc["Meta"]["Destinations"] = [dict(d) for d in destinations]
+    return names
+
+
+def decode(raw: bytes) -> str:
+    """``raw`` as text: a UTF-8 BOM is dropped; empty or non-UTF-8 bytes are rejected."""
     if raw.startswith(_BOM):
         raw = raw[len(_BOM):]
     if not raw.strip():
         raise RejectedFile("empty file", "invalid")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RejectedFile(f"not UTF-8 text (invalid byte at offset {exc.start})", "invalid") from None
+
+
+def parse(raw: bytes) -> dict:
+    """Strictly parse a JSON object from ``raw`` (a UTF-8 BOM is tolerated and dropped)."""
+    return parse_text(decode(raw))
+
+
+def parse_text(text: str) -> dict:
+    """Strictly parse a JSON object from ``text``: no duplicate keys, NaN or Infinity, number
+    literals of at most MAX_NUMBER_CHARS that a double can hold, nesting of at most MAX_DEPTH,
+    no unpaired UTF-16 surrogate escape."""
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
                          parse_int=_int, parse_float=_float)
@@ -76,20 +133,29 @@ def parse(raw: bytes) -> dict:
                            "invalid") from None
     except RecursionError:
         raise RejectedFile(f"JSON nested deeper than {MAX_DEPTH} levels", "invalid") from None
-    _check_depth(doc)
+    if text.count("{") + text.count("[") > MAX_DEPTH:   # fewer cannot nest deeper: no walk
+        _check_depth(doc)
     if not isinstance(doc, dict):
         raise RejectedFile(f"not a Redox message: the top level is a JSON {_kind(doc)}, not an object",
                            "invalid")
+    if _SURROGATE_ESCAPE.search(text):
+        serialize(doc)                       # raises for an unpaired one; a pair is fine
     return doc
 
 
 def serialize(doc: Any) -> bytes:
     """Compact UTF-8 JSON. Lone surrogates (valid JSON escapes, invalid text) are rejected."""
+    return serialize_text(doc).encode("utf-8")
+
+
+def serialize_text(doc: Any) -> str:
+    """Compact JSON text (no BOM, non-ASCII as it is); RejectedFile for a lone surrogate."""
+    text = _COMPACT(doc)
     try:
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         raise RejectedFile("JSON contains an unpaired UTF-16 surrogate escape", "invalid") from None
+    return text
 
 
 def _check_depth(doc: Any) -> None:

@@ -15,15 +15,15 @@ import sqlite3
 import uuid
 
 import pytest
-from pipeline_env import PipelineEnv
+from pipeline_env import DESTINATION, PipelineEnv
 
 SEND_LIMIT, UPLOAD_LIMIT = 4096, 64 * 1024
 
 
 @pytest.fixture
 def env(tmp_path, sandbox):
-    # The sandbox's SEND limit leaves room for the Meta.Destinations the pipeline adds.
-    sandbox.faults(send_limit_bytes=SEND_LIMIT + 512, upload_limit_bytes=UPLOAD_LIMIT)
+    # The sandbox enforces the same SEND limit, as Redox does: on the body, destinations included.
+    sandbox.faults(send_limit_bytes=SEND_LIMIT, upload_limit_bytes=UPLOAD_LIMIT)
     return PipelineEnv(tmp_path, sandbox.url, redox={"send_limit_bytes": SEND_LIMIT,
                                                      "upload_limit_bytes": UPLOAD_LIMIT})
 
@@ -100,25 +100,34 @@ def test_each_field_is_uploaded_decoded_and_replaced_by_its_uri(env, sandbox, ki
     assert [a["kind"] for a in car["attempt_history"]] == ["upload", "send"]
 
 
-def test_a_file_at_the_limit_is_sent_as_it_is_and_one_byte_over_is_transferred(env, sandbox):
-    def sized(marker: str, size: int) -> bytes:
+def test_a_body_at_the_limit_is_sent_as_it_is_and_a_file_at_the_limit_is_transferred(env, sandbox):
+    """Redox's limit is on the body, Meta.Destinations written in: a file that already names
+    the destinations is its own body; one that does not grows by them."""
+    def sized(marker: str, size: int, destinations: bool) -> bytes:
         base = media(os.urandom(1500), marker=marker, Filler="")
-        raw = json.dumps(base).encode()
+        if destinations:
+            base["Meta"]["Destinations"] = [DESTINATION]
+        raw = json.dumps(base, separators=(",", ":")).encode()
         base["Filler"] = "f" * (size - len(raw))
-        raw = json.dumps(base).encode()
+        raw = json.dumps(base, separators=(",", ":")).encode()
         assert len(raw) == size
         return raw
-    env.drop("at.json", sized("at", SEND_LIMIT))
-    env.drop("over.json", sized("over", SEND_LIMIT + 1))
+    env.drop("at.json", sized("at", SEND_LIMIT, destinations=True))       # body == limit
+    env.drop("file-at.json", sized("file-at", SEND_LIMIT, destinations=False))
+    env.drop("over.json", sized("over", SEND_LIMIT + 1, destinations=True))
     result = env.run("run", "--once")
     assert result.returncode == 0, result.stderr
-    assert env.files("done") == ["at.json", "over.json"]
+    assert env.files("done") == ["at.json", "file-at.json", "over.json"]
     assert env.sidecar("done", "at.json")["uploads"] == []
+    assert len(env.sidecar("done", "file-at.json")["uploads"]) == 1
     assert len(env.sidecar("done", "over.json")["uploads"]) == 1
     sends = {s["marker"]: s for s in sandbox.records(bodies=True)["sends"]}
+    assert {s["status"] for s in sends.values()} == {200}                # never a 413
+    assert sends["at"]["size"] == SEND_LIMIT
     assert sends["at"]["body"]["Media"]["FileContents"] != sends["over"]["body"]["Media"]["FileContents"]
-    assert sends["over"]["body"]["Media"]["FileContents"] == uploads(sandbox)[0]["uri"]
-    assert len(uploads(sandbox)) == 1
+    uris = {u["uri"] for u in uploads(sandbox)}
+    assert {sends[m]["body"]["Media"]["FileContents"] for m in ("file-at", "over")} == uris
+    assert len(uploads(sandbox)) == 2
 
 
 def test_what_cannot_travel_is_refused_with_its_reason_and_nothing_is_sent(env, sandbox):

@@ -81,17 +81,28 @@ class Journal(Database):
     def attempt_started(self, claim_id: str, kind: str, n: int,
                         described: Optional[tuple[str, str]] = None) -> None:
         """Committed before the request goes out, so a crash mid-request is visible later.
-        ``described``: the message's (data model, event type), recorded in the same commit."""
-        fields, args = "", ()
+        ``described``: the message's (data model, event type), recorded in the same commit.
+
+        An earlier attempt of the same kind still open (its answer never recorded, whatever
+        lost it) is closed as interrupted in the same commit, and for a SEND the file becomes
+        a possible duplicate first: no SEND starts while an earlier one may have been accepted
+        without the file saying so."""
+        fields: str = ""
+        args: tuple = ()
         if kind == "send":
-            fields, args = "attempts = ?, ", (n,)
+            fields = ("attempts = ?, possible_duplicate = MAX(possible_duplicate, EXISTS (SELECT 1 "
+                      "FROM attempts WHERE claim_id = ? AND kind = 'send' AND result IS NULL)), ")
+            args = (n, claim_id)
         if described:
             fields, args = fields + "data_model = ?, event_type = ?, ", args + tuple(described)
+        now = self.clock()
         self._tx([
-            ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
-             (claim_id, kind, n, self.clock())),
             (f"UPDATE claims SET {fields}state = 'claimed', next_retry_at = NULL WHERE claim_id = ?",
              (*args, claim_id)),
+            ("UPDATE attempts SET ended_at = ?, result = 'interrupted', maybe_seen = 1 "
+             "WHERE claim_id = ? AND kind = ? AND result IS NULL", (now, claim_id, kind)),
+            ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
+             (claim_id, kind, n, now)),
         ])
 
     def attempt_ended(self, claim_id: str, kind: str, n: int, *, result: str,
@@ -100,11 +111,12 @@ class Journal(Database):
         """Record the answer; for an accepted SEND the Log IDs go in the same transaction.
         ``sidecar_for`` (the file's name): also read back, in that transaction, what its
         sidecar is built from (:meth:`for_sidecar`), which is returned."""
-        statements = [(
+        statements: list[tuple[str, tuple]] = [(
             "UPDATE attempts SET ended_at = ?, status = ?, result = ?, maybe_seen = ?, error = ? "
             "WHERE claim_id = ? AND kind = ? AND n = ?",
             (self.clock(), status, result, int(maybe_seen), error, claim_id, kind, n))]
-        fields, args = [], []
+        fields: list[str] = []
+        args: list = []
         if kind == "send":
             fields += ["http_status = ?", "possible_duplicate = MAX(possible_duplicate, ?)"]
             args += [status, int(maybe_seen)]
@@ -124,10 +136,34 @@ class Journal(Database):
     def void_attempt(self, claim_id: str, kind: str, n: int) -> None:
         """Forget an attempt that failed on the credentials, not on the file: it is not one of
         the file's attempts (the sidecar's ``attempts`` counts requests Redox judged)."""
-        statements = [("DELETE FROM attempts WHERE claim_id = ? AND kind = ? AND n = ?", (claim_id, kind, n))]
+        statements: list[tuple[str, tuple]] = [
+            ("DELETE FROM attempts WHERE claim_id = ? AND kind = ? AND n = ?", (claim_id, kind, n))]
         if kind == "send":
             statements.append(("UPDATE claims SET attempts = ? WHERE claim_id = ?", (n - 1, claim_id)))
         self._tx(statements)
+
+    def end_open_attempts(self, claim_id: str, kind: str, *, error: str, maybe_seen: bool) -> None:
+        """A request of ``kind`` ended without an answer (an unexpected exception): its attempts
+        still open are ended as transient failures with ``error``; when none is open (it came
+        before any request), one such attempt is recorded, so that it counts toward
+        ``max_attempts`` all the same. For a SEND that may have been seen, the file becomes a
+        possible duplicate."""
+        now = self.clock()
+
+        def end(db) -> None:
+            ended = db.execute(
+                "UPDATE attempts SET ended_at = ?, result = 'transient', maybe_seen = ?, error = ? "
+                "WHERE claim_id = ? AND kind = ? AND result IS NULL",
+                (now, int(maybe_seen), error, claim_id, kind)).rowcount
+            if not ended:
+                n = db.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE claim_id = ? "
+                               "AND kind = ?", (claim_id, kind)).fetchone()[0]
+                db.execute("INSERT INTO attempts (claim_id, kind, n, started_at, ended_at, result, "
+                           "maybe_seen, error) VALUES (?,?,?,?,?, 'transient', ?, ?)",
+                           (claim_id, kind, n, now, now, int(maybe_seen), error))
+            if kind == "send" and maybe_seen:
+                db.execute("UPDATE claims SET possible_duplicate = 1 WHERE claim_id = ?", (claim_id,))
+        self._in_tx(end)
 
     def schedule(self, claim_id: str, next_retry_at: float, state: str = "waiting") -> None:
         """A retry is due at ``next_retry_at`` (epoch seconds); ``released`` = back in the inbox."""
@@ -160,7 +196,8 @@ class Journal(Database):
         """The file reached ``dest``: the claim's outcome is ``status`` (done | failed).
         ``replays`` (``SidecarView.replay_ids``) now live in its sidecar, so they are
         marked as taken by this claim, in the same transaction."""
-        statements = [("UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
+        statements: list[tuple[str, tuple]] = [(
+                       "UPDATE claims SET state = ?, outcome = ?, dest = ?, finished_at = ?, "
                        "next_retry_at = NULL WHERE claim_id = ?",
                        (status, status, dest, self.clock(), claim_id))]
         statements += [("UPDATE replays SET consumed_by = ? WHERE id = ?", (claim_id, rid))

@@ -9,6 +9,11 @@ once without keeping it. Everything that would stop the file is found here, befo
 uploaded: no embedded document, a document over the upload limit, base64 that does not decode,
 a message still over the send limit once its documents are URIs. :func:`decode` streams one
 document's bytes to a sink; :func:`body` puts the URIs in and builds the small message.
+
+The small message is the file's own text (jsonsplice), with only the documents replaced by
+their URIs, a referenced Note's ContentType and ``Meta.Destinations`` changed: numbers, string
+escapes and key order reach Redox as they were dropped (whitespace between tokens is reduced
+to line breaks by the scan).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import BinaryIO, Callable, Iterable, Optional
 
-from pipeline import message
+from pipeline import jsonsplice, message
 from pipeline.errors import RejectedFile
 from pipeline.redox.transfer import jsonscan
 from pipeline.redox.transfer.jsonscan import Span
@@ -47,13 +53,16 @@ class Document:
 
 @dataclass
 class Plan:
-    """A message that can travel once its documents are uploaded. ``doc`` is the parsed
-    skeleton (Meta.Destinations set) with a placeholder where each document was."""
-    doc: dict
+    """A message that can travel once its documents are uploaded. ``text`` is the scan's
+    skeleton (a placeholder where each set-aside string was); ``edits`` what every body built
+    from it changes besides the documents: Meta.Destinations, a referenced Note's ContentType,
+    and the set-aside strings that are not documents, put back as the file wrote them."""
+    text: str
     data_model: str
     event_type: str
     documents: list[Document]
     send_limit: int
+    edits: list[jsonsplice.Edit]
 
 
 def is_candidate(path: tuple) -> bool:
@@ -71,39 +80,47 @@ def field_name(path: tuple) -> str:
 
 def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
          destinations: Iterable[dict]) -> Plan:
-    """Check the file in ``handle`` (``size`` bytes, over ``send_limit``) for the Transferring
-    Files path. Raises RejectedFile with the reason when it cannot travel."""
+    """Check the file in ``handle`` (``size`` bytes) for the Transferring Files path: the
+    caller found it, or its message with Meta.Destinations set, over ``send_limit``. Raises
+    RejectedFile with the reason when it cannot travel."""
     skeleton = jsonscan.scan(handle, is_candidate, send_limit)
     if skeleton.text is None:
         if not skeleton.spans:
             raise _no_document(size, send_limit)
         raise _still_over(skeleton.size, send_limit)
-    doc = message.parse(skeleton.text)
-    data_model, event_type = message.address(doc, destinations)
+    text = message.decode(skeleton.text)
+    doc = message.parse_text(text)
+    data_model, event_type = message.describe(doc)
     found = [(span, _container(doc, span)) for span in skeleton.spans]
     chosen = [_is_document(handle, span, container) for span, container in found]
     documents = [pair for pair, is_doc in zip(found, chosen) if is_doc]
     if not documents:
         raise _no_document(size, send_limit)
-    _restore(handle, [pair for pair, is_doc in zip(found, chosen) if not is_doc],
-             skeleton.size, send_limit)
-    _check_estimate(doc, [s for s, _ in documents], send_limit)
+    edits = _restore(handle, text, [s for (s, _), is_doc in zip(found, chosen) if not is_doc],
+                     skeleton.size, send_limit)
+    edits.append(message.destinations_edit(text, doc, destinations))
+    if any(span.path == ("Note", "FileContents") for span, _ in documents):
+        edits.append(jsonsplice.replace_member(text, ("Note",), "ContentType",
+                                               encode_basestring(URI_CONTENT_TYPE)))
+    _check_estimate(text, edits, [span for span, _ in documents], send_limit)
     measured = [_measure(handle, span, container, upload_limit) for span, container in documents]
-    return Plan(doc, data_model, event_type, measured, send_limit)
+    return Plan(text, data_model, event_type, measured, send_limit, edits)
 
 
 def body(plan: Plan, uris: list[str]) -> bytes:
-    """The small message: each document's placeholder replaced by its URI (same order), the
-    Note's ContentType set for a referenced file. Raises RejectedFile when still too large."""
-    for document, uri in zip(plan.documents, uris, strict=True):
-        container = _container(plan.doc, document.span)
-        container[document.span.path[-1]] = uri
-        if document.span.path == ("Note", "FileContents"):
-            container["ContentType"] = URI_CONTENT_TYPE
-    data = message.serialize(plan.doc)
+    """The small message: each document's placeholder replaced by its URI (same order), and
+    the plan's edits made. Raises RejectedFile when it is still too large."""
+    data = _build(plan.text, plan.edits, [d.span for d in plan.documents], uris)
     if len(data) > plan.send_limit:
         raise _still_over(len(data), plan.send_limit)
     return data
+
+
+def _build(text: str, edits: list[jsonsplice.Edit], spans: list[Span], uris: list[str]) -> bytes:
+    """``text`` with ``edits`` made and each span's placeholder replaced by its URI."""
+    uri_edits = [_placeholder(text, span, encode_basestring(uri))
+                 for span, uri in zip(spans, uris, strict=True)]
+    return jsonsplice.apply(text, edits + uri_edits).encode("utf-8")
 
 
 def decode(handle: BinaryIO, document: Span, field: str, limit: int,
@@ -184,25 +201,45 @@ def _is_document(handle: BinaryIO, span: Span, container: dict) -> bool:
     return bool(head) and not head.lower().startswith((b"http:", b"https:"))
 
 
-def _restore(handle: BinaryIO, others: list[tuple[Span, dict]], skeleton_size: int,
-             send_limit: int) -> None:
-    """Put back the set-aside strings that are not documents (they travel in the message);
-    refused first, unread, when they alone would take the message over the limit."""
-    size = skeleton_size + sum(span.length for span, _ in others)
+def _placeholder(text: str, span: Span, replacement: str) -> jsonsplice.Edit:
+    """The edit replacing ``span``'s placeholder (a string value of the skeleton)."""
+    quoted = json.dumps(span.placeholder)
+    at = text.find(quoted)
+    if at < 0:
+        raise RejectedFile(f"could not locate {field_name(span.path)} in the message", "invalid")
+    return jsonsplice.Edit(at, at + len(quoted), replacement)
+
+
+def _restore(handle: BinaryIO, text: str, others: list[Span], skeleton_size: int,
+             send_limit: int) -> list[jsonsplice.Edit]:
+    """The edits that put back the set-aside strings that are not documents (they travel in
+    the message, as the file wrote them); refused first, unread, when they alone would take
+    the message over the limit."""
+    size = skeleton_size + sum(span.length for span in others)
     if size > send_limit:
         raise _still_over(size, send_limit)
-    for span, container in others:
-        try:
-            container[span.path[-1]] = jsonscan.span_text(handle, span)
-        except (ValueError, UnicodeEncodeError):
-            raise RejectedFile(f"not valid JSON (the string in {field_name(span.path)})",
-                               "invalid") from None
+    return [_placeholder(text, span, '"' + _string_text(handle, span) + '"') for span in others]
 
 
-def _check_estimate(doc: dict, documents: list[Span], send_limit: int) -> None:
-    size = len(message.serialize(doc))
-    size -= sum(len(json.dumps(s.placeholder, ensure_ascii=False)) for s in documents)
-    size += URI_ALLOWANCE * len(documents)
+def _string_text(handle: BinaryIO, span: Span) -> str:
+    """A set-aside string's content as the file wrote it (escapes kept), once checked as
+    strictly as message.parse checks strings."""
+    handle.seek(span.start)
+    raw = handle.read(span.length)
+    try:
+        content = raw.decode("utf-8")
+        json.loads('"' + content + '"').encode("utf-8")    # a lone surrogate is not text
+    except (ValueError, UnicodeEncodeError):
+        raise RejectedFile(f"not valid JSON (the string in {field_name(span.path)})",
+                           "invalid") from None
+    return content
+
+
+def _check_estimate(text: str, edits: list[jsonsplice.Edit], spans: list[Span],
+                    send_limit: int) -> None:
+    """Refuse before measuring or uploading anything when the message would be over the limit
+    even with URIs of URI_ALLOWANCE bytes (Redox's are about 60); body() checks the exact size."""
+    size = len(_build(text, edits, spans, [""] * len(spans))) + URI_ALLOWANCE * len(spans)
     if size > send_limit:
         raise _still_over(size, send_limit)
 
@@ -215,8 +252,12 @@ def _measure(handle: BinaryIO, span: Span, container: dict, upload_limit: int) -
 
 
 def _no_document(size: int, send_limit: int) -> RejectedFile:
-    return RejectedFile(f"file is {size} bytes, over the send limit of {send_limit} bytes, and "
-                        f"has no embedded document to upload ({WHERE})", "too_large")
+    if size > send_limit:
+        what = f"file is {size} bytes, over the send limit of {send_limit} bytes,"
+    else:
+        what = (f"message is over the send limit of {send_limit} bytes once Meta.Destinations "
+                f"is set (the file is {size} bytes),")
+    return RejectedFile(f"{what} and has no embedded document to upload ({WHERE})", "too_large")
 
 
 def _still_over(size: int, send_limit: int) -> RejectedFile:
