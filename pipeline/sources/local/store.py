@@ -14,7 +14,7 @@ import time
 from typing import BinaryIO, Iterator, Optional
 
 from pipeline import failpoints, sidecar
-from pipeline.errors import ClaimLost, StorageError
+from pipeline.errors import ClaimLost, ConfigError, StorageError
 from pipeline.names import candidates as _candidates
 from pipeline.names import is_candidate_name, name_problem
 from pipeline.names import printable as _printable
@@ -47,13 +47,20 @@ class LocalStore(Source):
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Create missing folders and this process's claim folder, holding its lock.
+        """Check the inbox, create missing output folders and this process's claim folder,
+        holding its lock (idempotent).
 
-        Folders are created with the process umask (config ``umask``); an existing one that
-        anybody may enter or list gets a warning, since the files in it hold patient data.
+        The inbox is never created: a missing or unreadable one is almost always a typo in
+        ``source.inbox`` or a mount that is not there, and looks exactly like an empty inbox
+        for ever. ConfigError (exit 2) naming it, before anything is touched. processing/,
+        done/ and failed/ are created with the process umask (config ``umask``); an existing
+        folder that anybody may enter or list gets a warning, since the files in it hold
+        patient data.
         """
+        _check_inbox(self.inbox)
         for folder in (self.inbox, self.processing, *self.folders.values()):
-            fsops.ensure_dir(folder)
+            if folder != self.inbox:
+                fsops.ensure_dir(folder)
             if os.stat(folder).st_mode & stat.S_IRWXO:
                 log.warning("folder is open to all users; chmod o-rwx it (it holds patient data)",
                             extra={"path": folder})
@@ -256,6 +263,24 @@ class LocalStore(Source):
         if once:
             return None
         return Watcher(self.inbox, events).start()
+
+
+def _check_inbox(path: str) -> None:
+    """ConfigError unless ``path`` is a folder this process may list and take files from."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"source.inbox: {path} does not exist (a typo, or a mount that is "
+                          "missing?); it is not created, and nothing was touched") from None
+    except OSError as exc:
+        raise ConfigError(f"source.inbox: cannot look at {path} ({exc.strerror}); "
+                          "nothing was touched") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"source.inbox: {path} is not a folder; nothing was touched")
+    # listing needs r+x, claiming (renaming out of it) w+x
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise ConfigError(f"source.inbox: {path} cannot be read and written by this user "
+                          "(permissions); nothing was touched")
 
 
 def _sidecar_claim_id(path: str) -> str | None:
