@@ -44,6 +44,7 @@ class LocalStore(Source):
         self._synced: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._noted: set[str] = set()      # names already warned about (left alone)
+        self._prepared = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -57,6 +58,8 @@ class LocalStore(Source):
         folder that anybody may enter or list gets a warning, since the files in it hold
         patient data.
         """
+        if self._prepared:
+            return
         _check_inbox(self.inbox)
         for folder in (self.inbox, self.processing, *self.folders.values()):
             if folder != self.inbox:
@@ -65,6 +68,7 @@ class LocalStore(Source):
                 log.warning("folder is open to all users; chmod o-rwx it (it holds patient data)",
                             extra={"path": folder})
         self.claims.open()
+        self._prepared = True
 
     def close(self) -> None:
         """Remove this process's claim folder if it is empty, and let go of its lock."""
@@ -72,6 +76,7 @@ class LocalStore(Source):
             fsops.fsync_dir(folder)
         self._dirty.clear()
         self.claims.close()
+        self._prepared = False
 
     # -- discover / claim ------------------------------------------------------------------
     def scan(self) -> Iterator[Drop]:
