@@ -138,7 +138,7 @@ def prune_folder(view: FolderView, folder: str, cutoff: float, *, dry_run: bool,
 
 def summary(result: PruneResult, dry_run: bool) -> tuple[str, dict]:
     """The pass in one line, and its counts as fields."""
-    verb = "would remove" if dry_run else "removed"
+    verb = "to remove" if dry_run else "removed"
     parts: list[str] = []
     fields: dict[str, object] = {"dry_run": dry_run}
     for f in result.folders:
@@ -147,8 +147,8 @@ def summary(result: PruneResult, dry_run: bool) -> tuple[str, dict]:
         fields[f.folder] = {"removed": len(f.removed), "kept": len(f.kept), "errors": len(f.errors)}
     if result.journal is not None:
         j = result.journal
-        parts.append(f"journal: {j.claims} finished file rows {verb} ({j.attempts} attempts), "
-                     f"{j.hashes_kept} delivered hashes kept for dedupe")
+        parts.append(f"journal: {j.claims} rows of finished files {verb} ({j.attempts} attempts), "
+                     f"{j.hashes_kept} delivered hashes {'to keep' if dry_run else 'kept'} for dedupe")
         fields["journal"] = j.as_dict()
     elif result.journal_state != "off":
         parts.append(f"journal: {result.journal_state}")
