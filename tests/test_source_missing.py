@@ -58,7 +58,7 @@ def test_an_inbox_this_user_cannot_read_exits_2(unpriv):
     os.chmod(env.inbox, 0o700)                      # root's, closed to the service's user
     result = env.run("run", "--once", timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "source.inbox" in result.stderr and "cannot be read" in result.stderr
+    assert "source.inbox: cannot list the inbox (Permission denied)" in result.stderr
     assert env.files("inbox") == ["a.json"]
 
 

@@ -282,10 +282,15 @@ def _check_inbox(path: str) -> None:
                           "nothing was touched") from None
     if not stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"source.inbox: {path} is not a folder; nothing was touched")
-    # listing needs r+x, claiming (renaming out of it) w+x
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise ConfigError(f"source.inbox: {path} cannot be read and written by this user "
-                          "(permissions); nothing was touched")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"source.inbox: cannot list the inbox ({exc.strerror}): {path}; "
+                          "nothing was touched") from None
+    if not os.access(path, os.W_OK | os.X_OK):     # a claim renames the file out of it
+        raise ConfigError(f"source.inbox: cannot take files out of the inbox (no write permission): "
+                          f"{path}; nothing was touched")
 
 
 def _sidecar_claim_id(path: str) -> str | None:
