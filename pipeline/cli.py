@@ -1,7 +1,9 @@
 """The command line. ``main()`` returns the exit status.
 
-    run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage,
-                                     3 Redox unreachable or credentials refused
+    run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage or
+                                     a missing inbox, 3 Redox unreachable, down (only 5xx or
+                                     timeouts for once_wait_seconds) or credentials refused,
+                                     128+N stopped by signal N (--once; the service exits 0)
     validate [--config PATH]         0 or 2, every problem with its key path
     status [--config PATH] [--json]  counts, oldest waiting file, retries, last errors, auth; 0 or 2
     retry-failed [--config PATH] [--since DATE] [--reason TEXT] [--dry-run] [--force] [FILE...]
