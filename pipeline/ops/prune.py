@@ -194,8 +194,11 @@ class BackgroundPrune:
             log.exception("prune pass failed; the next one tries again")
             return
         self.passes += 1
-        message, fields = summary(result, False)
-        log.info(message)
+        message, _fields = summary(result, False)
+        j = result.journal
+        busy = any(f.removed or f.kept or f.errors for f in result.folders) or (j is not None and j.claims)
+        # a pass that found nothing to do is not news every day
+        log.log(logging.INFO if busy or result.journal_state not in ("ok", "off") else logging.DEBUG, message)
 
 
 def make_background_prune(settings, journal: Journal) -> Optional[BackgroundPrune]:
