@@ -5,12 +5,14 @@ and systemd's notify/watchdog protocol; all with the real command against the sa
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import uuid
 
 import pytest
 import requests
+from hostile import Unprivileged
 from pipeline_env import PipelineEnv, message, stop
 from service_lines import Lines
 
@@ -191,3 +193,32 @@ def test_systemd_hears_ready_watchdog_pings_and_stopping(tmp_path, sandbox):
         seen.append(listener.recv(4096).decode())
     assert proc.wait(timeout=30) == 0
     listener.close()
+
+
+@pytest.fixture
+def unpriv():
+    u = Unprivileged()
+    yield u
+    u.cleanup()
+
+
+def test_healthz_says_when_writes_fail_and_recovers_when_they_work(unpriv, sandbox):
+    port = free_port()
+    env = unpriv.env(sandbox.url, metrics={"port": port})
+    os.chown(env.folder("done"), 0, 0)
+    os.chmod(env.folder("done"), 0o755)                # root's: the service may not write there
+    proc = env.start()
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        env.wait_for(lambda: _get(url, 200))
+        env.drop("a.json", message("a"))
+        unpriv.give(env.inbox)
+        [bad] = env.wait_for(lambda: _get(url, 503))
+        [reason] = bad.json()["reasons"]
+        assert reason["check"] == "storage" and "cannot write sidecar (Permission denied)" in reason["detail"]
+        os.chown(env.folder("done"), unpriv.uid, unpriv.gid)          # the operator fixes it
+        env.wait_for(lambda: env.files("done") == ["a.json"], timeout=90)
+        assert env.wait_for(lambda: _get(url, 200))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
