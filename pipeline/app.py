@@ -67,12 +67,15 @@ def tls_verify(settings: Settings) -> bool:
 
 
 def make_client(settings: Settings) -> RedoxClient:
-    redox = settings.redox
+    """The SEND/upload client: one transport (a requests Session with a connection per worker,
+    plus the token fetch and a spare), the shared rate limit. No Retry-After, however large,
+    holds anything back longer than the retry policy's longest wait."""
+    redox, cap = settings.redox, settings.retry.backoff_max_seconds
     transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, tls_verify(settings),
                           pool_size=settings.workers + 2)
     tokens = make_tokens(redox.auth, redox.token_url, redox.base_url, transport)
     return RedoxClient(redox.base_url, redox.upload_url, transport, tokens,
-                       RateLimiter(redox.max_requests_per_second))
+                       RateLimiter(redox.max_requests_per_second, max_pause=cap), retry_cap=cap)
 
 
 def make_runner(settings: Settings, store: Source, journal: Journal, client: RedoxClient, *, once: bool,
@@ -110,8 +113,8 @@ def make_done_folder(settings: Settings) -> DoneFolder:
 
 def make_platform_client(settings: Settings, tokens=None, limiter=None) -> PlatformClient:
     """The Platform API client. ``tokens``/``limiter`` may be shared with the SEND client
-    (the same key, and one request budget per IP: Redox counts every request from an IP)."""
-    dc, redox = settings.delivery_check, settings.redox
+    (the same key, and one request budget per IP: a 429 on either slows both)."""
+    dc, redox, cap = settings.delivery_check, settings.redox, settings.retry.backoff_max_seconds
     verify = tls_verify(settings)
     if not verify and urlparse(dc.platform_url).hostname not in LOOPBACK:
         raise ConfigError("redox.insecure_skip_tls_verify: delivery_check.platform_url is not on "
@@ -120,8 +123,9 @@ def make_platform_client(settings: Settings, tokens=None, limiter=None) -> Platf
     if tokens is None:
         tokens = make_tokens(dc.auth or redox.auth, settings.platform_token_url, redox.base_url,
                              transport)
-    return PlatformClient(dc.platform_url, dc.organization_id, transport, tokens,
-                          limiter or RateLimiter(redox.max_requests_per_second))
+    return PlatformClient(dc.platform_url, dc.organization_id or "", transport, tokens,
+                          limiter or RateLimiter(redox.max_requests_per_second, max_pause=cap),
+                          retry_cap=cap)
 
 
 def make_reconciler(settings: Settings, journal: Journal, *, folder=None, client=None,

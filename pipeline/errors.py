@@ -46,11 +46,13 @@ class AuthError(PipelineError):
     """Redox refused the credentials, or its auth endpoint could not be reached at all.
 
     Not the files' fault: the run stops, files stay where they are (exit 3).
-    ``unreachable`` tells the two apart for the operator's message.
+    ``unreachable`` tells the two apart for the operator's message. ``errors``: what the auth
+    endpoint said about it (its error_description), kept out of the message, which is logged.
     """
 
-    def __init__(self, message: str, *, unreachable: bool = False):
+    def __init__(self, message: str, *, unreachable: bool = False, errors: list[str] | None = None):
         self.unreachable = unreachable
+        self.errors = list(errors or [])
         super().__init__(message)
 
 
@@ -85,7 +87,8 @@ class DeliveryError(PipelineError):
     ``status`` is the HTTP status (None when no answer came back); ``errors`` the
     ``Meta.Errors[].Text`` values (or a short description); ``maybe_seen`` is True when Redox
     may have accepted the request even though we saw a failure (timeout after sending, dropped
-    connection, 502, 504: Redox has no idempotency key for SEND);
+    connection, 502, 504, a 200 that proves nothing: Redox documents no idempotency key for
+    SEND);
     ``retry_after`` is the server's Retry-After in seconds, when it sent one; ``elapsed`` how
     long the exchange took in seconds, when known (for the SEND-latency metric).
     """

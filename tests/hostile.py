@@ -5,7 +5,8 @@
 - ``Unprivileged``: run the real command as the ``nobody`` user (``setpriv``), because tests run
   as root and root ignores file permissions. ``pytest.skip`` when that is impossible here.
 - ``Rig``: the per-file stages wired to a real LocalStore and Journal in a folder, with a fake
-  Redox client (the one seam): for failures that cannot be timed from outside a process.
+  Redox client (``fakes.FakeClient``, the one seam): for failures that cannot be timed from
+  outside a process.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from fakes import FakeClient
 from pipeline_env import DESTINATION, REPO, PipelineEnv
 
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.work import FileWork, Job
 from pipeline.journal import Journal
 from pipeline.sources.local.store import LocalStore
-from pipeline.values import Sent
 
 # -- a real small filesystem ----------------------------------------------------------------------
 
@@ -145,23 +146,6 @@ def _env() -> dict:
 
 
 # -- the stages in-process, with a fake Redox ---------------------------------------------------------
-
-
-class FakeTokens:
-    def token(self) -> str:
-        return "token"
-
-
-class FakeClient:
-    """Accepts every SEND and remembers the bodies."""
-
-    def __init__(self):
-        self.tokens = FakeTokens()
-        self.bodies: list[bytes] = []
-
-    def send(self, body: bytes) -> Sent:
-        self.bodies.append(body)
-        return Sent(200, ({"ID": f"log-{len(self.bodies)}", "AttemptID": "a"},), 0.001)
 
 
 class Rig:

@@ -15,11 +15,9 @@ import sqlite3
 import stat
 
 import pytest
+from fakes import FlakyFinish
 from hostile import Lines, Rig, Unprivileged, fill, small_filesystem
 from pipeline_env import PipelineEnv, message
-
-from pipeline.errors import StorageError
-from pipeline.sources.local.store import LocalStore
 
 GOOD, BAD = message("good"), b'{"Meta": "not an object"}'
 
@@ -71,17 +69,6 @@ def test_done_and_failed_removed_while_the_service_runs_are_recreated(tmp_path, 
 
 
 # -- the storage seam: finishing fails, then works ----------------------------------------------------
-
-class FlakyFinish(LocalStore):
-    """finish() fails ``failures`` times (a full or unwritable folder), then works."""
-    failures = 2
-
-    def finish(self, claim, status, sidecar, claim_id):
-        if self.failures:
-            self.failures -= 1
-            raise StorageError("cannot write sidecar (No space left on device)", "done/x")
-        return super().finish(claim, status, sidecar, claim_id)
-
 
 @pytest.mark.parametrize("data, status", [(GOOD, "done"), (BAD, "failed")])
 def test_a_finish_that_fails_is_retried_without_sending_again(tmp_path, data, status):

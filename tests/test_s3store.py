@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+from fakes import Clock
 from moto_server import MotoServer
 
 from pipeline.errors import ClaimLost, ConfigError
@@ -16,14 +17,6 @@ from pipeline.sources.s3.api import Bucket
 from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.setup import probe_conditional_writes
 from pipeline.sources.s3.store import S3Store
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def store(moto_server, bucket, owner="me", clock=None, lease_seconds=60, page_size=1000):

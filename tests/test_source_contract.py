@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fakes import Clock
 
 from pipeline.errors import ClaimLost
 from pipeline.sources.base import DoneFolder, FolderView, Source
@@ -19,14 +20,6 @@ from pipeline.sources.local.view import LocalView
 from pipeline.sources.s3.api import Bucket
 from pipeline.sources.s3.store import S3Store
 from pipeline.sources.s3.view import S3View
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class LocalBackend:

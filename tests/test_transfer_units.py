@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+from fakes import NonSeekableStream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -189,24 +190,9 @@ def test_multipart_body_is_what_a_multipart_parser_reads_back(block):
 
 
 # -- transfer: a store whose files cannot seek (an S3 body) --------------------------------------
-class _Stream(io.RawIOBase):
-    """A read-only, non-seekable stream, like an S3 object's body."""
-
-    def __init__(self, data: bytes):
-        self._data = io.BytesIO(data)
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        chunk = self._data.read(len(buffer))
-        buffer[:len(chunk)] = chunk
-        return len(chunk)
-
-
 def test_transfer_spools_a_stream_that_cannot_seek_before_scanning_it():
     from pipeline.redox.transfer.upload import Transfer
-    stream = _Stream(b"abc" * 1000)
+    stream = NonSeekableStream(b"abc" * 1000)
     assert not stream.seekable()
     with Transfer(None, None, None, DEST, 1000, 1000)._seekable(stream) as handle:
         assert handle.seekable()

@@ -1,15 +1,19 @@
-"""The HTTP transport (redox.Transport) against real sockets on 127.0.0.1: what it sends, and how
-each way a request can fail maps to "Redox may have seen it" (redox-api.md: no idempotency key,
-so a SEND that may have arrived is a possible duplicate) — and proxies from the environment."""
+"""The HTTP transport (requests underneath) against real sockets on 127.0.0.1: what it sends,
+how each way a request can fail maps to "Redox may have seen it" (Redox has no idempotency key,
+so a SEND that may have arrived is a possible duplicate), proxies and CA bundles from the
+environment, and that nothing in the package talks HTTP but through requests."""
 
 from __future__ import annotations
 
-import io
+import ast
 import socket
 import socketserver
+import struct
 import threading
+from pathlib import Path
 
 import pytest
+from fakes import SizedStream
 
 from pipeline.errors import TransientDelivery
 from pipeline.redox.client import Transport
@@ -25,10 +29,11 @@ def server():
     """A TCP server answering each request it reads with the test's ``behaviour(sock)``, which
     returns "closed" when it ended the connection. Every request read is kept in ``requests``
     as (head, body)."""
-    state = {"behaviour": None, "requests": []}
+    state = {"behaviour": None, "requests": [], "connections": []}
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):            # requests one after another on a kept-alive connection
+            state["connections"].append(self.client_address)
             data = b""
             while True:
                 while b"\r\n\r\n" not in data:
@@ -80,12 +85,7 @@ def test_a_reply_carries_status_headers_and_body_and_the_request_is_framed(serve
 
 def test_a_streamed_body_is_sent_with_its_length_not_chunked(server):
     server["behaviour"] = _answer
-
-    class Sized(io.BytesIO):
-        def __len__(self):
-            return len(self.getvalue())
-
-    Transport(2, 2).request("POST", server["url"] + "/upload", body=Sized(b"x" * 100_000))
+    Transport(2, 2).request("POST", server["url"] + "/upload", body=SizedStream(b"x" * 100_000))
     head, body = server["requests"][0]
     assert "Content-Length: 100000" in head and "chunked" not in head.lower()
     assert body == b"x" * 100_000
@@ -178,3 +178,104 @@ def test_a_private_ca_named_by_requests_ca_bundle_is_trusted(server, tmp_path, m
         assert Transport(2, 2).request("GET", front.url + "/x").status == 200
     finally:
         front.close()
+
+
+def test_a_name_that_does_not_resolve_was_never_seen():
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", "http://no-such-host.invalid/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is False and "could not connect" in str(caught.value)
+
+
+def test_a_reset_after_the_request_may_have_been_seen(server):
+    def reset(sock):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()                                  # RST, not FIN
+        return "closed"
+    server["behaviour"] = reset
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", server["url"] + "/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is True
+
+
+def test_a_reply_cut_short_may_have_been_seen(server):
+    def cut(sock):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"Meta\"")
+        sock.close()
+        return "closed"
+    server["behaviour"] = cut
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", server["url"] + "/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is True and "connection to Redox was lost" in str(caught.value)
+
+
+def test_a_tls_handshake_that_fails_was_never_seen():
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def plain_http():                                # answers a ClientHello with plain HTTP
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
+    threading.Thread(target=plain_http, daemon=True).start()
+    try:
+        with pytest.raises(TransientDelivery) as caught:
+            Transport(2, 2).request("POST", f"https://127.0.0.1:{listener.getsockname()[1]}/endpoint",
+                                    body=b"{}")
+    finally:
+        listener.close()
+    assert caught.value.maybe_seen is False and "TLS handshake" in str(caught.value)
+
+
+def test_a_tls_handshake_that_times_out_was_never_seen(server):
+    server["behaviour"] = _answer                    # waits for a request that never comes
+    url = server["url"].replace("http://", "https://")
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(0.5, 0.5).request("POST", url + "/endpoint", body=b"{}")
+    assert caught.value.maybe_seen is False and server["requests"] == []
+
+
+def test_an_empty_curl_ca_bundle_does_not_switch_verification_off(server, tmp_path, monkeypatch):
+    from hostile import TlsFront
+    server["behaviour"] = _answer
+    monkeypatch.setenv("CURL_CA_BUNDLE", "")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    front = TlsFront(int(server["url"].rsplit(":", 1)[1]), tmp_path)
+    try:
+        with pytest.raises(TransientDelivery) as caught:
+            Transport(2, 2).request("GET", front.url + "/x")
+    finally:
+        front.close()
+    assert "verification failed" in str(caught.value) and server["requests"] == []
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent(server):
+    server["behaviour"] = _answer
+    with pytest.raises(TransientDelivery) as caught:
+        Transport(2, 2).request("POST", server["url"] + "/endpoint", body=b"{}",
+                                headers={"Authorization": "Bearer a\r\nX-Injected: 1"})
+    assert caught.value.maybe_seen is False and server["requests"] == []
+
+
+def test_one_session_serves_every_request_and_keeps_its_connection(server):
+    server["behaviour"] = _answer
+    transport = Transport(2, 2)
+    for _ in range(3):
+        transport.request("POST", server["url"] + "/endpoint", body=b"{}")
+    assert len(server["requests"]) == 3
+    assert len(server["connections"]) == 1           # kept alive, one pool per origin
+
+
+def test_no_module_of_the_package_talks_http_but_through_requests():
+    """The sandbox (a server) may use the standard library's HTTP; nothing else may import
+    urllib3, certifi or http.client itself."""
+    package = Path(__file__).resolve().parents[1] / "pipeline"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if "sandbox" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("urllib3", "certifi") or n.startswith("http.client")]
+    assert offenders == []

@@ -8,11 +8,9 @@ import json
 import os
 
 import pytest
+from fakes import UnreadableStore
 from hostile import Lines, Rig, Unprivileged
 from pipeline_env import message
-
-from pipeline.errors import Unreadable
-from pipeline.sources.local.store import LocalStore
 
 
 @pytest.fixture
@@ -39,15 +37,6 @@ def test_an_unreadable_file_fails_with_the_reason_and_is_never_sent(unpriv, sand
     moved = env.folder("failed") / "locked.json"
     assert moved.read_bytes() == message("locked") and os.stat(moved).st_uid == 0
     assert [s["marker"] for s in sandbox.records()["sends"]] == ["good"]
-
-
-class UnreadableStore(LocalStore):
-    """The storage seam refusing to open one name, as the kernel does for a non-root process."""
-
-    def open(self, claim):
-        if claim.name == "locked.json":
-            raise Unreadable("cannot read the file (Permission denied)", claim.location)
-        return super().open(claim)
 
 
 def test_the_stage_maps_an_unreadable_file_to_failed(tmp_path):

@@ -77,7 +77,8 @@ def count(rows) -> dict:
 
 def log_ids_of(doc: dict) -> list[str]:
     """The sidecar's Log IDs (``logs[].ID``), in order, without repeats."""
-    logs = doc.get("logs") if isinstance(doc.get("logs"), list) else []
+    found = doc.get("logs")
+    logs = found if isinstance(found, list) else []
     ids = [e.get("ID") for e in logs if isinstance(e, dict)]
     return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
 
@@ -85,7 +86,8 @@ def log_ids_of(doc: dict) -> list[str]:
 def sent_time(doc: dict) -> Optional[float]:
     """When Redox accepted the SEND: the last accepted send in ``attempt_history``, else
     ``finished_at`` (epoch seconds), else None."""
-    history = doc.get("attempt_history") if isinstance(doc.get("attempt_history"), list) else []
+    found = doc.get("attempt_history")
+    history = found if isinstance(found, list) else []
     accepted = [a.get("at") for a in history if isinstance(a, dict) and a.get("kind") == "send"
                 and a.get("result") == "accepted"]
     for value in [*reversed(accepted), doc.get("finished_at")]:
@@ -108,7 +110,8 @@ def as_sidecar(row: Delivery) -> dict:
 
 def from_sidecar(doc: dict, log_id: str, base: Delivery) -> Optional[Delivery]:
     """A final entry the sidecar already holds for ``log_id``, as a ledger row; else None."""
-    delivery = doc.get("delivery") if isinstance(doc.get("delivery"), dict) else {}
+    found = doc.get("delivery")
+    delivery = found if isinstance(found, dict) else {}
     entry = delivery.get(log_id)
     if not isinstance(entry, dict):
         return None

@@ -28,7 +28,8 @@ class RetryPolicy:
         return attempts >= self.max_attempts
 
     def delay(self, attempt: int, rand: float, retry_after: Optional[float] = None) -> float:
-        ceiling = min(self.cap, self.initial * (2 ** max(0, attempt - 1)))
+        # 2**1024 no longer converts to a float: past 2**64 every real cap is reached anyway
+        ceiling = min(self.cap, self.initial * (2 ** min(64, max(0, attempt - 1))))
         wait = rand * ceiling
         if retry_after is not None and retry_after > 0:
             wait = max(wait, min(retry_after, self.cap))
@@ -39,28 +40,41 @@ class CircuitBreaker:
     """Pauses new attempts while Redox is failing for everyone.
 
     After ``threshold`` transient failures in a row (across files) it opens for a cooldown
-    that doubles up to ``max_cooldown``; then one probe attempt is let through (half-open):
-    a success closes it, a failure opens it again. Thread-safe; the clock is injectable.
+    that doubles up to ``max_cooldown`` (jittered by ``rand``); then one probe attempt is let
+    through (half-open): a success closes it, a failure opens it again. Whoever was let through
+    as the probe must end it: with a verdict (:meth:`record_success`, :meth:`record_failure`)
+    or, when its step ended without asking Redox anything (a finish from the journal, a file
+    rejected before sending), with :meth:`settle`, so the next probe can go. Thread-safe; the
+    clock and the jitter are injectable.
     """
 
     def __init__(self, threshold: int, cooldown: float, max_cooldown: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 rand: Callable[[], float] = random.random):
         self.threshold, self.base, self.max_cooldown, self.clock = threshold, cooldown, max_cooldown, clock
+        self.rand = rand
         self._failures = 0
         self._open_until = 0.0
         self._cooldown = cooldown
-        self._probing = False
+        self._probe: Optional[object] = None      # who holds the half-open probe, if anyone
         self._lock = threading.Lock()
 
-    def allow(self) -> bool:
-        """May an attempt start now? While open: no. Half-open: only one probe at a time."""
+    def allow(self, who: object = True) -> bool:
+        """May an attempt by ``who`` start now? While open: no. Half-open: only one probe at a
+        time, held by ``who`` until a verdict or :meth:`settle`."""
         with self._lock:
             if self._failures < self.threshold:
                 return True
-            if self.clock() < self._open_until or self._probing:
+            if self.clock() < self._open_until or self._probe is not None:
                 return False
-            self._probing = True
+            self._probe = who
             return True
+
+    def settle(self, who: object) -> None:
+        """``who``'s step is over: if it held the probe and gave no verdict, free the probe."""
+        with self._lock:
+            if self._probe is who:
+                self._probe = None
 
     def wait_time(self) -> float:
         """Seconds until an attempt may start (0 when closed)."""
@@ -76,12 +90,12 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         with self._lock:
-            self._failures, self._cooldown, self._probing = 0, self.base, False
+            self._failures, self._cooldown, self._probe = 0, self.base, None
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
-            self._probing = False
+            self._probe = None
             if self._failures >= self.threshold:
-                self._open_until = self.clock() + self._cooldown * (0.5 + random.random() / 2)
+                self._open_until = self.clock() + self._cooldown * (0.5 + self.rand() / 2)
                 self._cooldown = min(self.max_cooldown, max(self._cooldown * 2, 0.05))

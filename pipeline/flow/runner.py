@@ -249,7 +249,7 @@ class Runner:
 
     def _dispatch(self) -> None:
         while self.ready and self.inflight < self.workers and self._winding_since is None:
-            if not self.work.breaker.allow():
+            if not self.work.breaker.allow(self.ready[0]):
                 return
             job = self.ready.popleft()
             self.inflight += 1

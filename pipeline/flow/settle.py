@@ -38,8 +38,8 @@ class Settler:
         self.settle, self.wall, self.mono = settle_seconds, wall, mono
         self._pending: dict[str, _Seen] = {}
         self._timers: list[tuple[float, str]] = []   # heap of (monotonic due time, name); lazy
-        self._ready: list[tuple[float, str, int]] = []    # heap of (mtime, name, size)
-        self._queued: set[str] = set()
+        self._ready: list[tuple[float, str, int]] = []    # heap of (mtime, name, size); lazy
+        self._queued: dict[str, tuple[float, int]] = {}    # ready name → the (mtime, size) it settled at
 
     def observe(self, drop: Drop) -> None:
         """Note a sighting of ``drop`` (from a scan, an event, or a due timer)."""
@@ -52,7 +52,7 @@ class Settler:
         if wait <= 0:
             del self._pending[drop.name]
             heapq.heappush(self._ready, (drop.mtime, drop.name, drop.size))
-            self._queued.add(drop.name)
+            self._queued[drop.name] = (drop.mtime, drop.size)
         else:
             heapq.heappush(self._timers, (self.mono() + wait, drop.name))
 
@@ -71,7 +71,7 @@ class Settler:
 
     def forget(self, name: str) -> None:
         self._pending.pop(name, None)
-        self._queued.discard(name)
+        self._queued.pop(name, None)
 
     def pop_ready(self) -> Optional[str]:
         """The oldest ready name, or None. It is forgotten: a claim follows."""
@@ -83,8 +83,10 @@ class Settler:
         the file as it is now (it may have waited for a free worker while being rewritten)."""
         while self._ready:
             mtime, name, size = heapq.heappop(self._ready)
-            if name in self._queued:
-                self._queued.discard(name)
+            # an entry of a name forgotten and settled again since is stale: only the
+            # name's latest settling counts, at its own place in the order
+            if self._queued.get(name) == (mtime, size):
+                del self._queued[name]
                 return Drop(name, size, mtime)
         return None
 
@@ -96,7 +98,7 @@ class Settler:
         return len(self._pending)
 
     def known(self) -> set[str]:
-        return set(self._pending) | self._queued
+        return set(self._pending) | set(self._queued)
 
     def next_check(self) -> Optional[float]:
         """Seconds until the earliest timer, or None."""

@@ -21,6 +21,7 @@ log = logging.getLogger("pipeline.run")
 def on_step(runner: Runner, job: Job, step: Step) -> None:
     """Book one step of ``job``; the pulse and the tally hear of it."""
     name, pulse = job.claim.name, runner.pulse
+    runner.work.breaker.settle(job)       # a probe that asked Redox nothing frees the probe
     if step.kind != "stuck":
         runner.later.progressed(job.claim.location)
     if step.kind == "finished":

@@ -118,10 +118,11 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
 
 def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
     """Ask Redox for a token (short timeouts): ok | refused | unreachable | error, with a
-    sentence. The token itself is never returned or printed."""
+    sentence. Never raises: ``status`` reports the auth state, it does not fail because of it.
+    The token itself is never returned or printed."""
     from pipeline.app import tls_verify
     from pipeline.redox.auth import make_tokens
-    from pipeline.redox.client import Transport
+    from pipeline.redox.transport import Transport
     redox = settings.redox
     url = redox.token_url
     try:
@@ -131,11 +132,14 @@ def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
     try:
         make_tokens(redox.auth, url, redox.base_url, transport).token()
     except AuthError as exc:
-        return {"state": "refused", "detail": str(exc)}
+        return {"state": "refused", "detail": f"{exc} ({url})"}
     except TransientDelivery as exc:
         return {"state": "unreachable", "detail": f"{'; '.join(exc.errors)} ({url})"}
     except ConfigError as exc:
         return {"state": "error", "detail": "; ".join(exc.problems)}
+    except Exception as exc:  # noqa: BLE001 - a probe reports, whatever went wrong
+        return {"state": "error", "detail": f"the token request failed unexpectedly "
+                                            f"({type(exc).__name__}; {url})"}
     finally:
         transport.close()
     return {"state": "ok", "detail": f"a token was issued by {url}"}

@@ -1,21 +1,23 @@
-"""Bearer tokens for Redox, cached and shared by every worker (redox-api.md: Authentication).
+"""Bearer tokens for Redox, cached and shared by every worker.
 
 Two sources with one contract: ``token()`` returns a valid access token, renewing it before it
 expires; ``invalidate(token)`` drops a token Redox answered 401 to. Refused credentials raise
 AuthError; an auth endpoint that cannot be reached raises TransientDelivery (the run decides
-whether that means exit 3). No secret is ever put into an error message or a log line.
+whether that means exit 3); a reply whose token or lifetime cannot be used raises AuthError
+(tokenreply.py). No secret, and nothing the auth endpoint wrote, is ever put into an error
+message or a log line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import threading
 import time
 import uuid
-from datetime import datetime
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -23,10 +25,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pipeline.config import AuthSettings
 from pipeline.errors import AuthError, ConfigError, TransientDelivery
-from pipeline.redox.client import json_object
+from pipeline.redox.replies import json_object
+from pipeline.redox.statuses import Kind, kind_of, worth_retrying
+from pipeline.redox.tokenreply import (
+    legacy_lifetime,
+    oauth_lifetime,
+    optional_token,
+    token_field,
+    unusable,
+)
+from pipeline.redox.transport import Reply
 
 log = logging.getLogger(__name__)
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# OAuth's error codes (invalid_client, invalid_grant, ...): a fixed vocabulary, safe to show
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")
+T = TypeVar("T")
 
 
 def load_private_key(path: str, where: str = "redox.auth.private_key_file"):
@@ -88,7 +102,8 @@ class OAuthTokens(_CachedToken):
     def __init__(self, auth: AuthSettings, token_url: str, transport, clock=time.time):
         super().__init__(clock)
         self.auth, self.token_url, self.transport = auth, token_url, transport
-        self._key, self.algorithm = load_private_key(auth.private_key_file)
+        self._key, self.algorithm = load_private_key(_required(auth.private_key_file,
+                                                               "private_key_file"))
 
     def assertion(self) -> str:
         """A fresh single-use assertion: iss = sub = client id, aud = the token URL posted to."""
@@ -102,10 +117,10 @@ class OAuthTokens(_CachedToken):
         reply = self.transport.request("POST", self.token_url, data={
             "grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
             "client_assertion": self.assertion()})
-        body = json_object(reply.body)
-        if reply.status == 200 and isinstance(body.get("access_token"), str):
-            return body["access_token"], float(body.get("expires_in") or 300)
-        _raise_refused(reply, body.get("error_description") or body.get("error"))
+        if kind_of(reply.status) is not Kind.SUCCESS:
+            _raise_refused(reply)
+        doc = _token_doc(reply)
+        return token_field(doc, "access_token"), oauth_lifetime(doc)
 
 
 class LegacyTokens(_CachedToken):
@@ -119,7 +134,7 @@ class LegacyTokens(_CachedToken):
         self._refresh_token: Optional[str] = None
 
     def _fetch(self) -> tuple[str, float]:
-        api_key = self.auth.api_key.get_secret_value()
+        api_key = _required(self.auth.api_key, "api_key").get_secret_value()
         if self._refresh_token:
             reply = self.transport.request("POST", self.base + "/auth/refreshToken", json_body={
                 "apiKey": api_key, "refreshToken": self._refresh_token})
@@ -127,18 +142,16 @@ class LegacyTokens(_CachedToken):
                 return self._accept(reply)
             self._refresh_token = None   # refused: authenticate afresh below
         reply = self.transport.request("POST", self.authenticate_url, json_body={
-            "apiKey": api_key, "secret": self.auth.secret.get_secret_value()})
-        if reply.status == 200:
+            "apiKey": api_key, "secret": _required(self.auth.secret, "secret").get_secret_value()})
+        if kind_of(reply.status) is Kind.SUCCESS:
             return self._accept(reply)
-        _raise_refused(reply, None)
+        _raise_refused(reply)
 
-    def _accept(self, reply) -> tuple[str, float]:
-        body = json_object(reply.body)
-        token = body.get("accessToken")
-        if not isinstance(token, str):
-            raise AuthError("Redox's authenticate reply has no accessToken")
-        self._refresh_token = body.get("refreshToken")
-        return token, _seconds_until(body.get("expires"), self.clock())
+    def _accept(self, reply: Reply) -> tuple[str, float]:
+        doc = _token_doc(reply)
+        token, lifetime = token_field(doc, "accessToken"), legacy_lifetime(doc, self.clock())
+        self._refresh_token = optional_token(doc, "refreshToken")
+        return token, lifetime
 
 
 def make_tokens(auth: AuthSettings, token_url: str, base_url: str, transport):
@@ -148,16 +161,33 @@ def make_tokens(auth: AuthSettings, token_url: str, base_url: str, transport):
     return LegacyTokens(auth, base_url, transport)
 
 
-def _raise_refused(reply, description: Optional[str]):
-    if reply.status >= 500 or reply.status == 429:
+def _required(value: Optional[T], name: str) -> T:
+    """A setting config validation requires for this auth method (ConfigError if absent)."""
+    if value is None:
+        raise ConfigError(f"redox.auth.{name}: missing")
+    return value
+
+
+def _token_doc(reply: Reply) -> dict:
+    doc = json_object(reply.body)
+    if not doc:
+        raise unusable(f"not a JSON object ({reply.describe()})")
+    return doc
+
+
+def _raise_refused(reply: Reply) -> NoReturn:
+    """A token request that was not answered with 200: TransientDelivery when it is worth
+    asking again later (5xx, 429, 408), else AuthError. The message names the status and
+    OAuth's error code; the endpoint's own description goes into ``errors`` only (a legacy
+    401 is plain text, and whatever sits in front of Redox may echo the request, secret and
+    all)."""
+    kind = kind_of(reply.status)
+    if worth_retrying(kind):
         raise TransientDelivery(f"Redox auth answered HTTP {reply.status}", status=reply.status)
-    # Legacy 401 bodies are plain text (redox-api.md); keep a short, printable piece of it.
-    detail = description or reply.body[:200].decode("utf-8", "replace").strip()
-    raise AuthError(f"Redox refused the credentials (HTTP {reply.status}): {detail}".rstrip(": "))
-
-
-def _seconds_until(iso: Optional[str], now: float) -> float:
-    try:
-        return max(1.0, datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp() - now)
-    except ValueError:
-        return 3600.0
+    doc = json_object(reply.body)
+    code = doc.get("error")
+    described = doc.get("error_description")
+    shown = f", {code}" if isinstance(code, str) and _OAUTH_ERROR.fullmatch(code) else ""
+    errors = [described[:200].encode("utf-8", "replace").decode("utf-8")] \
+        if isinstance(described, str) and described else []
+    raise AuthError(f"Redox refused the credentials (HTTP {reply.status}{shown})", errors=errors)

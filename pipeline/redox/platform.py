@@ -1,25 +1,26 @@
-"""Delivery status from Redox's Platform API (redox-api.md: Delivery status), over the same
-authorized, rate-limited HTTP as SEND (redox.py's Transport and Bearer client).
+"""Delivery status from Redox's Platform API, over the same authorized, rate-limited HTTP as
+SEND (transport.py's Transport and client.py's BearerClient).
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.redox.client import (
-    TRANSIENT_STATUSES,
-    BearerClient,
-    Transport,
-    json_object,
-    parse_errors,
-    retry_after,
-)
+from pipeline.redox.client import DEFAULT_RETRY_CAP, BearerClient
+from pipeline.redox.ratelimit import RateLimiter
+from pipeline.redox.replies import json_object, parse_errors, retry_after
+from pipeline.redox.statuses import Kind, kind_of, worth_retrying
+from pipeline.redox.transport import Transport
 from pipeline.values import DELIVERY_STATUSES, LogStatus
+
+_WORD = re.compile(r"[a-z_-]{1,40}")
 
 
 class PlatformClient(BearerClient):
-    """Delivery status from Redox's Platform API (redox-api.md: Delivery status).
+    """Delivery status from Redox's Platform API.
 
     ``log_status(log_id)`` returns a LogStatus, or raises TransientDelivery (5xx, 429, no
     answer: worth retrying), PermanentDelivery (404 and other 4xx, an unreadable reply: this
@@ -28,24 +29,25 @@ class PlatformClient(BearerClient):
     """
 
     def __init__(self, platform_url: str, organization_id: str, transport: Transport, tokens,
-                 limiter):
-        super().__init__(transport, tokens, limiter)
+                 limiter: RateLimiter, retry_cap: float = DEFAULT_RETRY_CAP):
+        super().__init__(transport, tokens, limiter, retry_cap)
         self.logs_url = (f"{platform_url.rstrip('/')}/v1/organizations/"
                          f"{quote(organization_id, safe='')}/logs/")
 
     def log_status(self, log_id: str) -> LogStatus:
         reply = self._authorized("GET", self.logs_url + quote(log_id, safe=""),
                                  headers={"Accept": "application/json"})
-        if reply.status == 200:
+        kind = kind_of(reply.status)
+        if kind is Kind.SUCCESS:
             return parse_log_status(log_id, reply.body)
         errors = _platform_errors(reply.body) or [f"HTTP {reply.status} from the Platform API"]
         if reply.status == 403:
             raise AuthError("the Platform API refused access to the organization's logs (HTTP 403): "
                             "check delivery_check.organization_id and the key's permissions")
-        if reply.status in TRANSIENT_STATUSES or reply.status >= 500:
+        if worth_retrying(kind):     # a lookup changes nothing: "ambiguous" is just "again later"
             raise TransientDelivery(f"the Platform API answered HTTP {reply.status}",
                                     status=reply.status, errors=errors,
-                                    retry_after=retry_after(reply.headers))
+                                    retry_after=retry_after(reply.headers, self.retry_cap))
         if reply.status == 404:
             errors = ["not found in Redox's logs (not there yet, past retention, or another "
                       "organization's)"]
@@ -64,11 +66,15 @@ def parse_log_status(log_id: str, body: bytes) -> LogStatus:
     if not isinstance(attempts, dict):
         raise PermanentDelivery("the Platform API's reply has no attempts", status=200,
                                 errors=["unreadable Platform API reply (no attempts)"])
-    latest = attempts.get("latest") if isinstance(attempts.get("latest"), dict) else {}
+    latest = attempts.get("latest")
+    if not isinstance(latest, dict):
+        latest = {}
     status = str(latest.get("status") or "pending").lower()
     note = None
     if status not in DELIVERY_STATUSES:
-        status, note = "pending", f"unrecognised delivery status {str(latest.get('status'))[:40]!r}"
+        # named only when it is a word: a reply's text may be anything
+        named = f" {status!r}" if _WORD.fullmatch(status) else ""
+        status, note = "pending", f"unrecognised delivery status{named}"
     total = attempts.get("total")
     at = latest.get("attemptAt")
     return LogStatus(log_id=log_id, status=status,
@@ -78,7 +84,7 @@ def parse_log_status(log_id: str, body: bytes) -> LogStatus:
 
 def _platform_errors(body: bytes) -> list[str]:
     """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
-    errors = json_object(body).get("errors")
+    errors: Any = json_object(body).get("errors")
     if isinstance(errors, list):
         texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
         if texts:
@@ -86,7 +92,7 @@ def _platform_errors(body: bytes) -> list[str]:
     return parse_errors(body)
 
 
-def _dig(doc: dict, *keys):
+def _dig(doc: Any, *keys: str) -> Any:
     for key in keys:
         doc = doc.get(key) if isinstance(doc, dict) else None
     return doc

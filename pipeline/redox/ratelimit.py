@@ -1,8 +1,10 @@
 """A shared limiter that keeps Redox requests under ``redox.max_requests_per_second``.
 
-redox-api.md: Redox allows 7,500 requests per 5-minute window per IP (about 25/s). Requests are
-spaced evenly at 1/rate and, as a second guard, never more than ``rate`` fall in any one-second
-window, so the busiest second never exceeds the limit. A 429's Retry-After pauses everyone.
+Redox allows 7,500 requests per 5-minute window per IP (about 25/s). Requests are spaced evenly
+at 1/rate and, as a second guard, never more than ``rate`` fall in any one-second window, so the
+busiest second never exceeds the limit. A 429's Retry-After pauses everyone, for at most
+``max_pause`` seconds: whatever a reply says, it cannot stop the pipeline for longer than the
+retry policy's own longest wait.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ MARGIN = 0.03   # seconds: departure-to-arrival jitter on a loaded machine
 
 
 class RateLimiter:
-    """``acquire()`` blocks the calling worker until it may send. ``per_second`` 0 = no limit."""
+    """``acquire()`` blocks the calling worker until it may send. ``per_second`` 0 = no limit;
+    ``max_pause``: the longest :meth:`pause_for` holds everyone back (seconds)."""
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, max_pause: float = 300.0):
         self.per_second = per_second
+        self.max_pause = max(0.0, max_pause)
         self.clock, self.sleep = clock, sleep
         self._interval = 1.0 / per_second if per_second > 0 else 0.0
         self._window: collections.deque[float] = collections.deque(
@@ -53,6 +57,10 @@ class RateLimiter:
             waited += wait
 
     def pause_for(self, seconds: float) -> None:
-        """Hold every request back for ``seconds`` (a 429 with Retry-After)."""
+        """Hold every request back for ``seconds`` (a 429 with Retry-After), clamped to
+        [0, max_pause]; NaN pauses nobody."""
+        if math.isnan(seconds):
+            return
+        seconds = min(self.max_pause, max(0.0, seconds))
         with self._lock:
             self._next = max(self._next, self.clock() + seconds)

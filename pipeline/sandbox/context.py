@@ -111,3 +111,10 @@ def gate(ctx: Context, req: Request, fail_queue: str, random_errors: bool,
     if random_errors and ctx.state.roll("error_rate"):
         return fault_reply(ctx, ctx.state.fault("error_status"), module), token
     return None, token
+
+
+def admitted(token: Token | None) -> Token:
+    """The token `gate` returned with a None reply: never None, since gate answers 401 first."""
+    if token is None:
+        raise RuntimeError("gate let a request through without a bearer token")
+    return token

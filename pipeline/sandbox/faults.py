@@ -71,12 +71,18 @@ def _number(value, low=0.0, high=None, integer=False):
     # NaN compares false with every bound and would slip through; infinity would hang sleeps.
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
-    if integer and int(value) != value:
+    if integer and _whole(value) != value:
         raise ValueError("must be an integer")
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"must be {bound}")
-    return int(value) if integer else float(value)
+    return _whole(value) if integer else float(value)
+
+
+def _whole(value: numbers.Real) -> int:
+    # The Real ABC promises __trunc__ (giving an Integral, which promises __int__), not __int__;
+    # for int, float, Fraction and Decimal this is exactly int(value).
+    return int(math.trunc(value))
 
 
 def _statuses(value):

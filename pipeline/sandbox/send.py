@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .context import gate
+from .context import admitted, gate
 from .error_replies import redox_errors
 from .oddreplies import send_acceptance
 from .wire import Body, Reply, Request, parse_json, read_limited
@@ -33,7 +33,7 @@ def handle_send(ctx, req: Request) -> Reply:
     if token is not None:
         entry["source"] = token.source
     if reply is None:
-        reply = _accept(ctx, body, message, token.source, entry)
+        reply = _accept(ctx, body, message, admitted(token).source, entry)
     reply, wire = shape(ctx, "send", reply)
     entry.update(wire, status=reply.status)
     ctx.state.record("sends", entry, body.data)

@@ -63,6 +63,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "RedoxSandbox/1.0"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are closed after this
+    # Only SandboxHTTPServer builds Handlers: routes need its context, setup/finish its track().
+    server: SandboxHTTPServer
 
     def setup(self) -> None:
         super().setup()
@@ -276,6 +278,8 @@ class Sandbox:
         """Stop serving and close the listening socket and every open connection."""
         if self._server is None:
             return
+        if self._thread is None:
+            raise RuntimeError("sandbox server exists but its serving thread was never made")
         self._server.shutdown()
         self._server.server_close()
         self._server.close_connections()

@@ -60,7 +60,8 @@ class State:
             self._faults = copy.deepcopy(self._initial)
             self._rng = random.Random(self._faults["seed"])
             self._window: collections.deque[float] = collections.deque()
-            self._records = {k: collections.deque(maxlen=MAX_RECORDS) for k in RECORD_KINDS}
+            self._records: dict[str, collections.deque[dict]] = {
+                k: collections.deque(maxlen=MAX_RECORDS) for k in RECORD_KINDS}
             self._counts = dict.fromkeys(RECORD_KINDS, 0)
             self._tokens_issued = 0
             self._kept_bodies: collections.deque[dict] = collections.deque()
@@ -200,11 +201,11 @@ class State:
         With `bodies`, each SEND record gains `body`: its parsed JSON when kept, else None.
         """
         with self._lock:
-            snapshot = {k: [dict(e) for e in self._records[k]] for k in RECORD_KINDS}
-            snapshot["tokens_issued"] = self._tokens_issued
-            snapshot["counts"] = dict(self._counts)
-        for entry in snapshot["sends"]:
+            lists = {k: [dict(e) for e in self._records[k]] for k in RECORD_KINDS}
+            tokens_issued = self._tokens_issued
+            counts = dict(self._counts)
+        for entry in lists["sends"]:
             raw = entry.pop("_raw", None)
             if bodies:
                 entry["body"] = parse_json(raw)
-        return snapshot
+        return {**lists, "tokens_issued": tokens_issued, "counts": counts}

@@ -10,11 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
-from .context import bearer, gate, unauthorized
+from .context import admitted, bearer, gate, unauthorized
 from .error_replies import redox_errors
 from .wire import CHUNK, Reply, Request, json_reply
 from .wirefaults import shape
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,200})"|([^\s;]{1,200}))', re.I)
 _NAME = re.compile(rb'(?:^|;)\s*name="?([^";]*)"?', re.I)
@@ -53,7 +57,7 @@ class _Scanner:
         self._buf = bytearray(b"\r\n")
         self._state = "preamble"
         self._limit = limit
-        self._hash = None  # the open file part's hasher, None in other parts
+        self._hash: HASH | None = None  # the open file part's hasher, None in other parts
         self.part: FilePart | None = None
 
     def feed(self, data: bytes) -> None:
@@ -84,7 +88,7 @@ class _Scanner:
         if at < 0:
             return False
         if self._state == "body" and self._hash is not None:
-            self.part.sha256 = self._hash.hexdigest()
+            self._file_part().sha256 = self._hash.hexdigest()
             self._hash = None
         self._state = "delimiter"
         return True
@@ -122,11 +126,18 @@ class _Scanner:
     def _consume(self, data: bytes | bytearray) -> None:
         if self._hash is None or not len(data):
             return
-        self.part.size += len(data)
-        if self.part.size > self._limit:
-            self.part.too_large = True
+        part = self._file_part()
+        part.size += len(data)
+        if part.size > self._limit:
+            part.too_large = True
         else:
             self._hash.update(data)
+
+    def _file_part(self) -> FilePart:
+        # _headers sets part together with _hash, so while hashing there is always a part.
+        if self.part is None:
+            raise RuntimeError("multipart scanner is hashing a body without a file part")
+        return self.part
 
 
 def _part_name(headers: bytes) -> str | None:
@@ -157,7 +168,7 @@ def handle_upload(ctx, req: Request) -> Reply:
     entry = {"status": 0, "size": None, "sha256": None, "uri": None}
     reply, token = gate(ctx, req, "upload_fail_next", random_errors=False, module="Upload")
     if reply is None:
-        reply = _accept_upload(ctx, req, token.source, entry)
+        reply = _accept_upload(ctx, req, admitted(token).source, entry)
     reply, wire = shape(ctx, "upload", reply)
     entry.update(wire, status=reply.status)
     ctx.state.record("uploads", entry)

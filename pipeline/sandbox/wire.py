@@ -8,6 +8,7 @@ more than the caller asks for.
 from __future__ import annotations
 
 import dataclasses
+import email.message
 import hashlib
 import http
 import json
@@ -64,7 +65,7 @@ class Request:
     method: str
     path: str
     query: str
-    headers: object  # http.client.HTTPMessage (case-insensitive .get)
+    headers: email.message.Message  # an http.client.HTTPMessage (case-insensitive .get)
     body: "BodyReader"
     params: tuple[str, ...] = ()
     received_at: float = 0.0   # epoch seconds when the request line arrived (rate measurements)

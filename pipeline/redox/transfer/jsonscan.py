@@ -1,7 +1,7 @@
 """jsonscan: one streaming pass over a large JSON file that sets chosen strings aside.
 
 A file over the send limit is mostly one or two huge base64 strings. Parsing it whole would
-hold the text, the Python string and then the decoded bytes at once (issue 3: bounded memory).
+hold the text, the Python string and then the decoded bytes at once (bounded memory).
 :func:`scan` instead reads the file in chunks and copies everything *except* the strings the
 caller wants set aside into a small *skeleton*: each of those strings becomes a placeholder
 and a :class:`Span` (its byte offsets in the file). The skeleton is then parsed strictly like
@@ -87,7 +87,7 @@ class _Scanner:
 
     def run(self) -> Skeleton:
         while True:
-            space = _SPACE.match(self.buf, self.pos).end()
+            space = _match_end(_SPACE, self.buf, self.pos)
             if space > self.pos:
                 # only the line breaks are kept: a strict-parse error then names the file's line
                 self._emit(b"\n" * self.buf.count(b"\n", self.pos, space))
@@ -149,10 +149,10 @@ class _Scanner:
 
     def _literal(self) -> None:
         while True:
-            end = _LITERAL.match(self.buf, self.pos).end()
+            end = _match_end(_LITERAL, self.buf, self.pos)
             if end < len(self.buf) or self.eof or not self._fill():
                 break
-        end = _LITERAL.match(self.buf, self.pos).end()
+        end = _match_end(_LITERAL, self.buf, self.pos)
         self._take(max(1, end - self.pos))   # a stray byte is copied; the strict parse names it
 
     def _string(self) -> None:
@@ -167,7 +167,7 @@ class _Scanner:
         start = self.base + self.pos
         key = bytearray() if is_key else None
         while True:
-            end = _STRING_BODY.match(self.buf, self.pos).end()
+            end = _match_end(_STRING_BODY, self.buf, self.pos)
             piece = self.buf[self.pos:end]
             if not aside:
                 self._emit(piece)
@@ -187,7 +187,18 @@ class _Scanner:
         else:
             self._emit(b'"')
         if is_key:
+            if frame is None or key is None:     # is_key implies both were set above
+                raise RuntimeError("jsonscan: an object key was read without its object or buffer")
             frame[1] = _key(bytes(key)) if len(key) <= KEY_CAP else None
+
+
+def _match_end(pattern: re.Pattern[bytes], buf: bytes, pos: int) -> int:
+    """Where ``pattern`` stops matching at ``pos``. The patterns used here all match the empty
+    string, so they never fail; a failure is a broken pattern, not bad input."""
+    found = pattern.match(buf, pos)
+    if found is None:
+        raise RuntimeError(f"jsonscan: pattern {pattern.pattern!r} failed to match")
+    return found.end()
 
 
 def _key(raw: bytes):

@@ -1,5 +1,5 @@
-"""A streamed ``multipart/form-data`` body for Redox's file upload (redox-api.md: Transferring
-files): one part named ``file`` carrying the document's own bytes, read in blocks as it is sent.
+"""A streamed ``multipart/form-data`` body for Redox's file upload (the Transferring Files
+path): one part named ``file`` carrying the document's own bytes, read in blocks as it is sent.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ class MultipartBody:
 
     HTTP libraries' form helpers build such a body whole in memory (a second copy of a 30 MB
     document); this one is read in blocks as it is sent, with a known length (so a
-    Content-Length, not chunked framing). It carries its own boundary in ``content_type``, which is what
-    redox-api.md's "let the HTTP library set the Content-Type (boundary)" is about: header and
-    body must agree. Starts from the beginning of ``document`` whatever its position.
+    Content-Length, not chunked framing). It carries its own boundary in ``content_type``: the
+    Content-Type header and the body must agree on it. Starts from the beginning of ``document`` whatever its position.
     """
 
     def __init__(self, document: BinaryIO, filename: str):

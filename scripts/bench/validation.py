@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""CPU cost of validating Redox messages against JSON Schemas, per library and per message.
+"""validation: CPU cost of validating Redox messages against JSON Schemas, per library and per
+message.
 
-Standalone and read-only: it generates a Redox-shaped draft-04 schema (a NewPatient-like event
+    python scripts/bench/validation.py [--iterations N] [--quick] [--repo DIR ...]
+
+Read-only: it generates a Redox-shaped draft-04 schema (a NewPatient-like event
 with Meta, Patient {Identifiers, Demographics, Contacts, Insurances, Guarantor, PCP, ...} and
 Visit {Location, providers, Insurances, ...}: a few hundred properties, nullable leaves as Redox
 writes them, date patterns, enums) and typical messages, then prints figures. It asserts
-nothing. Run it from the repository root:
-
-    python scripts/bench_validation.py [--iterations N]
+nothing. The measuring runs in a child process with the measured checkout on PYTHONPATH
+(``--child``), like every part.
 
 Figures are CPU time (time.process_time) per call, averaged over N calls, so another process on
 the machine does not inflate them as wall time would.
@@ -24,10 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))          # this checkout's package, not an installed one
-sys.path.insert(0, str(ROOT))                  # the same once the package lives at the root
 
 DATE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
@@ -273,11 +271,19 @@ def fmt(seconds: float) -> str:
     return f"{seconds * 1e6:9.1f} µs"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=2000)
-    args = parser.parse_args()
-    n = args.iterations
+def run(checkouts: list, args: argparse.Namespace) -> None:
+    """The part, as main.py runs it: the measuring child once per checkout."""
+    import subprocess
+
+    import common
+    n = args.iterations or (500 if args.quick else 2000)
+    for ck in checkouts:
+        print(f"== validation: {ck.label}, {n} iterations per figure", flush=True)
+        subprocess.run([sys.executable, __file__, "--child", "--iterations", str(n)],
+                       env=common.child_env(ck), check=True)
+
+
+def measure(n: int) -> None:
 
     schema = redox_schema()
     valid = typical_message()
@@ -374,6 +380,19 @@ def pipeline_rows(schema: dict, valid: dict, invalid: dict, broken: dict,
         ("", "validate, broken (capped list)", cpu_per_call(lambda: check(broken), n // 4)),
         ("", "validate, no schema for the model", cpu_per_call(lambda: check(valid, "Results", "New"), n)),
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    import common
+    common.add_arguments(parser)
+    args = parser.parse_args()
+    if args.child:
+        measure(args.iterations)
+        return
+    common.this_checkout()
+    run(common.checkouts(args), args)
 
 
 if __name__ == "__main__":
