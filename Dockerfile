@@ -4,7 +4,9 @@
 #     -v /srv/redox-drop:/data -v /etc/redox-pipeline:/etc/redox-pipeline:ro \
 #     --env-file /etc/redox-pipeline/env redox-pipeline
 # The config's paths must point below /data (e.g. inbox: /data/inbox, state.path: /data/state.db).
-# The cron form: docker run --rm ... redox-pipeline --once
+# The cron form: docker run --rm --no-healthcheck ... redox-pipeline --once
+# Health: the config must set a fixed metrics.port (and metrics.address: 0.0.0.0 to publish it);
+# HEALTHCHECK asks the service's /healthz through `redox-pipeline health` (no curl in the image).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,6 +31,10 @@ USER redox:redox
 # files, sidecars and the journal hold patient data: private to the service user
 VOLUME ["/data"]
 STOPSIGNAL SIGTERM
+# 503 (the circuit breaker open for long, writes failing, the loop stalled, credentials refused)
+# or no answer three times in a row: unhealthy
+HEALTHCHECK --interval=30s --timeout=15s --start-period=120s --retries=3 \
+    CMD ["redox-pipeline", "health"]
 
 ENTRYPOINT ["redox-pipeline", "run"]
 CMD ["--log-format", "json"]

@@ -79,13 +79,17 @@ def make_client(settings: Settings) -> RedoxClient:
 
 
 def make_runner(settings: Settings, store: Source, journal: Journal, client: RedoxClient, *, once: bool,
-                progress=None, metrics=None) -> Runner:
+                progress=None, metrics=None, pulse=None, on_turn=None) -> Runner:
+    """The runner and its per-file work. ``pulse`` (flow.pulse.Pulse) hears every Redox answer
+    (the --once outage rule and /healthz read it); ``on_turn`` is called at each loop turn."""
     retry = settings.retry
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
     breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
                              max(0.05, retry.backoff_max_seconds))
     journal = store.wrap_journal(journal)     # S3: SEND progress travels with the lease
-    observe = metrics.observe if metrics else (lambda *a, **k: None)
+    from pipeline.flow.pulse import Pulse
+    pulse = pulse or Pulse()
+    observe = pulse.observer(metrics.observe if metrics else None)
     transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
                         settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
                         observe=observe)
@@ -97,7 +101,8 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
-                  progress=progress, metrics=metrics)
+                  progress=progress, metrics=metrics, pulse=pulse, on_turn=on_turn,
+                  request_timeout=settings.redox.connect_timeout_seconds + settings.redox.timeout_seconds)
 
 
 # -- delivery confirmation (reconcile) --------------------------------------------------------------

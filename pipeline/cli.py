@@ -1,7 +1,9 @@
 """The command line. ``main()`` returns the exit status.
 
-    run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage,
-                                     3 Redox unreachable or credentials refused
+    run [--config PATH] [--once]     0 nothing failed, 1 some failed, 2 bad config/usage or
+                                     a missing inbox, 3 Redox unreachable, down (only 5xx or
+                                     timeouts for once_wait_seconds) or credentials refused,
+                                     128+N stopped by signal N (--once; the service exits 0)
     validate [--config PATH]         0 or 2, every problem with its key path
     status [--config PATH] [--json]  counts, oldest waiting file, retries, last errors, auth; 0 or 2
     retry-failed [--config PATH] [--since DATE] [--reason TEXT] [--dry-run] [--force] [FILE...]
@@ -10,7 +12,12 @@
     reconcile [--config] [--since D] one pass of delivery confirmation: 0 all delivered,
                                      1 some failed, 2 bad config/usage, 3 credentials refused,
                                      4 none failed but some still pending
+    prune [--config PATH] [--dry-run]  remove what retention says is old enough: 0, 1 some
+                                     removal failed, 2 bad config/usage
+    health [--config PATH]           ask the running service's /healthz: 0 healthy, 1 not
+                                     (or not answering), 2 bad config or no metrics.port
     sandbox [--port N]               a local Redox-compatible server
+    --version                        the version
 
 With ``--log-format json`` every line this process writes to stdout and stderr is one JSON
 object, usage errors included (status and report then print their one object).
@@ -25,6 +32,7 @@ import os
 import sys
 from typing import Optional
 
+from pipeline import __version__
 from pipeline.errors import ConfigError, StorageError, UsageError
 from pipeline.exits import Exit
 from pipeline.service import logs as logsetup
@@ -58,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people, json (one object per line) for services")
     parser = Parser(prog="redox-pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"redox-pipeline {__version__}")
     run = sub.add_parser("run", parents=[common], help="send what is in the inbox")
     run.add_argument("--once", action="store_true", help="the cron form: take what is there, then exit")
     sub.add_parser("validate", parents=[common], help="check the config and the credentials' shape")
@@ -82,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                                help="one pass of delivery confirmation for the files in done/")
     reconcile.add_argument("--since", metavar="DATE",
                            help="only files sent at or after DATE (YYYY-MM-DD or ISO date-time)")
+    prune = sub.add_parser("prune", parents=[common],
+                           help="remove old files from done/ and failed/ and old journal rows (retention)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed; touch nothing")
+    sub.add_parser("health", parents=[common],
+                   help="ask the running service's /healthz (metrics.port); for container health checks")
     sandbox = sub.add_parser("sandbox", help="run a local Redox-compatible server")
     sandbox.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
@@ -120,7 +134,8 @@ def _handler(command: str):
         return {"run": runcmd.cmd_run, "validate": runcmd.cmd_validate}[command]
     from pipeline.ops import commands  # imported only when needed: `run` starts fast
     return {"status": commands.status, "retry-failed": commands.retry_failed,
-            "report": commands.report, "reconcile": commands.reconcile}[command]
+            "report": commands.report, "reconcile": commands.reconcile,
+            "prune": commands.prune, "health": commands.health}[command]
 
 
 def report_config_problems(args, exc: ConfigError) -> None:

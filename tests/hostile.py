@@ -154,6 +154,7 @@ class Rig:
     def __init__(self, root: Path, store_class=LocalStore):
         self.root = Path(root)
         self.inbox = self.root / "inbox"
+        self.inbox.mkdir(parents=True, exist_ok=True)     # the store never creates the inbox
         self.store = store_class(str(self.inbox), str(self.root / "processing"),
                                  str(self.root / "done"), str(self.root / "failed"), "*.json", "me")
         self.store.prepare()

@@ -1,5 +1,5 @@
 """deploy/: the systemd unit, the cron line and the Dockerfile say what operations.md promises;
-the cron line's command is run for real against the sandbox."""
+the cron line's command and the container's health check are run for real against the sandbox."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 
 import pytest
-from pipeline_env import REPO, PipelineEnv, message
+from pipeline_env import REPO, PipelineEnv, message, stop
 
 from pipeline.config import Settings
 
@@ -102,3 +103,51 @@ def test_the_dockerfile_runs_the_service_as_a_non_root_user():
     assert json.loads(by_name["VOLUME"][-1]) == ["/data"]
     assert by_name["STOPSIGNAL"] == ["SIGTERM"]
     assert "pip install ." in text
+
+
+def test_the_unit_is_a_notify_service_with_a_watchdog():
+    service = unit()["Service"]
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    watchdog = float(service["WatchdogSec"])
+    loop_stall = Settings.model_fields["health"].default.loop_stall_seconds
+    # the loop turns at least once a second; the watchdog leaves room for a long rescan and
+    # kills only what /healthz already calls stalled
+    assert watchdog >= loop_stall
+    assert float(service["TimeoutStartSec"]) > Settings().redox.timeout_seconds
+    assert "AF_UNIX" in service["RestrictAddressFamilies"]        # the notify socket
+
+
+def dockerfile_instructions() -> dict[str, list[str]]:
+    by_name: dict[str, list[str]] = {}
+    logical = DOCKERFILE.read_text().replace("\\\n", " ")
+    for line in logical.splitlines():
+        if line and not line.startswith(("#", " ")):
+            name, _, rest = line.partition(" ")
+            by_name.setdefault(name, []).append(rest.strip())
+    return by_name
+
+
+def test_the_dockerfile_health_check_asks_the_service(tmp_path, sandbox):
+    """The HEALTHCHECK's command, run as written (with this checkout instead of the installed
+    command) against a running service: 0 while it is healthy, 1 once it is stopped."""
+    [check] = dockerfile_instructions()["HEALTHCHECK"]
+    options, _, command = check.partition("CMD ")
+    assert "--interval=" in options and "--retries=" in options
+    argv = json.loads(command)
+    assert argv == ["redox-pipeline", "health"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = PipelineEnv(tmp_path, sandbox.url, metrics={"port": port, "address": "0.0.0.0"})
+    run_check = [sys.executable, "-m", "pipeline", *argv[1:]]
+    environ = dict(os.environ, PIPELINE_CONFIG=str(env.config), PYTHONPATH=str(REPO))
+    proc = env.start()
+    try:
+        env.wait_for(lambda: subprocess.run(run_check, env=environ, capture_output=True,
+                                            timeout=60).returncode == 0)
+        healthy = subprocess.run(run_check, env=environ, capture_output=True, text=True, timeout=60)
+        assert json.loads(healthy.stdout)["status"] == "ok"
+    finally:
+        code, _, err = stop(proc)
+    assert code == 0, err
+    assert subprocess.run(run_check, env=environ, capture_output=True, timeout=60).returncode == 1

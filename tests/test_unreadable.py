@@ -60,13 +60,15 @@ def test_an_inbox_that_cannot_be_listed_is_a_clear_error_for_once(unpriv, sandbo
     assert sorted(os.listdir(env.inbox)) == ["a.json"]
 
 
-def test_the_service_waits_out_an_inbox_it_cannot_list(unpriv, sandbox):
+def test_the_service_waits_out_an_inbox_it_can_no_longer_list(unpriv, sandbox):
+    # (at start an unlistable inbox is a config error, exit 2: test_source_missing.py)
     env = unpriv.env(sandbox.url, source={"rescan_seconds": 0.2})
-    os.chown(env.inbox, 0, 0)
-    os.chmod(env.inbox, 0o700)
     proc = env.start()
     err = Lines(proc.stderr)
     try:
+        env.wait_for(lambda: "starting as a service" in err)
+        os.chown(env.inbox, 0, 0)
+        os.chmod(env.inbox, 0o700)
         env.wait_for(lambda: "cannot list the inbox (Permission denied)" in err)
         env.drop("a.json", message("a"))
         os.chown(env.inbox / "a.json", unpriv.uid, unpriv.gid)

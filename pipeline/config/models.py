@@ -115,6 +115,26 @@ class DeliveryCheckSettings(_Model):
     interval_seconds: float = Field(300.0, gt=0)
 
 
+class RetentionSettings(_Model):
+    """How long finished files and journal rows are kept (``redox-pipeline prune``, and the
+    service at start and every ``interval_hours``). done/ and failed/ are the audit trail, so
+    they are kept for ever unless a limit is set."""
+    done_days: Optional[float] = Field(None, gt=0)      # files (+ sidecars) finished longer ago
+    failed_days: Optional[float] = Field(None, gt=0)
+    # journal rows of files finished longer ago; the sha256 of delivered bytes is kept apart
+    # (dedupe) for ``dedupe_days`` (None: for ever), pending deliveries always
+    journal_days: Optional[float] = Field(90.0, gt=0)
+    dedupe_days: Optional[float] = Field(None, gt=0)
+    interval_hours: float = Field(24.0, gt=0)           # the service prunes this often
+
+
+class HealthSettings(_Model):
+    """When ``GET /healthz`` (on the metrics port) answers 503 instead of 200."""
+    breaker_open_minutes: float = Field(5.0, gt=0)      # the circuit breaker open this long
+    redox_silent_minutes: float = Field(10.0, gt=0)     # files waiting, no answer from Redox
+    loop_stall_seconds: float = Field(60.0, gt=0)       # no loop turn for this long
+
+
 class Settings(_Model):
     source: SourceSettings = SourceSettings()
     folders: FolderSettings = FolderSettings()
@@ -127,6 +147,8 @@ class Settings(_Model):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     metrics: MetricsSettings = MetricsSettings()
     delivery_check: DeliveryCheckSettings = DeliveryCheckSettings()
+    retention: RetentionSettings = RetentionSettings()
+    health: HealthSettings = HealthSettings()
     # octal string; output files hold patient data, so the default lets only the owner read them
     umask: str = Field("077", pattern=r"^0?[0-7]{3}$")
     config_path: str = ""   # set by load(); where the settings came from

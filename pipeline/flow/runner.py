@@ -6,6 +6,9 @@ The loop alone claims, schedules and releases; workers do the blocking work and 
 :class:`~pipeline.work.Step` back through one event queue (watchdog hints arrive on it too), so
 a file waiting for a retry holds no worker and one slow file never blocks the others.
 ``--once`` takes the files present at start; the service keeps watching until ``stop()``.
+A ``--once`` run that makes no progress for ``once_wait`` seconds while Redox keeps failing
+(pulse.py) stops sending, lets requests in flight end (at most one request timeout) and puts
+everything back in the inbox with its schedule in the journal.
 """
 
 from __future__ import annotations
@@ -17,18 +20,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.errors import AuthError, StorageError
 from pipeline.exits import Exit
 from pipeline.flow import recovery
 from pipeline.flow.intake import Intake
+from pipeline.flow.pulse import Pulse
 from pipeline.flow.schedule import Schedule
 from pipeline.flow.settle import Settler
+from pipeline.flow.shutdown import shutdown
+from pipeline.flow.steps import on_step
 from pipeline.flow.tally import Tally
 from pipeline.flow.work import FileWork, Job, Step
 from pipeline.sources.base import Source
 
 log = logging.getLogger("pipeline.run")
-
 
 
 class Runner:
@@ -39,12 +44,19 @@ class Runner:
     source gets names only from its events: hints count in ``--once`` too, and ``--once``
     ends when ``store.drained()``. A source with a ``recover_interval`` is also searched for
     abandoned claims periodically (S3 leases), not just at start. Clocks are injectable.
+
+    ``pulse`` (shared with the Redox client's observe hook and the health endpoint) records
+    what the loop and Redox did; ``request_timeout`` bounds how long a --once run that gave up
+    on Redox waits for requests in flight; ``on_turn`` is called at every loop turn (the
+    service's watchdog ping).
     """
 
     def __init__(self, store: Source, journal, work: FileWork, *, workers: int, settle_seconds: float,
                  rescan_seconds: float, once: bool, once_wait: float, grace: float,
                  mono: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, progress=None, metrics=None):
+                 wall: Callable[[], float] = time.time, progress=None, metrics=None,
+                 pulse: Optional[Pulse] = None, request_timeout: float = 130.0,
+                 on_turn: Optional[Callable[[], None]] = None):
         self.store, self.journal, self.work = store, journal, work
         self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
         self.rescan_seconds, self.recover_seconds = rescan_seconds, store.recover_interval
@@ -61,14 +73,19 @@ class Runner:
         self.inflight = 0
         self.held: dict[str, Job] = {}            # every claim we hold, by location
         self.stop_reason: Optional[str] = None
+        self.stop_status: Optional[int] = None    # the exit status a stop asked for
         self.fatal: Optional[str] = None          # credentials refused / Redox unreachable
-        self.unreachable_streak = 0
+        self.pulse = pulse or Pulse(mono)
+        self.request_timeout = request_timeout
+        self.on_turn = on_turn
+        self._winding_since: Optional[float] = None   # --once: stalled, waiting for in-flight
         self.tally = Tally(metrics, progress, wall)
 
     # -- control -----------------------------------------------------------------------------
-    def stop(self, reason: str = "signal") -> None:
-        """Ask the loop to stop claiming, finish or release what it holds, and return."""
-        self.events.put(("stop", reason))
+    def stop(self, reason: str = "signal", status: Optional[int] = None) -> None:
+        """Ask the loop to stop claiming, finish or release what it holds, and return;
+        ``run()`` then returns ``status`` when given (a --once run stopped by a signal)."""
+        self.events.put(("stop", reason, status))
 
     def run(self) -> int:
         self.store.prepare()
@@ -79,13 +96,20 @@ class Runner:
             if self.once and not self.queue_fed:
                 self.intake.initial = self.settler.known() | {j.claim.name for j in self.ready}
             self._loop()
+            if (self.once and not self.fatal and not self.stop_reason and len(self.later)
+                    and self.pulse.in_outage()):
+                # done for now, but what is left waits for a Redox that answered only errors
+                self.fatal = self.pulse.outage_text()
         finally:
             if watcher:
                 watcher.stop()
-            self._shutdown()
+            # a run that gave up on Redox has already waited for its requests in flight
+            shutdown(self, 0.0 if self._winding_since is not None else self.grace)
         if self.fatal or self.intake.fatal:
             self.fatal = self.fatal or self.intake.fatal
             return Exit.REDOX
+        if self.stop_status is not None:
+            return self.stop_status
         # a service stopped by SIGTERM/SIGINT exits 0; failed (or unfinished)
         # files are the --once run's business, not a reason for systemd to call the stop a failure
         return Exit.FAILED if self.once and (self.counts["failed"] or self.unfinished) else Exit.OK
@@ -109,8 +133,10 @@ class Runner:
         next_recover = self.mono() + (self.recover_seconds or 0)
         once_deadline = self.mono() + max(10.0, 5 * self.settle_seconds)
         while True:
-            self._drain(self._timeout(next_rescan))
+            self.drain(self._timeout(next_rescan))
             if self.stop_reason or self.fatal or self.intake.fatal:
+                return
+            if self.once and self._gave_up_on_redox():
                 return
             if self.mono() >= next_rescan:
                 self.intake.rescan()
@@ -125,8 +151,34 @@ class Runner:
             self.tally.gauges(in_flight=self.inflight, waiting_retry=len(self.later),
                               held_mtimes=[job.claim.mtime for job in self.held.values()],
                               oldest_inbox=self.intake.oldest_inbox)
+            self.turn_hook()
             if self.once and self._once_finished(once_deadline):
                 return
+
+    def turn_hook(self) -> None:
+        """The loop is alive: tell the pulse (and the watchdog) what it holds."""
+        self.pulse.turned(busy=bool(self.held or self.inflight), breaker_open=self.work.breaker.is_open)
+        if self.on_turn:
+            self.on_turn()
+
+    def _gave_up_on_redox(self) -> bool:
+        """--once: no progress for ``once_wait`` seconds while Redox failed. Stop starting
+        anything; once the requests in flight have ended (or one request timeout has passed),
+        end the run: exit 3 when Redox was down (5xx, no answer), the usual status when it only
+        asked us to wait (429). Progress meanwhile (a request in flight succeeds) lifts it."""
+        if not self.pulse.stalled(self.once_wait):
+            self._winding_since = None
+            return False
+        now = self.mono()
+        if self._winding_since is None:
+            self._winding_since = now
+            log.warning("Redox keeps failing; no new attempts in this run", extra={
+                "in_flight": self.inflight, "error": self.pulse.snapshot().last_error})
+        if self.inflight and now - self._winding_since < self.request_timeout:
+            return False
+        if self.pulse.in_outage():
+            self.fatal = self.pulse.outage_text()
+        return True
 
     def _timeout(self, next_rescan: float) -> float:
         now = self.mono()
@@ -144,7 +196,7 @@ class Runner:
             waits.append(0.0)                  # settled files and a free worker: claim now
         return min(1.0, max(0.0, min(waits)))
 
-    def _drain(self, timeout: float) -> None:
+    def drain(self, timeout: float) -> None:
         """Handle every queued event; block up to ``timeout`` for the first one."""
         try:
             event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
@@ -161,11 +213,14 @@ class Runner:
         kind = event[0]
         if kind == "step":
             self.inflight -= 1
-            self._on_step(event[1], event[2])
+            on_step(self, event[1], event[2])
         elif kind == "hint":
             self.intake.hint(event[1])
         elif kind == "stop":
-            self.stop_reason = event[1]
+            if self.stop_reason is None:
+                log.info(f"stopping: draining {self.inflight} in flight",
+                         extra={"in_flight": self.inflight, "reason": event[1]})
+            self.stop_reason, self.stop_status = event[1], event[2]
         elif kind == "fatal":                  # the source refused our credentials
             self.fatal = event[1]
 
@@ -183,7 +238,7 @@ class Runner:
         """Claim while a worker would be free for it, Redox is not failing for everyone, and
         no stop was asked for: unclaimed files stay in the inbox for other processes."""
         while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
-               and not self.stop_reason and not self.fatal):
+               and not self.stop_reason and not self.fatal and self._winding_since is None):
             claim = self.intake.claim_next()
             if claim is None:
                 return
@@ -193,7 +248,7 @@ class Runner:
             self.tally.claimed()
 
     def _dispatch(self) -> None:
-        while self.ready and self.inflight < self.workers:
+        while self.ready and self.inflight < self.workers and self._winding_since is None:
             if not self.work.breaker.allow(self.ready[0]):
                 return
             job = self.ready.popleft()
@@ -208,66 +263,16 @@ class Runner:
             step = Step("stuck", error=f"unexpected {exc.__class__.__name__}")
         self.events.put(("step", job, step))
 
-    # -- results -----------------------------------------------------------------------------
-    def _on_step(self, job: Job, step: Step) -> None:
-        name = job.claim.name
-        self.work.breaker.settle(job)       # a probe that asked Redox nothing frees the probe
-        if step.kind != "stuck":
-            self.later.progressed(job.claim.location)
-        if step.kind == "finished":
-            self.held.pop(job.claim.location, None)
-            self.unreachable_streak = 0
-            self.tally.finished(job, step)
-        elif step.kind == "retry":
-            self.unreachable_streak = self.unreachable_streak + 1 if step.unreachable else 0
-            if (self.once and not self.tally.delivered_any
-                    and self.unreachable_streak >= self.work.breaker.threshold):
-                self.fatal = "Redox could not be reached"
-            self._schedule(job, step.delay, step.error)
-            self.tally.retried()
-        elif step.kind == "stuck":
-            self._on_stuck(job, step.error)
-        elif step.kind == "auth":
-            self.fatal = step.error
-            self.ready.appendleft(job)          # released with the rest below
-        elif step.kind == "lost":
-            self.held.pop(job.claim.location, None)
-            log.warning("claimed file vanished before it was finished", extra={"file": name})
-        elif step.kind == "released":
-            self.held.pop(job.claim.location, None)
-            log.warning("returned to the inbox, where it is left alone", extra={
-                "file": name, "error": step.error, "path": step.dest})
-        self.tally.stepped()
-
-    def _on_stuck(self, job: Job, error: Optional[str]) -> None:
-        """Could not read it consistently or finish it: it stays claimed and is tried again
-        later (the schedule backs off). A --once run that must give up puts it back in the
-        inbox; the journal keeps an accepted outcome, so the next run finishes it without
-        sending it again, and the exit status is 1."""
-        delay = self.later.stuck(job.claim.location)
-        if delay is None:
-            log.error("could not finish; giving up for this run",
-                      extra={"file": job.claim.name, "error": error})
-            self._journal(self.journal.schedule, job, self.wall())   # due at the next run
-            self._release(job)
-            return
-        self._schedule(job, delay, error)
-
-    def _journal(self, method, job: Job, *args) -> None:
-        """A journal write from the loop itself: a full disk must not stop the loop."""
+    def journal_write(self, method, job: Job, *args) -> None:
+        """A journal write from the loop itself: a full disk must not stop the loop (the pulse
+        remembers it for the health check)."""
         if job.record is None:
             return
         try:
             method(job.record.claim_id, *args)
         except StorageError as exc:
+            self.pulse.storage_failed(f"journal: {exc}")
             log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
-
-    def _schedule(self, job: Job, delay: float, error: Optional[str]) -> None:
-        self._journal(self.journal.schedule, job, self.wall() + delay)
-        self.later.add(job, delay)
-        log.info("retry scheduled", extra={"file": job.claim.name, "delay": round(delay, 3),
-                                           "attempt": job.record.attempts if job.record else 0,
-                                           "error": error})
 
     def _promote_due_retries(self) -> None:
         if not self.stop_reason:
@@ -289,29 +294,3 @@ class Runner:
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)
-
-    def _shutdown(self) -> None:
-        """Let in-flight work finish within the grace period; release everything else."""
-        deadline = self.mono() + self.grace
-        while self.inflight and self.mono() < deadline:
-            self._drain(min(0.5, max(0.0, deadline - self.mono())))
-        for job in list(self.ready) + self.later.take_all():
-            self._release(job)
-        self.ready.clear()
-        self.pool.shutdown(wait=not self.inflight, cancel_futures=True)
-        if self.inflight:
-            log.warning("stopping with requests still in flight; their files stay claimed and "
-                        "are recovered at the next start", extra={"in_flight": self.inflight})
-        else:
-            self.store.close()
-
-    def _release(self, job: Job) -> None:
-        try:
-            where = self.store.release(job.claim)
-        except (ClaimLost, StorageError, AuthError) as exc:
-            log.error("could not release a claimed file; it is recovered at the next start",
-                      extra={"file": job.claim.name, "error": str(exc)})
-            return
-        self.held.pop(job.claim.location, None)
-        self._journal(self.journal.released, job, self.wall())   # attempts and schedule go with it
-        log.info("released to the inbox", extra={"file": job.claim.name, "path": where})

@@ -1,7 +1,9 @@
 """What the run has finished so far: counts, one log line per outcome, metrics and progress.
 
 The runner hands every finished file to :meth:`Tally.finished`; reporting lives here so the loop
-stays about scheduling. Log lines carry names, hashes, Log IDs and reasons, never content.
+stays about scheduling. Log lines carry names, hashes, Log IDs and reasons, never content. A
+file whose bytes were already delivered (dedupe) is logged as ``skipped: already delivered``
+with ``duplicate_of``, not as ``done``, though it too goes to done/.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ class Tally:
         self.metrics, self.progress, self.wall = metrics, progress, wall
         self.counts = {"done": 0, "failed": 0}
         self.delivered_any = False
+        self.duplicates = 0            # of the done ones: bytes already delivered, not sent again
+        self.retries = 0               # retries scheduled
+        self.releases = 0              # claimed files put back in the inbox
+        self.started = wall()
+
+    def summary(self) -> dict:
+        """The run's totals so far, for its last log line (``duration`` in seconds)."""
+        return {"done": self.counts["done"], "failed": self.counts["failed"],
+                "duplicates": self.duplicates, "retried": self.retries, "released": self.releases,
+                "duration": round(max(0.0, self.wall() - self.started), 3)}
 
     def finished(self, job: Job, step: Step) -> None:
         """One file reached done/ or failed/."""
@@ -38,6 +50,10 @@ class Tally:
                   "duration": round(max(0.0, self.wall() - job.claim.claimed_at), 3)}
         if step.status == "failed":
             log.warning("failed", extra=dict(fields, error=step.error))
+        elif record is not None and record.duplicate_of:
+            # dedupe: not sent at all; "done" would read as a delivery
+            self.duplicates += 1
+            log.info("skipped: already delivered", extra=dict(fields, duplicate_of=record.duplicate_of))
         else:
             log.info("done", extra=fields)
         if self.metrics:
@@ -53,8 +69,12 @@ class Tally:
             self.metrics.claimed()
 
     def retried(self) -> None:
+        self.retries += 1
         if self.metrics:
             self.metrics.retried()
+
+    def released(self) -> None:
+        self.releases += 1
 
     def gauges(self, *, in_flight: int, waiting_retry: int, held_mtimes: list[float],
                oldest_inbox: Optional[float]) -> None:

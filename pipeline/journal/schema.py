@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS replays (
     consumed_by TEXT                 -- the claim whose sidecar took them in
 );
 CREATE INDEX IF NOT EXISTS replays_by_file ON replays (name, sha256);
+-- retention: the bytes of delivered files whose claim rows were pruned, so that dedupe still
+-- knows them (one row per sha256, the latest delivery; kept for retention.dedupe_days)
+CREATE TABLE IF NOT EXISTS delivered_hashes (
+    sha256 TEXT PRIMARY KEY,
+    dest TEXT,
+    name TEXT,
+    delivered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS claims_by_finished ON claims (finished_at);
 """
 
 OPEN_STATES = ("claimed", "waiting", "released", "accepted", "finishing")

@@ -1,4 +1,5 @@
-"""The operator's commands: ``status``, ``retry-failed``, ``report`` and ``reconcile``.
+"""The operator's commands: ``status``, ``retry-failed``, ``report``, ``reconcile``, ``prune``
+and ``health``.
 
 Each reads the settings, looks at the folders through the folders seam (local only so far:
 another source kind is refused with a clear config error, exit 2) and hands the work to its
@@ -111,6 +112,60 @@ def reconcile(args) -> int:
     log_pass(result)
     _print_pass(args, result)
     return result.exit_status
+
+
+def prune(args) -> int:
+    """Apply ``retention`` once (ops/prune.py); ``--dry-run`` lists and touches nothing. Exit 0,
+    1 when some file could not be removed, 2 for bad usage or config. A journal that does not
+    exist yet is not created."""
+    from pipeline.ops import prune as prune_mod
+    settings = _settings(args)
+    view = app.make_view(settings)
+    opened: list[Journal] = []
+
+    def open_journal() -> Optional[Journal]:
+        if not os.path.exists(settings.state.path):
+            return None
+        try:
+            opened.append(Journal(settings.state.path))
+        except StorageError as exc:
+            raise ConfigError(f"state.path: {exc}") from None
+        return opened[-1]
+
+    def emit(message: str, **fields) -> None:
+        logsetup.emit(args.log_format, message, **fields)
+    try:
+        result = prune_mod.prune(settings, view, open_journal, dry_run=args.dry_run, emit=emit)
+    finally:
+        for journal in opened:
+            journal.close()
+    message, fields = prune_mod.summary(result, args.dry_run)
+    logsetup.emit(args.log_format, message, **fields)
+    return 1 if result.failed else 0
+
+
+def health(args) -> int:
+    """GET the running service's ``/healthz`` (``metrics.address:metrics.port``) and print its
+    body: exit 0 when it answers 200, 1 when it answers otherwise or not at all (the
+    container's HEALTHCHECK), 2 when the config has no fixed ``metrics.port``."""
+    import urllib.error
+    import urllib.request
+    settings = _settings(args)
+    port, address = settings.metrics.port, settings.metrics.address
+    if not port:
+        raise ConfigError("metrics.port: /healthz is served on the metrics port; set a fixed port")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            status, body = reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (OSError, ValueError) as exc:
+        logsetup.emit(args.log_format, f"unhealthy: {url} does not answer ({exc})", ok=False, url=url)
+        return 1
+    print(body.decode("utf-8", "replace").strip(), flush=True)
+    return 0 if status == 200 else 1
 
 
 def _print_pass(args, result) -> None:

@@ -166,7 +166,8 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 table { border-collapse: collapse; font-size: 14px; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 12px; text-align: left; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-svg.chart { max-width: 100%; height: auto; }
+svg.chart { max-width: 100%; height: auto; font-family: inherit; }
+svg.chart text { font-family: inherit; }
 </style>
 </head>
 <body>

@@ -21,14 +21,20 @@ FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "de
           # delivery confirmation (reconcile)
           "log_id", "delivered", "filtered", "gave_up", "pending", "checked", "files",
           # S3 + SQS
-          "message_id", "receive_count")
+          "message_id", "receive_count",
+          # run summary, dedupe, stopping, prune
+          "duplicates", "retried", "released", "duplicate_of", "removed", "kept",
+          "would_remove", "journal_rows")
+# fields only JSON lines carry (text lines already say it in their message)
+JSON_ONLY = ("startup",)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        doc: dict[str, object] = {"ts": ts,
                "level": record.levelname.lower(), "logger": record.name, "event": record.getMessage()}
-        for key in FIELDS:
+        for key in FIELDS + JSON_ONLY:
             if key in record.__dict__:
                 doc[key] = record.__dict__[key]
         if record.exc_info:

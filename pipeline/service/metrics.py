@@ -1,7 +1,9 @@
 """Prometheus metrics for the service (the only module that imports prometheus_client).
 
 Served on ``127.0.0.1:<metrics.port>`` (``0`` picks a free port; the address is logged) while
-``run`` works as a service. The runner and the per-file work report through a few hooks:
+``run`` works as a service: ``/metrics`` in Prometheus' text format and, when a health check is
+given, ``/healthz`` (service/health.py) as JSON. The runner and the per-file work report
+through a few hooks:
 
     claimed()                          a file was claimed
     finished(status, reason_kind)      a file ended in done/ or failed/
@@ -14,10 +16,15 @@ Each ``Metrics`` has its own registry, so several can live in one process (tests
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+HealthCheck = Callable[[], tuple[int, dict]]
 
 # SEND latency buckets up to Redox's own 120 s limit and our 130 s timeout
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 130.0)
@@ -51,7 +58,7 @@ class Metrics:
                                       buckets=SEND_BUCKETS, registry=r)
         self._oldest: Optional[float] = None
         self.oldest_waiting.set_function(self._oldest_age)
-        self._server = None
+        self._server: Optional[ThreadingHTTPServer] = None
 
     # -- hooks ---------------------------------------------------------------------------
     def claimed(self) -> None:
@@ -85,11 +92,46 @@ class Metrics:
         return max(0.0, self.clock() - oldest) if oldest is not None else 0.0
 
     # -- the endpoint --------------------------------------------------------------------
-    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the port bound.
-        OSError when the port is taken."""
-        self._server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        return self._server.server_port
+    def serve(self, port: int, addr: str = "127.0.0.1", health: Optional[HealthCheck] = None) -> int:
+        """Serve ``/metrics`` (and ``/healthz`` when ``health`` is given) on ``addr:port`` in a
+        daemon thread; returns the port bound. OSError when the port is taken."""
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz" and health is not None:
+                    status, doc = health()
+                    self._reply(status, "application/json", json.dumps(doc).encode())
+                elif path in ("/metrics", "/"):
+                    self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                else:
+                    self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+            def _reply(self, status: int, kind: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format, *args) -> None:   # scrapes are not news
+                pass
+
+        family_addr = addr.strip("[]")
+        server_class = ThreadingHTTPServer
+        if ":" in family_addr:
+            import socket
+
+            class V6(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+            server_class = V6
+        server = server_class((family_addr, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        self._server = server
+        return server.server_port
 
     def close(self) -> None:
         if self._server is not None:

@@ -14,7 +14,7 @@ import time
 from typing import BinaryIO, Iterator, Optional
 
 from pipeline import failpoints, sidecar
-from pipeline.errors import ClaimLost, StorageError
+from pipeline.errors import ClaimLost, ConfigError, StorageError
 from pipeline.names import candidates as _candidates
 from pipeline.names import is_candidate_name, name_problem
 from pipeline.names import printable as _printable
@@ -44,20 +44,31 @@ class LocalStore(Source):
         self._synced: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._noted: set[str] = set()      # names already warned about (left alone)
+        self._prepared = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Create missing folders and this process's claim folder, holding its lock.
+        """Check the inbox, create missing output folders and this process's claim folder,
+        holding its lock (idempotent).
 
-        Folders are created with the process umask (config ``umask``); an existing one that
-        anybody may enter or list gets a warning, since the files in it hold patient data.
+        The inbox is never created: a missing or unreadable one is almost always a typo in
+        ``source.inbox`` or a mount that is not there, and looks exactly like an empty inbox
+        for ever. ConfigError (exit 2) naming it, before anything is touched. processing/,
+        done/ and failed/ are created with the process umask (config ``umask``); an existing
+        folder that anybody may enter or list gets a warning, since the files in it hold
+        patient data.
         """
+        if self._prepared:
+            return
+        _check_inbox(self.inbox)
         for folder in (self.inbox, self.processing, *self.folders.values()):
-            fsops.ensure_dir(folder)
+            if folder != self.inbox:
+                fsops.ensure_dir(folder)
             if os.stat(folder).st_mode & stat.S_IRWXO:
                 log.warning("folder is open to all users; chmod o-rwx it (it holds patient data)",
                             extra={"path": folder})
         self.claims.open()
+        self._prepared = True
 
     def close(self) -> None:
         """Remove this process's claim folder if it is empty, and let go of its lock."""
@@ -65,6 +76,7 @@ class LocalStore(Source):
             fsops.fsync_dir(folder)
         self._dirty.clear()
         self.claims.close()
+        self._prepared = False
 
     # -- discover / claim ------------------------------------------------------------------
     def scan(self) -> Iterator[Drop]:
@@ -256,6 +268,29 @@ class LocalStore(Source):
         if once:
             return None
         return Watcher(self.inbox, events).start()
+
+
+def _check_inbox(path: str) -> None:
+    """ConfigError unless ``path`` is a folder this process may list and take files from."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"source.inbox: {path} does not exist (a typo, or a mount that is "
+                          "missing?); it is not created, and nothing was touched") from None
+    except OSError as exc:
+        raise ConfigError(f"source.inbox: cannot look at {path} ({exc.strerror}); "
+                          "nothing was touched") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"source.inbox: {path} is not a folder; nothing was touched")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"source.inbox: cannot list the inbox ({exc.strerror}): {path}; "
+                          "nothing was touched") from None
+    if not os.access(path, os.W_OK | os.X_OK):     # a claim renames the file out of it
+        raise ConfigError(f"source.inbox: cannot take files out of the inbox (no write permission): "
+                          f"{path}; nothing was touched")
 
 
 def _sidecar_claim_id(path: str) -> str | None:

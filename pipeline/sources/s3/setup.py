@@ -2,9 +2,10 @@
 
 Checked before any object is touched, so that what only the operator can fix is a config
 error (exit 2) naming its key: the bucket or queue does not exist, the IAM policy does not allow
-reading them, or the endpoint does not honour conditional writes (claims would not be safe).
-Refused or missing credentials raise SourceAuthError (exit 3: nothing touched); an unreachable
-endpoint a StorageError (exit 3 too, for the same reason).
+listing the source prefix or processing/, or reading the queue, or the endpoint does not
+honour conditional writes (claims would not be safe). Refused or missing credentials raise
+SourceAuthError (exit 3: nothing touched); an unreachable endpoint a StorageError (exit 3 too,
+for the same reason).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ def open_source(settings, owner: str) -> S3Store:
     src, folders = settings.source, settings.folders
     bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region,
                     pool=settings.workers + 6)
-    _check(lambda: bucket.check(folder_prefix(src.prefix)), "source.bucket")
+    # the prefixes the run lists (the inbox; processing/ for recovery) must be listable: a
+    # bucket that does not exist or an IAM policy that does not allow it is the operator's to
+    # fix (exit 2, naming it); an endpoint that cannot be reached is an outage (StorageError:
+    # exit 3), nothing touched either way. done/ and failed/ are only written, never listed
+    # (docs/s3.md's policy does not let the service list them).
+    _check_listing(bucket, "source.prefix", src.prefix)
+    _check_listing(bucket, "folders.processing", folders.processing)
     store = S3Store(bucket, prefix=folder_prefix(src.prefix),
                     processing=folder_prefix(folders.processing),
                     done=folder_prefix(folders.done), failed=folder_prefix(folders.failed),
@@ -36,6 +43,17 @@ def open_source(settings, owner: str) -> S3Store:
                             prefetch=max(10, 2 * settings.workers)))
     _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
     return store
+
+
+def _check_listing(bucket: Bucket, key: str, prefix: str) -> None:
+    """ConfigError naming ``source.bucket`` (it does not exist) or ``key`` (the prefix may not
+    be listed) unless the prefix can be listed."""
+    try:
+        bucket.check(folder_prefix(prefix))
+    except Missing as exc:
+        raise ConfigError(f"source.bucket: {exc}") from None
+    except Denied as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _check(fn, key: str) -> None:
