@@ -1,66 +1,456 @@
-"""A shared limiter that keeps Redox requests under ``redox.max_requests_per_second``.
+"""The limiter that keeps Redox requests under ``redox.max_requests_per_second``, per host.
 
-Redox allows 7,500 requests per 5-minute window per IP (about 25/s). Requests are spaced evenly
-at 1/rate and, as a second guard, never more than ``rate`` fall in any one-second window, so the
-busiest second never exceeds the limit. A 429's Retry-After pauses everyone, for at most
-``max_pause`` seconds: whatever a reply says, it cannot stop the pipeline for longer than the
-retry policy's own longest wait.
+Redox allows 7,500 requests per 5-minute window per IP (about 25/s) and counts every request:
+SENDs, uploads, token requests and Platform API look-ups. Requests are spaced at 1/rate and,
+as a second guard, never more than ``rate`` depart in any one-second window, so the busiest
+second never exceeds the limit. A 429's Retry-After pauses everyone, for at most ``max_pause``
+seconds: whatever a reply says, it cannot stop the pipeline for longer than the retry policy's
+own longest wait.
+
+*Everyone* is every process of the host. The record of recent departures (the next time a
+request may leave, and the last departures in a ring) lives in a small file beside the journal,
+read and written under an exclusive ``flock`` for the few microseconds one decision takes, so
+any number of services sharing a state folder draw from one budget. Times in that file are
+``time.monotonic()`` values: on Linux that is CLOCK_MONOTONIC, one clock for every process of
+a boot (containers included, unless they run in their own time namespace), which no clock step
+or NTP slew moves backwards. The file's name carries the kernel's boot id, so a reboot starts a
+new file instead of reading times of a clock that has restarted; where there is no boot id the
+file holds wall-clock times and a time found in the future is taken for a clock step.
+
+The file can always be recovered: a process killed while holding the lock loses it with the
+process (the kernel drops a dead process's flock), and a file that cannot be read or makes no
+sense (wrong size, bad checksum, a departure in the future) is reset, holding everyone back for
+one second so that no second can hold both the forgotten departures and new ones. When the
+file cannot be used at all, the process falls back to limiting itself alone, says so, and tries
+the file again a little later. With no limit (0) nothing is shared: a 429's pause then holds
+back this process only.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
+import fcntl
+import glob
+import logging
 import math
+import os
+import struct
 import threading
 import time
-from typing import Callable
+import weakref
+import zlib
+from typing import Any, Callable, Optional, Protocol
+
+from pipeline.redox.replies import retry_after
+
+log = logging.getLogger(__name__)
 
 MARGIN = 0.03   # seconds: departure-to-arrival jitter on a loaded machine
+# departures the shared file remembers: the window guard needs the one ``rate`` back, so a
+# shared limit is at most RING requests per second (Redox's is 25)
+RING = 1024
+REOPEN_CHECK_SECONDS = 1.0     # how often a process checks that the file is still the path's
+RETRY_FILE_SECONDS = 10.0      # after the file failed, how long this process limits itself alone
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+STALE_SECONDS = 86400.0        # another boot's file untouched this long is removed
+
+# the file: header (magic, ring size, unused, departures so far, next allowed time, CRC-32 of
+# what precedes it), then RING little-endian doubles from SLOT0: departure n is slot n % RING
+_MAGIC = b"rdxrate1"
+_HEADER = struct.Struct("<8sIIqd")
+_CRC = struct.Struct("<I")
+_SLOT = struct.Struct("<d")
+_SLOT0 = 64
+FILE_SIZE = _SLOT0 + RING * _SLOT.size
+
+
+class _Bucket(Protocol):
+    def take(self) -> float: ...
+    def hold_until(self, seconds: float) -> None: ...
+
+
+class LocalBucket:
+    """One process's own record of its departures, in memory."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float], max_pause: float):
+        self.per_second, self.clock, self.max_pause = per_second, clock, max_pause
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._window: collections.deque[float] = collections.deque(
+            maxlen=window_size(per_second) if per_second > 0 else 1)
+        self._next = -math.inf
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 when a request may leave now (and it is counted as leaving now), else how long to
+        wait before asking again."""
+        with self._lock:
+            now = self.clock()
+            earliest = self._next
+            if self.per_second > 0 and len(self._window) == self._window.maxlen:
+                earliest = max(earliest, self._window[0] + 1.0 + MARGIN)
+            if now >= earliest:
+                if self.per_second > 0:
+                    self._window.append(now)
+                    self._next = now + self._interval
+                return 0.0
+            return earliest - now
+
+    def hold_until(self, seconds: float) -> None:
+        """Nobody leaves for ``seconds`` from now (already clamped by the caller)."""
+        with self._lock:
+            self._next = max(self._next, self.clock() + seconds)
+
+
+class SharedBucket:
+    """The host's record of its departures, in the file at ``path`` (created when missing).
+
+    Every decision is made under an exclusive flock, with the clock read once the lock is held,
+    so departures are recorded in the order they were allowed. flock does not exclude threads
+    that share one open file, hence ``_io`` as well; a forked child opens the file afresh.
+    """
+
+    def __init__(self, path: str, per_second: float, clock: Callable[[], float], max_pause: float):
+        self.path, self.per_second, self.clock, self.max_pause = path, per_second, clock, max_pause
+        self._interval = 1.0 / per_second
+        self._k = min(window_size(per_second), RING)
+        self._fallback = LocalBucket(per_second, clock, max_pause)
+        self._io = threading.Lock()
+        self._fd: Optional[int] = None
+        self._pid = 0
+        self._check_at = -math.inf
+        self._file_again_at = -math.inf
+        self._complained = False
+        self.resets = 0                 # how often a corrupt or implausible file was reset
+        _LIVE.add(self)
+
+    # -- the two operations ----------------------------------------------------------------------
+    def take(self) -> float:
+        with self._io:
+            fd = self._usable()
+            if fd is None:
+                return self._fallback.take()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    return self._take_locked(fd)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError as exc:
+                self._give_up_file(exc)
+                return self._fallback.take()
+
+    def hold_until(self, seconds: float) -> None:
+        with self._io:
+            fd = self._usable()
+            if fd is None:
+                self._fallback.hold_until(seconds)
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    now = self.clock()
+                    count, next_at = self._load(fd, now)
+                    if now + seconds > next_at:
+                        self._store(fd, count, now + seconds)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError as exc:
+                self._give_up_file(exc)
+                self._fallback.hold_until(seconds)
+
+    def _take_locked(self, fd: int) -> float:
+        now = self.clock()
+        count, earliest = self._load(fd, now)
+        if count >= self._k:
+            raw = os.pread(fd, _SLOT.size, _SLOT0 + ((count - self._k) % RING) * _SLOT.size)
+            oldest = _SLOT.unpack(raw)[0] if len(raw) == _SLOT.size else math.nan
+            if not (math.isfinite(oldest) and oldest <= now + 1.0):
+                return self._reset(fd, now, "a departure in the future or unreadable")
+            earliest = max(earliest, oldest + 1.0 + MARGIN)
+        if now < earliest:
+            return earliest - now
+        os.pwrite(fd, _SLOT.pack(now), _SLOT0 + (count % RING) * _SLOT.size)
+        self._store(fd, count + 1, now + self._interval)
+        return 0.0
+
+    # -- the file ---------------------------------------------------------------------------------
+    def _load(self, fd: int, now: float) -> tuple[int, float]:
+        """(departures so far, next allowed time) from the header; a missing header is a new
+        file, a header that makes no sense is reset (and holds everyone back a second)."""
+        raw = os.pread(fd, _HEADER.size + _CRC.size, 0)
+        if not raw:
+            os.ftruncate(fd, FILE_SIZE)
+            self._store(fd, 0, -math.inf)
+            return 0, -math.inf
+        problem = _header_problem(raw)
+        if problem is None and os.fstat(fd).st_size != FILE_SIZE:
+            problem = "the wrong size"
+        if problem is None:
+            _magic, _ring, _unused, count, next_at = _HEADER.unpack_from(raw)
+            if next_at > now + self.max_pause + self._interval + 2.0:
+                problem = "a wait longer than any this process would set (a clock step?)"
+            else:
+                return count, next_at
+        return 0, now + self._reset(fd, now, problem)
+
+    def _reset(self, fd: int, now: float, problem: str) -> float:
+        """Forget the departures, and let nobody leave for a second (plus the margin): a second
+        then holds either forgotten departures or new ones, never both. Returns that wait."""
+        self.resets += 1
+        log.warning("the shared rate-limit file made no sense; reset it",
+                    extra={"path": self.path, "error": problem})
+        os.ftruncate(fd, FILE_SIZE)
+        wait = 1.0 + MARGIN
+        self._store(fd, 0, now + wait)
+        return wait
+
+    def _store(self, fd: int, count: int, next_at: float) -> None:
+        head = _HEADER.pack(_MAGIC, RING, 0, count, next_at)
+        os.pwrite(fd, head + _CRC.pack(zlib.crc32(head)), 0)
+
+    def _usable(self) -> Optional[int]:
+        """The open file, opened (again) when needed: first use, after a fork, when the path
+        now names another file (removed or replaced), and a while after the file failed."""
+        now = self.clock()
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._fd is None and now < self._file_again_at:
+            return None
+        if self._fd is not None and now >= self._check_at:
+            self._check_at = now + REOPEN_CHECK_SECONDS
+            try:
+                same = os.path.samestat(os.fstat(self._fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if not same:
+                self._close()
+        if self._fd is None:
+            try:
+                self._fd = _open_state(self.path)
+            except OSError as exc:
+                self._give_up_file(exc)
+                return None
+            self._check_at = now + REOPEN_CHECK_SECONDS
+            if self._complained:
+                log.warning("the shared rate-limit file works again", extra={"path": self.path})
+                self._complained = False
+        return self._fd
+
+    def _give_up_file(self, exc: OSError) -> None:
+        self._close()
+        self._file_again_at = self.clock() + RETRY_FILE_SECONDS
+        if not self._complained:
+            self._complained = True
+            log.warning("cannot use the shared rate-limit file: this process limits itself "
+                        "alone for now (other processes on this host are not counted)",
+                        extra={"path": self.path, "error": exc.strerror or str(exc)})
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def _after_fork(self) -> None:
+        """A forked child shares its parent's open file (and so its flock): open its own."""
+        self._io = threading.Lock()
+        self._fallback._lock = threading.Lock()
+        if self._pid:
+            self._close()          # our copy only: the parent's lock is the parent's
+        self._pid = os.getpid()
+
+
+_LIVE: "weakref.WeakSet[SharedBucket]" = weakref.WeakSet()
+
+
+def _forget_parent_files() -> None:
+    for bucket in list(_LIVE):
+        bucket._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_parent_files)
+
+
+def _header_problem(raw: bytes) -> Optional[str]:
+    if len(raw) != _HEADER.size + _CRC.size:
+        return "a short header"
+    head, crc = raw[:_HEADER.size], _CRC.unpack_from(raw, _HEADER.size)[0]
+    magic, ring, _unused, count, next_at = _HEADER.unpack(head)
+    if magic != _MAGIC or ring != RING:
+        return "not a rate-limit file of this version"
+    if zlib.crc32(head) != crc:
+        return "a bad checksum"
+    if count < 0 or math.isnan(next_at) or next_at == math.inf:
+        return "impossible values"
+    return None
+
+
+def _open_state(path: str) -> int:
+    """Open (creating) the shared file, owner-only. A folder that is missing is made; a path
+    this process may not open (another user's file, a symlink) is removed and made again."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.ELOOP):
+            raise
+        log.warning("the shared rate-limit file cannot be opened; making it again",
+                    extra={"path": path, "error": exc.strerror})
+        os.unlink(path)
+    return os.open(path, flags, 0o600)
+
+
+def _remove_stale_files(state_path: str, keep: str) -> None:
+    """Files of earlier boots, untouched for a day, are removed (a live one is written to at
+    every request)."""
+    for name in glob.glob(glob.escape(state_path) + ".ratelimit-*"):
+        try:
+            if name != keep and time.time() - os.lstat(name).st_mtime > STALE_SECONDS:
+                os.unlink(name)
+        except OSError:
+            pass
+
+
+def window_size(per_second: float) -> int:
+    """How many departures one second may hold: the limit, rounded down, at least one."""
+    return max(1, math.floor(per_second))
+
+
+def host_clock() -> tuple[Callable[[], float], str]:
+    """The clock every process of this host agrees on, and the tag that names the file it is
+    valid for: (time.monotonic, the boot id) where the kernel tells the boot id, else
+    (time.time, "wall")."""
+    try:
+        with open(BOOT_ID, encoding="ascii") as handle:
+            boot = "".join(c for c in handle.read() if c.isalnum())[:32]
+    except OSError:
+        boot = ""
+    return (time.monotonic, "boot-" + boot) if boot else (time.time, "wall")
+
+
+class _Turns:
+    """A first-come, first-served lock: the threads of one process take their turns in order
+    (threading.Lock promises no order). The holder hands the turn straight to the next."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = False
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._busy:
+                self._busy = True
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        try:
+            gate.acquire()                  # released when the turn is handed to us
+        except BaseException:
+            with self._lock:
+                if gate in self._waiting:   # never got it: just leave the queue
+                    self._waiting.remove(gate)
+                    raise
+            self.__exit__()                 # got it as we were interrupted: pass it on
+            raise
+
+    def __exit__(self, *_exc: Any) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._busy = False
 
 
 class RateLimiter:
-    """``acquire()`` blocks the calling worker until it may send. ``per_second`` 0 = no limit;
-    ``max_pause``: the longest :meth:`pause_for` holds everyone back (seconds)."""
+    """``acquire()`` blocks the calling thread until it may send. ``per_second`` 0 = no limit;
+    ``max_pause``: the longest :meth:`pause_for` holds everyone back (seconds); ``shared_path``:
+    the file the host's processes share the budget through (None: this process alone).
+    Threads are served in the order they asked."""
 
     def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, max_pause: float = 300.0):
+                 sleep: Callable[[float], None] = time.sleep, max_pause: float = 300.0,
+                 shared_path: Optional[str] = None):
         self.per_second = per_second
         self.max_pause = max(0.0, max_pause)
         self.clock, self.sleep = clock, sleep
-        self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._window: collections.deque[float] = collections.deque(
-            maxlen=max(1, math.floor(per_second)) if per_second > 0 else 1)
-        self._next = 0.0
-        self._lock = threading.Lock()
+        self.shared_path = shared_path if per_second > 0 else None
+        self._bucket: _Bucket = LocalBucket(per_second, clock, self.max_pause)
+        if self.shared_path:
+            self._bucket = SharedBucket(self.shared_path, per_second, clock, self.max_pause)
+        self._turns = _Turns()
+        _LIMITERS.add(self)
+
+    @classmethod
+    def for_host(cls, per_second: float, state_path: str, max_pause: float = 300.0) -> "RateLimiter":
+        """The limiter every process of this host using the journal at ``state_path`` shares:
+        its file sits beside the journal and is named for the boot whose clock it holds."""
+        clock, tag = host_clock()
+        path = f"{state_path}.ratelimit-{tag}"
+        if per_second > 0:
+            _remove_stale_files(state_path, keep=path)
+        return cls(per_second, clock=clock, max_pause=max_pause, shared_path=path)
 
     def acquire(self) -> float:
-        """Wait until a request may leave now, and count it as leaving now. Returns the wait.
+        """Wait until a request may leave now, and count it as leaving now. Returns the time
+        this thread slept for the limit.
 
-        The window holds actual departure times, not planned ones: a worker that wakes late
+        What is counted are actual departures, not planned ones: a thread that wakes late
         must not let the next one leave early. MARGIN absorbs the few milliseconds between
         leaving here and arriving at Redox.
         """
         waited = 0.0
-        while True:
-            with self._lock:
-                now = self.clock()
-                earliest = self._next
-                if self.per_second > 0 and len(self._window) == self._window.maxlen:
-                    earliest = max(earliest, self._window[0] + 1.0 + MARGIN)
-                if now >= earliest:
-                    if self.per_second > 0:
-                        self._window.append(now)
-                        self._next = now + self._interval
+        with self._turns:
+            while True:
+                wait = self._bucket.take()
+                if wait <= 0:
                     return waited
-                wait = earliest - now
-            self.sleep(wait)
-            waited += wait
+                self.sleep(wait)
+                waited += wait
 
     def pause_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (a 429 with Retry-After), clamped to
-        [0, max_pause]; NaN pauses nobody."""
+        [0, max_pause]; NaN pauses nobody. Shared: every process of the host waits."""
         if math.isnan(seconds):
             return
-        seconds = min(self.max_pause, max(0.0, seconds))
-        with self._lock:
-            self._next = max(self._next, self.clock() + seconds)
+        self._bucket.hold_until(min(self.max_pause, max(0.0, seconds)))
+
+    def _after_fork(self) -> None:
+        self._turns = _Turns()
+
+
+_LIMITERS: "weakref.WeakSet[RateLimiter]" = weakref.WeakSet()
+
+
+def _new_turns_after_fork() -> None:
+    for limiter in list(_LIMITERS):
+        limiter._after_fork()
+
+
+os.register_at_fork(after_in_child=_new_turns_after_fork)
+
+
+class LimitedTransport:
+    """A transport whose every request first waits for ``limiter``, and whose 429 pauses
+    everyone: for the requests that do not go through a BearerClient (token requests), which
+    count against Redox's per-IP budget like any other."""
+
+    def __init__(self, transport: Any, limiter: RateLimiter):
+        self.transport, self.limiter = transport, limiter
+
+    def request(self, method: str, url: str, **kw: Any) -> Any:
+        self.limiter.acquire()
+        reply = self.transport.request(method, url, **kw)
+        if reply.status == 429:
+            wait = retry_after(reply.headers, self.limiter.max_pause)
+            self.limiter.pause_for(wait if wait is not None else 1.0)
+        return reply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
