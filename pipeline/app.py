@@ -80,7 +80,7 @@ def make_client(settings: Settings) -> RedoxClient:
     too."""
     redox, cap = settings.redox, settings.retry.backoff_max_seconds
     transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, tls_verify(settings),
-                          pool_size=settings.workers + 2)
+                          pool_size=settings.worker_ceiling + 2)
     limiter = make_limiter(settings)
     tokens = make_tokens(redox.auth, redox.token_url, redox.base_url,
                          LimitedTransport(transport, limiter))
@@ -106,7 +106,7 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
                     observe=observe)
-    return Runner(store, journal, work, workers=settings.workers,
+    return Runner(store, journal, work, workers=settings.fixed_workers,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
