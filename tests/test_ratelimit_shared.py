@@ -14,11 +14,11 @@ import json
 import math
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ from pipeline.redox.ratelimit import (
 from pipeline.redox.transport import Reply
 
 REPO = Path(__file__).resolve().parents[1]
-HEADER_BYTES = 36                 # magic, ring size, unused, count, next, CRC-32
+HEADER_BYTES = ratelimit._HEADER.size + ratelimit._CRC.size
 
 
 class Clock:
@@ -133,14 +133,15 @@ def test_processes_sharing_a_state_folder_never_exceed_the_limit_in_any_second(t
     # float rounding aside)
     ordered = sorted(granted)
     assert min(b - a for a, b in zip(ordered, ordered[1:])) >= 1 / rate - 1e-6
-    # every process was served all along, not one after the other
+    # every process was served all along (the oldest waiter first), not one after the other
     first_half = [sum(1 for t in d["granted"] if t < ordered[len(ordered) // 2]) for d in done]
     assert min(first_half) >= count // 4
     # between being let go and the next line of the caller: what MARGIN is for
     lag = max(r - g for r, g in zip(returned, granted))
     print(f"\n{processes} processes, {count * processes} requests at {rate}/s: busiest second "
           f"{busiest_second(granted)} (as let go) / {busiest_second(returned)} (as returned); "
-          f"largest lag let-go to return {lag * 1000:.2f} ms (MARGIN {MARGIN * 1000:.0f} ms)")
+          f"largest lag let-go to return {lag * 1000:.2f} ms (MARGIN {MARGIN * 1000:.0f} ms); "
+          f"each process's share of the first half {first_half}")
 
 
 @pytest.mark.slow
@@ -208,7 +209,7 @@ def test_a_corrupt_state_file_is_recovered_by_the_next_process(tmp_path):
 
 def valid(path) -> bool:
     raw = Path(path).read_bytes()
-    return len(raw) == FILE_SIZE and raw.startswith(b"rdxrate1") and \
+    return len(raw) == FILE_SIZE and raw.startswith(ratelimit._MAGIC) and \
         ratelimit._header_problem(raw[:HEADER_BYTES]) is None
 
 
@@ -268,8 +269,8 @@ def test_a_damaged_file_is_reset_and_holds_everyone_back_one_second(tmp_path, da
     elif damage == "truncated-ring":
         raw = raw[:100]
     elif damage == "nan":
-        head = struct.pack("<8sIIqd", b"rdxrate1", ratelimit.RING, 0, 12, math.nan)
-        raw[:HEADER_BYTES] = head + struct.pack("<I", __import__("zlib").crc32(head))
+        head = ratelimit._HEADER.pack(ratelimit._MAGIC, ratelimit.RING, 0, 12, math.nan, 0.0, 0.0)
+        raw[:HEADER_BYTES] = head + ratelimit._CRC.pack(zlib.crc32(head))
     path.write_bytes(bytes(raw))
     second = limiter(path, clock)
     before = clock.now
@@ -372,6 +373,55 @@ def test_files_of_earlier_boots_are_removed_once_a_day_old(tmp_path):
     os.utime(old, (time.time() - 2 * 86400,) * 2)
     RateLimiter.for_host(20, str(state))
     assert not old.exists() and recent.exists()
+
+
+# -- processes take turns: the oldest waiter first --------------------------------------------------
+
+def test_a_process_that_may_go_lets_an_older_waiter_have_the_slot(tmp_path):
+    clock = Clock()
+    older, younger = limiter(tmp_path / "rl", clock), limiter(tmp_path / "rl", clock)
+    older.acquire()                                    # the slot after this one is at +0.1
+    assert older._bucket.take() == pytest.approx(0.1)  # refused: the oldest waiter now
+    clock.sleep(0.05)
+    assert younger._bucket.take() == pytest.approx(0.05)
+    clock.sleep(0.05)                                  # the slot: the younger one wakes first
+    assert younger._bucket.take() == ratelimit.DEFER
+    assert older._bucket.take() == 0.0                 # and the older one goes
+    assert younger._bucket.take() == pytest.approx(0.1)    # refused: the next slot is its
+    clock.sleep(0.1)
+    assert older._bucket.take() == ratelimit.DEFER     # (older asks again: now the younger)
+    assert younger._bucket.take() == 0.0
+
+
+def test_an_older_waiter_that_never_comes_back_holds_nobody_for_long(tmp_path):
+    clock = Clock()
+    gone, alive = limiter(tmp_path / "rl", clock), limiter(tmp_path / "rl", clock)
+    gone.acquire()
+    gone._bucket.take()                                # refused, and then killed: never asks again
+    clock.sleep(0.01)
+    before = clock.now
+    alive.acquire()                                    # defers a few times, then goes
+    assert clock.now - before <= 0.09 + ratelimit.MAX_DEFER + ratelimit.DEFER + 1e-9
+    clock.sleep(ratelimit.WAITER_SLACK + 0.1)          # and once its promise is stale ...
+    assert alive.acquire() == 0.0                      # ... it is ignored altogether
+
+
+def test_a_forked_child_is_a_process_of_its_own(tmp_path):
+    parent = RateLimiter(1000, shared_path=str(tmp_path / "rl"))
+    parent.acquire()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                       # the child: its own id, its own file
+        try:
+            parent.acquire()
+            ok = parent._bucket._fd is not None and parent._bucket._pid == os.getpid()
+            os.write(writer, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(writer)
+    assert os.read(reader, 1) == b"1"
+    os.waitpid(pid, 0)
+    parent.acquire()
 
 
 # -- threads ----------------------------------------------------------------------------------------

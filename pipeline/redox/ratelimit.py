@@ -10,12 +10,14 @@ own longest wait.
 *Everyone* is every process of the host. The record of recent departures (the next time a
 request may leave, and the last departures in a ring) lives in a small file beside the journal,
 read and written under an exclusive ``flock`` for the few microseconds one decision takes, so
-any number of services sharing a state folder draw from one budget. Times in that file are
-``time.monotonic()`` values: on Linux that is CLOCK_MONOTONIC, one clock for every process of
-a boot (containers included, unless they run in their own time namespace), which no clock step
-or NTP slew moves backwards. The file's name carries the kernel's boot id, so a reboot starts a
-new file instead of reading times of a clock that has restarted; where there is no boot id the
-file holds wall-clock times and a time found in the future is taken for a clock step.
+any number of services sharing a state folder draw from one budget, first come, first served
+(threads in the order they asked; between processes the oldest waiter, which the file names,
+goes first). Times in that file are ``time.monotonic()`` values: on Linux that is
+CLOCK_MONOTONIC, one clock for every process of a boot (containers included, unless they run
+in a time namespace of their own), which a change of the wall clock does not move. The file's
+name carries the kernel's boot id, so a reboot starts a new file instead of reading times of
+a clock that has restarted; where there is no boot id the file holds wall-clock times and a
+time found in the future is taken for a clock step.
 
 The file can always be recovered: a process killed while holding the lock loses it with the
 process (the kernel drops a dead process's flock), and a file that cannot be read or makes no
@@ -55,14 +57,23 @@ RETRY_FILE_SECONDS = 10.0      # after the file failed, how long this process li
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 STALE_SECONDS = 86400.0        # another boot's file untouched this long is removed
 
-# the file: header (magic, ring size, unused, departures so far, next allowed time, CRC-32 of
-# what precedes it), then RING little-endian doubles from SLOT0: departure n is slot n % RING
-_MAGIC = b"rdxrate1"
-_HEADER = struct.Struct("<8sIIqd")
+# Between processes, the oldest waiter goes first: a process that may go but sees an older
+# waiter (one that said when it would ask again, and is not past that by more than
+# WAITER_SLACK) lets it have the slot, asking again after DEFER, for at most MAX_DEFER.
+DEFER = 0.002
+MAX_DEFER = 0.05
+WAITER_SLACK = 0.1
+
+# the file: header (magic, ring size, the oldest waiter's id, departures so far, next allowed
+# time, the oldest waiter's first refusal and when it will ask again, CRC-32 of what precedes
+# it), then RING little-endian doubles from SLOT0: departure n is slot n % RING
+_MAGIC = b"rdxrate2"
+_HEADER = struct.Struct("<8sIIqddd")
 _CRC = struct.Struct("<I")
 _SLOT = struct.Struct("<d")
 _SLOT0 = 64
 FILE_SIZE = _SLOT0 + RING * _SLOT.size
+_NOBODY = (0, math.inf, -math.inf)          # no waiter: (id, since, until)
 
 
 class _Bucket(Protocol):
@@ -121,6 +132,9 @@ class SharedBucket:
         self._check_at = -math.inf
         self._file_again_at = -math.inf
         self._complained = False
+        self._id = _process_id()
+        self._since: Optional[float] = None      # when this process's current request was refused
+        self._deferring: Optional[float] = None  # when it first let an older waiter go first
         self.resets = 0                 # how often a corrupt or implausible file was reset
         _LIVE.add(self)
 
@@ -150,9 +164,9 @@ class SharedBucket:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     now = self.clock()
-                    count, next_at = self._load(fd, now)
+                    count, next_at, waiter = self._load(fd, now)
                     if now + seconds > next_at:
-                        self._store(fd, count, now + seconds)
+                        self._store(fd, count, now + seconds, waiter)
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
@@ -161,38 +175,56 @@ class SharedBucket:
 
     def _take_locked(self, fd: int) -> float:
         now = self.clock()
-        count, earliest = self._load(fd, now)
+        count, next_at, waiter = self._load(fd, now)
+        earliest = next_at
         if count >= self._k:
             raw = os.pread(fd, _SLOT.size, _SLOT0 + ((count - self._k) % RING) * _SLOT.size)
             oldest = _SLOT.unpack(raw)[0] if len(raw) == _SLOT.size else math.nan
             if not (math.isfinite(oldest) and oldest <= now + 1.0):
                 return self._reset(fd, now, "a departure in the future or unreadable")
             earliest = max(earliest, oldest + 1.0 + MARGIN)
+        since = now if self._since is None else self._since
+        waiter_id, waiter_since, waiter_until = waiter
+        older_waiting = (waiter_id not in (0, self._id) and waiter_since < since
+                         and now <= waiter_until + WAITER_SLACK)
         if now < earliest:
-            return earliest - now
+            wait = earliest - now
+            self._since = since
+            if not older_waiting:            # this process is now the oldest waiter
+                self._store(fd, count, next_at, (self._id, since, now + wait))
+            return wait
+        if older_waiting:
+            if self._deferring is None:
+                self._deferring = now
+            if now - self._deferring < MAX_DEFER:
+                self._since = since
+                return DEFER
         os.pwrite(fd, _SLOT.pack(now), _SLOT0 + (count % RING) * _SLOT.size)
-        self._store(fd, count + 1, now + self._interval)
+        self._store(fd, count + 1, now + self._interval,
+                    _NOBODY if waiter_id == self._id else waiter)
+        self._since = self._deferring = None
         return 0.0
 
     # -- the file ---------------------------------------------------------------------------------
-    def _load(self, fd: int, now: float) -> tuple[int, float]:
-        """(departures so far, next allowed time) from the header; a missing header is a new
-        file, a header that makes no sense is reset (and holds everyone back a second)."""
+    def _load(self, fd: int, now: float) -> tuple[int, float, tuple[int, float, float]]:
+        """(departures so far, next allowed time, the oldest waiter) from the header; a
+        missing header is a new file, a header that makes no sense is reset (and holds
+        everyone back a second)."""
         raw = os.pread(fd, _HEADER.size + _CRC.size, 0)
         if not raw:
             os.ftruncate(fd, FILE_SIZE)
-            self._store(fd, 0, -math.inf)
-            return 0, -math.inf
+            self._store(fd, 0, -math.inf, _NOBODY)
+            return 0, -math.inf, _NOBODY
         problem = _header_problem(raw)
         if problem is None and os.fstat(fd).st_size != FILE_SIZE:
             problem = "the wrong size"
         if problem is None:
-            _magic, _ring, _unused, count, next_at = _HEADER.unpack_from(raw)
+            _magic, _ring, waiter_id, count, next_at, since, until = _HEADER.unpack_from(raw)
             if next_at > now + self.max_pause + self._interval + 2.0:
                 problem = "a wait longer than any this process would set (a clock step?)"
             else:
-                return count, next_at
-        return 0, now + self._reset(fd, now, problem)
+                return count, next_at, (waiter_id, since, until)
+        return 0, now + self._reset(fd, now, problem), _NOBODY
 
     def _reset(self, fd: int, now: float, problem: str) -> float:
         """Forget the departures, and let nobody leave for a second (plus the margin): a second
@@ -202,11 +234,12 @@ class SharedBucket:
                     extra={"path": self.path, "error": problem})
         os.ftruncate(fd, FILE_SIZE)
         wait = 1.0 + MARGIN
-        self._store(fd, 0, now + wait)
+        self._store(fd, 0, now + wait, _NOBODY)
         return wait
 
-    def _store(self, fd: int, count: int, next_at: float) -> None:
-        head = _HEADER.pack(_MAGIC, RING, 0, count, next_at)
+    def _store(self, fd: int, count: int, next_at: float, waiter: tuple[int, float, float]) -> None:
+        waiter_id, since, until = waiter
+        head = _HEADER.pack(_MAGIC, RING, waiter_id, count, next_at, since, until)
         os.pwrite(fd, head + _CRC.pack(zlib.crc32(head)), 0)
 
     def _usable(self) -> Optional[int]:
@@ -258,6 +291,8 @@ class SharedBucket:
         """A forked child shares its parent's open file (and so its flock): open its own."""
         self._io = threading.Lock()
         self._fallback._lock = threading.Lock()
+        self._id = _process_id()
+        self._since = self._deferring = None
         if self._pid:
             self._close()          # our copy only: the parent's lock is the parent's
         self._pid = os.getpid()
@@ -278,14 +313,21 @@ def _header_problem(raw: bytes) -> Optional[str]:
     if len(raw) != _HEADER.size + _CRC.size:
         return "a short header"
     head, crc = raw[:_HEADER.size], _CRC.unpack_from(raw, _HEADER.size)[0]
-    magic, ring, _unused, count, next_at = _HEADER.unpack(head)
+    magic, ring, _waiter, count, next_at, since, until = _HEADER.unpack(head)
     if magic != _MAGIC or ring != RING:
         return "not a rate-limit file of this version"
     if zlib.crc32(head) != crc:
         return "a bad checksum"
-    if count < 0 or math.isnan(next_at) or next_at == math.inf:
+    if count < 0 or math.isnan(next_at) or next_at == math.inf or math.isnan(since) \
+            or math.isnan(until):
         return "impossible values"
     return None
+
+
+def _process_id() -> int:
+    """A process's name in the file: random, not the pid (containers reuse pids, pid 1
+    above all), never 0 (nobody)."""
+    return int.from_bytes(os.urandom(4), "little") or 1
 
 
 def _open_state(path: str) -> int:
