@@ -68,7 +68,7 @@ class Transfer:
                     failpoints.reached("after_upload")
                 uris.append(entry["URI"])
             body = documents.body(plan, uris)
-        return Message(sha256=record.sha256, size=claim.size, data_model=plan.data_model,
+        return Message(sha256=record.sha256 or "", size=claim.size, data_model=plan.data_model,
                        event_type=plan.event_type, body=body)
 
     def _seekable(self, handle) -> ContextManager:
