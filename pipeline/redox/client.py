@@ -54,7 +54,7 @@ class BearerClient:
         """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
         ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
         for _try in (1, 2):
-            token = self.tokens.token()
+            token = self._token()
             try:
                 self.limiter.acquire(patience=PAUSE_PATIENCE)
             except Paused as paused:
@@ -76,6 +76,18 @@ class BearerClient:
                 return reply
             self.tokens.invalidate(token)
         raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+
+    def _token(self) -> str:
+        """The token for a request about to be made. A token request that failed on the way
+        (its own timeout, a cut reply, a 5xx) says nothing about this request, which was never
+        written: whatever the token request's ``maybe_seen``, this one's is False, and the
+        auth endpoint's status is not passed off as the request's."""
+        try:
+            return self.tokens.token()
+        except TransientDelivery as exc:
+            raise TransientDelivery(
+                "not sent: no token", elapsed=exc.elapsed,
+                errors=[f"not sent: the token request failed ({'; '.join(exc.errors)})"]) from None
 
 
 class RedoxClient(BearerClient):

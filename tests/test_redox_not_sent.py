@@ -1,9 +1,13 @@
-"""A 429's Retry-After pauses everyone, but never by holding workers asleep for minutes.
+"""Requests that never left: reported as not seen, so a retry of them is never flagged.
 
-A pause up to PAUSE_PATIENCE is sat out in the worker (the usual short 429); a longer one sends
+A 429's Retry-After pauses everyone, but never by holding workers asleep for minutes: a pause
+up to PAUSE_PATIENCE is sat out in the worker (the usual short 429); a longer one sends
 nothing and raises TransientDelivery (status 429, not seen, ``retry_after`` the pause left), so
 the file is scheduled for when the pause ends: a service stopping meanwhile has nothing in
 flight, and a ``--once`` run gives the file back instead of sleeping through the pause.
+
+A token request that fails on the way to a request (a renewal that times out or is cut) is the
+token request's failure: the request itself was never written.
 """
 
 from __future__ import annotations
@@ -85,3 +89,24 @@ def test_a_request_meeting_a_long_pause_is_not_sent_and_comes_back_as_a_retry(se
     assert "not sent" in str(exc)
     assert len(server.requests) == 1 and clock.slept == 0      # nothing sent, nobody asleep
     assert PAUSE_PATIENCE < 300
+
+
+class FailingTokens:
+    """A token source whose (renewal) request timed out after it was written."""
+
+    def token(self) -> str:
+        raise TransientDelivery("Redox did not answer in time", maybe_seen=True, status=None)
+
+    def invalidate(self, token: str) -> None:
+        pass
+
+
+def test_a_token_request_failing_on_the_way_makes_the_request_not_seen(server):
+    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 2), FailingTokens(),
+                         RateLimiter(0))
+    with pytest.raises(TransientDelivery) as caught:
+        client.send(BODY)
+    exc = caught.value
+    assert exc.maybe_seen is False and exc.status is None
+    assert exc.errors == ["not sent: the token request failed (Redox did not answer in time)"]
+    assert server.requests == []
