@@ -18,6 +18,15 @@ from typing import Callable
 MARGIN = 0.03   # seconds: departure-to-arrival jitter on a loaded machine
 
 
+class Paused(Exception):
+    """Everyone is held back (a 429's Retry-After) for ``seconds`` more, longer than the caller
+    was willing to wait. Nothing was sent."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"paused for {seconds:.3f} s more")
+
+
 class RateLimiter:
     """``acquire()`` blocks the calling worker until it may send. ``per_second`` 0 = no limit;
     ``max_pause``: the longest :meth:`pause_for` holds everyone back (seconds)."""
@@ -31,10 +40,14 @@ class RateLimiter:
         self._window: collections.deque[float] = collections.deque(
             maxlen=max(1, math.floor(per_second)) if per_second > 0 else 1)
         self._next = 0.0
+        self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
+    def acquire(self, patience: float = math.inf) -> float:
         """Wait until a request may leave now, and count it as leaving now. Returns the wait.
+
+        ``patience``: the longest pause (:meth:`pause_for`) the caller will sit out; a longer
+        one raises :class:`Paused` at once (the spacing of the rate limit is always waited for).
 
         The window holds actual departure times, not planned ones: a worker that wakes late
         must not let the next one leave early. MARGIN absorbs the few milliseconds between
@@ -44,7 +57,10 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self.clock()
-                earliest = self._next
+                paused = self._paused_until - now
+                if paused > patience:
+                    raise Paused(paused)
+                earliest = max(self._next, self._paused_until)
                 if self.per_second > 0 and len(self._window) == self._window.maxlen:
                     earliest = max(earliest, self._window[0] + 1.0 + MARGIN)
                 if now >= earliest:
@@ -63,4 +79,4 @@ class RateLimiter:
             return
         seconds = min(self.max_pause, max(0.0, seconds))
         with self._lock:
-            self._next = max(self._next, self.clock() + seconds)
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
