@@ -19,7 +19,7 @@ from pipeline.flow.work import FileWork
 from pipeline.journal import Journal
 from pipeline.journal.ledger import DeliveryLedger
 from pipeline.redox.auth import make_tokens
-from pipeline.redox.client import RedoxClient, Transport
+from pipeline.redox.client import PAUSE_PATIENCE, RedoxClient, Transport
 from pipeline.redox.platform import PlatformClient
 from pipeline.redox.ratelimit import LimitedTransport, RateLimiter
 from pipeline.redox.transfer.upload import Transfer
@@ -83,7 +83,7 @@ def make_client(settings: Settings) -> RedoxClient:
                           pool_size=settings.worker_ceiling + 2)
     limiter = make_limiter(settings)
     tokens = make_tokens(redox.auth, redox.token_url, redox.base_url,
-                         LimitedTransport(transport, limiter))
+                         LimitedTransport(transport, limiter, PAUSE_PATIENCE))
     return RedoxClient(redox.base_url, redox.upload_url, transport, tokens, limiter, retry_cap=cap)
 
 
@@ -133,7 +133,7 @@ def make_platform_client(settings: Settings, tokens=None, limiter=None) -> Platf
     limiter = limiter or make_limiter(settings)
     if tokens is None:
         tokens = make_tokens(dc.auth or redox.auth, settings.platform_token_url, redox.base_url,
-                             LimitedTransport(transport, limiter))
+                             LimitedTransport(transport, limiter, PAUSE_PATIENCE))
     return PlatformClient(dc.platform_url, dc.organization_id or "", transport, tokens, limiter,
                           retry_cap=cap)
 

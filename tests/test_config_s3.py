@@ -29,7 +29,7 @@ def test_s3_defaults_and_keys(tmp_path):
                                      "https://sqs.us-east-1.amazonaws.com/1/q"},
                    folders={"processing": "p", "done": "d", "failed": "f"}))
     assert s.source.lease_seconds == 300 and s.source.page_size == 1000
-    assert s.source.queue_wait_seconds == 10 and s.source.queue_visibility_seconds == 300
+    assert s.source.queue_wait_seconds == 10 and s.source.queue_visibility_seconds == 30
     assert s.folders.done == "d"          # key prefixes are not turned into local paths
 
 

@@ -23,11 +23,14 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import TransientDelivery
 from pipeline.redox import ratelimit
+from pipeline.redox.client import PAUSE_PATIENCE
 from pipeline.redox.ratelimit import (
     FILE_SIZE,
     MARGIN,
     LimitedTransport,
+    Paused,
     RateLimiter,
     _Turns,
     host_clock,
@@ -235,6 +238,19 @@ def test_a_limiter_alone_is_as_fast_as_the_limit_allows(tmp_path):
     assert waits[0] == 0 and all(w == pytest.approx(0.05) for w in waits[1:])
 
 
+def test_a_long_pause_set_by_one_process_is_not_sat_out_by_another_without_the_patience(tmp_path):
+    clock = Clock()
+    first, second = limiter(tmp_path / "rl", clock), limiter(tmp_path / "rl", clock)
+    first.acquire()
+    first.pause_for(120)
+    with pytest.raises(Paused) as caught:
+        second.acquire(patience=5)
+    assert caught.value.seconds == pytest.approx(120)
+    clock.sleep(117)
+    assert second.acquire(patience=5) == pytest.approx(3)     # within patience: waited for
+    assert first.acquire(patience=0) == pytest.approx(0.1)    # the spacing, whatever the patience
+
+
 def test_a_pause_holds_back_every_process_and_is_capped(tmp_path):
     clock = Clock()
     first, second = limiter(tmp_path / "rl", clock, max_pause=30), limiter(tmp_path / "rl", clock,
@@ -269,7 +285,7 @@ def test_a_damaged_file_is_reset_and_holds_everyone_back_one_second(tmp_path, da
     elif damage == "truncated-ring":
         raw = raw[:100]
     elif damage == "nan":
-        head = ratelimit._HEADER.pack(ratelimit._MAGIC, ratelimit.RING, 0, 12, math.nan, 0.0, 0.0)
+        head = ratelimit._HEADER.pack(ratelimit._MAGIC, ratelimit.RING, 0, 12, math.nan, 0.0, 0.0, 0.0)
         raw[:HEADER_BYTES] = head + ratelimit._CRC.pack(zlib.crc32(head))
     path.write_bytes(bytes(raw))
     second = limiter(path, clock)
@@ -478,7 +494,7 @@ class CountingLimiter(RateLimiter):
         super().__init__(0, max_pause=50)
         self.acquired, self.paused = 0, []
 
-    def acquire(self) -> float:
+    def acquire(self, patience: float = math.inf) -> float:
         self.acquired += 1
         return 0.0
 
@@ -506,6 +522,18 @@ def test_a_limited_transport_waits_for_its_turn_and_pauses_everyone_on_429():
     assert counting.paused == [7.0, 1.0, 50.0]
 
 
+def test_a_token_request_meeting_a_long_pause_is_not_sent():
+    clock = Clock()
+    paused = RateLimiter(0, clock=clock, sleep=clock.sleep, max_pause=300)
+    paused.pause_for(100)
+    inner = ScriptedTransport()
+    with pytest.raises(TransientDelivery) as caught:
+        LimitedTransport(inner, paused, patience=2).request("POST", "https://example.invalid/token")
+    exc = caught.value
+    assert exc.status == 429 and exc.maybe_seen is False and exc.retry_after == pytest.approx(100)
+    assert "not sent" in str(exc) and inner.calls == []
+
+
 def settings_for(tmp_path, **delivery):
     from pipeline.config.models import Settings
     return Settings.model_validate({
@@ -526,6 +554,7 @@ def test_sends_tokens_uploads_and_look_ups_draw_from_the_host_budget(tmp_path):
     assert client.limiter.per_second == 20 and client.limiter.max_pause == 45
     assert isinstance(client.tokens.transport, LimitedTransport)
     assert client.tokens.transport.limiter is client.limiter
+    assert client.tokens.transport.patience == PAUSE_PATIENCE
     # the reconcile command's own client: its own limiter object, the same file
     platform = app.make_platform_client(settings)
     assert platform.limiter.shared_path == client.limiter.shared_path

@@ -55,9 +55,10 @@ class SourceSettings(_Model):
     # of it while the object is in flight; an abandoned claim is recovered after it runs out)
     lease_seconds: float = Field(300.0, ge=1)
     page_size: int = Field(1000, ge=1, le=1000)     # keys per listing request
-    # SQS mode: long-poll wait, and how long a received message stays hidden between extensions
+    # SQS mode: long-poll wait; the visibility a received message gets, extended every third
+    # of it while this worker lives (so a killed worker's messages come back after at most this)
     queue_wait_seconds: int = Field(10, ge=1, le=20)
-    queue_visibility_seconds: int = Field(300, ge=1, le=43200)
+    queue_visibility_seconds: int = Field(30, ge=1, le=43200)
 
 
 class FolderSettings(_Model):

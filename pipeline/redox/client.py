@@ -13,7 +13,7 @@ import re
 from typing import BinaryIO, Optional
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.redox.ratelimit import RateLimiter
+from pipeline.redox.ratelimit import Paused, RateLimiter
 from pipeline.redox.replies import (  # noqa: F401  (parse_logs, retry_after: re-exported)
     error_texts,
     json_object,
@@ -28,6 +28,9 @@ from pipeline.redox.transport import USER_AGENT, Reply, Transport  # noqa: F401 
 from pipeline.values import Sent
 
 DEFAULT_RETRY_CAP = 300.0
+# the longest shared pause (a 429's Retry-After) a request sits out in its worker; a longer one
+# sends nothing and comes back as a retry due when the pause ends (a retry is scheduled, not slept)
+PAUSE_PATIENCE = 2.0
 UPLOAD_OK = frozenset({200, 201})
 # what Redox hands back for an uploaded file: an absolute http(s) URL, nothing else
 _URI = re.compile(r"https?://[\x21-\x7e]{1,2040}")
@@ -36,7 +39,8 @@ _URI = re.compile(r"https?://[\x21-\x7e]{1,2040}")
 class BearerClient:
     """What every Redox API call shares: a Bearer token, the shared rate limit, a 429's pause
     (Retry-After, at most ``retry_cap`` seconds), and exactly one repeat with a fresh token
-    after a 401."""
+    after a 401. A request that meets a pause longer than PAUSE_PATIENCE is not sent: it
+    raises TransientDelivery (status 429, not seen, ``retry_after`` the pause left)."""
 
     transport: Transport
 
@@ -50,8 +54,14 @@ class BearerClient:
         """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
         ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
         for _try in (1, 2):
-            token = self.tokens.token()
-            self.limiter.acquire()
+            token = self._token()
+            try:
+                self.limiter.acquire(patience=PAUSE_PATIENCE)
+            except Paused as paused:
+                raise TransientDelivery(
+                    "not sent: Redox answered HTTP 429 and asked every request to wait "
+                    f"(Retry-After), {paused.seconds:.0f} s more", status=429,
+                    retry_after=paused.seconds) from None
             all_headers = dict(headers or {}, Authorization=f"Bearer {token}")
             if body_factory is not None:
                 kw["body"] = body_factory()
@@ -66,6 +76,18 @@ class BearerClient:
                 return reply
             self.tokens.invalidate(token)
         raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+
+    def _token(self) -> str:
+        """The token for a request about to be made. A token request that failed on the way
+        (its own timeout, a cut reply, a 5xx) says nothing about this request, which was never
+        written: whatever the token request's ``maybe_seen``, this one's is False, and the
+        auth endpoint's status is not passed off as the request's."""
+        try:
+            return self.tokens.token()
+        except TransientDelivery as exc:
+            raise TransientDelivery(
+                "not sent: no token", elapsed=exc.elapsed,
+                errors=[f"not sent: the token request failed ({'; '.join(exc.errors)})"]) from None
 
 
 class RedoxClient(BearerClient):

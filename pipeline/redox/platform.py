@@ -11,7 +11,7 @@ from urllib.parse import quote
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
 from pipeline.redox.client import DEFAULT_RETRY_CAP, BearerClient
 from pipeline.redox.ratelimit import RateLimiter
-from pipeline.redox.replies import json_object, parse_errors, retry_after
+from pipeline.redox.replies import json_object, parse_errors, retry_after, storable
 from pipeline.redox.statuses import Kind, kind_of, worth_retrying
 from pipeline.redox.transport import Transport
 from pipeline.values import DELIVERY_STATUSES, LogStatus
@@ -86,7 +86,7 @@ def _platform_errors(body: bytes) -> list[str]:
     """``errors[].message`` (the Platform API's error shape), else what parse_errors finds."""
     errors: Any = json_object(body).get("errors")
     if isinstance(errors, list):
-        texts = [str(e.get("message"))[:300] for e in errors if isinstance(e, dict) and e.get("message")]
+        texts = [storable(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
         if texts:
             return texts
     return parse_errors(body)

@@ -5,7 +5,8 @@ SENDs, uploads, token requests and Platform API look-ups. Requests are spaced at
 as a second guard, never more than ``rate`` depart in any one-second window, so the busiest
 second never exceeds the limit. A 429's Retry-After pauses everyone, for at most ``max_pause``
 seconds: whatever a reply says, it cannot stop the pipeline for longer than the retry policy's
-own longest wait.
+own longest wait; a caller with less ``patience`` is told so at once (:class:`Paused`) instead
+of sleeping through it.
 
 *Everyone* is every process of the host. The record of recent departures (the next time a
 request may leave, and the last departures in a ring) lives in a small file beside the journal,
@@ -42,8 +43,9 @@ import threading
 import time
 import weakref
 import zlib
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
+from pipeline.errors import TransientDelivery
 from pipeline.redox.replies import retry_after
 
 log = logging.getLogger(__name__)
@@ -65,10 +67,11 @@ MAX_DEFER = 0.05
 WAITER_SLACK = 0.1
 
 # the file: header (magic, ring size, the oldest waiter's id, departures so far, next allowed
-# time, the oldest waiter's first refusal and when it will ask again, CRC-32 of what precedes
-# it), then RING little-endian doubles from SLOT0: departure n is slot n % RING
-_MAGIC = b"rdxrate2"
-_HEADER = struct.Struct("<8sIIqddd")
+# time by the spacing, end of a 429's pause, the oldest waiter's first refusal and when it will
+# ask again, CRC-32 of what precedes it), then RING little-endian doubles from SLOT0: departure
+# n is slot n % RING
+_MAGIC = b"rdxrate3"
+_HEADER = struct.Struct("<8sIIqdddd")
 _CRC = struct.Struct("<I")
 _SLOT = struct.Struct("<d")
 _SLOT0 = 64
@@ -76,8 +79,28 @@ FILE_SIZE = _SLOT0 + RING * _SLOT.size
 _NOBODY = (0, math.inf, -math.inf)          # no waiter: (id, since, until)
 
 
+class _State(NamedTuple):
+    """What the header holds (besides its magic, ring size and checksum)."""
+    departures: int                           # departures so far
+    next_at: float                            # the earliest the next may leave, by the spacing
+    paused_until: float                       # the end of a 429's pause
+    waiter: tuple[int, float, float]          # the oldest waiter: (id, since, until)
+
+
+_FRESH = _State(0, -math.inf, -math.inf, _NOBODY)
+
+
+class Paused(Exception):
+    """Everyone is held back (a 429's Retry-After) for ``seconds`` more, longer than the caller
+    was willing to wait. Nothing was sent."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"paused for {seconds:.3f} s more")
+
+
 class _Bucket(Protocol):
-    def take(self) -> float: ...
+    def take(self, patience: float = math.inf) -> float: ...
     def hold_until(self, seconds: float) -> None: ...
 
 
@@ -90,14 +113,18 @@ class LocalBucket:
         self._window: collections.deque[float] = collections.deque(
             maxlen=window_size(per_second) if per_second > 0 else 1)
         self._next = -math.inf
+        self._paused_until = -math.inf
         self._lock = threading.Lock()
 
-    def take(self) -> float:
+    def take(self, patience: float = math.inf) -> float:
         """0 when a request may leave now (and it is counted as leaving now), else how long to
-        wait before asking again."""
+        wait before asking again; Paused when a pause has longer than ``patience`` to go."""
         with self._lock:
             now = self.clock()
-            earliest = self._next
+            paused = self._paused_until - now
+            if paused > patience:
+                raise Paused(paused)
+            earliest = max(self._next, self._paused_until)
             if self.per_second > 0 and len(self._window) == self._window.maxlen:
                 earliest = max(earliest, self._window[0] + 1.0 + MARGIN)
             if now >= earliest:
@@ -110,7 +137,7 @@ class LocalBucket:
     def hold_until(self, seconds: float) -> None:
         """Nobody leaves for ``seconds`` from now (already clamped by the caller)."""
         with self._lock:
-            self._next = max(self._next, self.clock() + seconds)
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
 
 
 class SharedBucket:
@@ -139,20 +166,20 @@ class SharedBucket:
         _LIVE.add(self)
 
     # -- the two operations ----------------------------------------------------------------------
-    def take(self) -> float:
+    def take(self, patience: float = math.inf) -> float:
         with self._io:
             fd = self._usable()
             if fd is None:
-                return self._fallback.take()
+                return self._fallback.take(patience)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    return self._take_locked(fd)
+                    return self._take_locked(fd, patience)
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
                 self._give_up_file(exc)
-                return self._fallback.take()
+                return self._fallback.take(patience)
 
     def hold_until(self, seconds: float) -> None:
         with self._io:
@@ -164,19 +191,23 @@ class SharedBucket:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     now = self.clock()
-                    count, next_at, waiter = self._load(fd, now)
-                    if now + seconds > next_at:
-                        self._store(fd, count, now + seconds, waiter)
+                    state = self._load(fd, now)
+                    if now + seconds > state.paused_until:
+                        self._store(fd, state._replace(paused_until=now + seconds))
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
                 self._give_up_file(exc)
                 self._fallback.hold_until(seconds)
 
-    def _take_locked(self, fd: int) -> float:
+    def _take_locked(self, fd: int, patience: float) -> float:
         now = self.clock()
-        count, next_at, waiter = self._load(fd, now)
-        earliest = next_at
+        state = self._load(fd, now)
+        count, waiter = state.departures, state.waiter
+        paused = state.paused_until - now
+        if paused > patience:
+            raise Paused(paused)
+        earliest = max(state.next_at, state.paused_until)
         if count >= self._k:
             raw = os.pread(fd, _SLOT.size, _SLOT0 + ((count - self._k) % RING) * _SLOT.size)
             oldest = _SLOT.unpack(raw)[0] if len(raw) == _SLOT.size else math.nan
@@ -191,7 +222,8 @@ class SharedBucket:
             wait = earliest - now
             self._since = since
             if not older_waiting:            # this process is now the oldest waiter
-                self._store(fd, count, next_at, (self._id, since, now + wait))
+                self._store(fd, _State(count, state.next_at, state.paused_until,
+                                       (self._id, since, now + wait)))
             return wait
         if older_waiting:
             if self._deferring is None:
@@ -200,31 +232,30 @@ class SharedBucket:
                 self._since = since
                 return DEFER
         os.pwrite(fd, _SLOT.pack(now), _SLOT0 + (count % RING) * _SLOT.size)
-        self._store(fd, count + 1, now + self._interval,
-                    _NOBODY if waiter_id == self._id else waiter)
+        self._store(fd, _State(count + 1, now + self._interval, state.paused_until,
+                               _NOBODY if waiter_id == self._id else waiter))
         self._since = self._deferring = None
         return 0.0
 
     # -- the file ---------------------------------------------------------------------------------
-    def _load(self, fd: int, now: float) -> tuple[int, float, tuple[int, float, float]]:
-        """(departures so far, next allowed time, the oldest waiter) from the header; a
-        missing header is a new file, a header that makes no sense is reset (and holds
-        everyone back a second)."""
+    def _load(self, fd: int, now: float) -> "_State":
+        """The header; a missing header is a new file, a header that makes no sense is reset
+        (and holds everyone back a second)."""
         raw = os.pread(fd, _HEADER.size + _CRC.size, 0)
         if not raw:
             os.ftruncate(fd, FILE_SIZE)
-            self._store(fd, 0, -math.inf, _NOBODY)
-            return 0, -math.inf, _NOBODY
+            self._store(fd, _FRESH)
+            return _FRESH
         problem = _header_problem(raw)
         if problem is None and os.fstat(fd).st_size != FILE_SIZE:
             problem = "the wrong size"
         if problem is None:
-            _magic, _ring, waiter_id, count, next_at, since, until = _HEADER.unpack_from(raw)
-            if next_at > now + self.max_pause + self._interval + 2.0:
+            _magic, _ring, waiter_id, count, next_at, paused, since, until = _HEADER.unpack_from(raw)
+            if max(next_at - self._interval, paused) > now + self.max_pause + 2.0:
                 problem = "a wait longer than any this process would set (a clock step?)"
             else:
-                return count, next_at, (waiter_id, since, until)
-        return 0, now + self._reset(fd, now, problem), _NOBODY
+                return _State(count, next_at, paused, (waiter_id, since, until))
+        return _FRESH._replace(next_at=now + self._reset(fd, now, problem))
 
     def _reset(self, fd: int, now: float, problem: str) -> float:
         """Forget the departures, and let nobody leave for a second (plus the margin): a second
@@ -234,12 +265,13 @@ class SharedBucket:
                     extra={"path": self.path, "error": problem})
         os.ftruncate(fd, FILE_SIZE)
         wait = 1.0 + MARGIN
-        self._store(fd, 0, now + wait, _NOBODY)
+        self._store(fd, _FRESH._replace(next_at=now + wait))
         return wait
 
-    def _store(self, fd: int, count: int, next_at: float, waiter: tuple[int, float, float]) -> None:
-        waiter_id, since, until = waiter
-        head = _HEADER.pack(_MAGIC, RING, waiter_id, count, next_at, since, until)
+    def _store(self, fd: int, state: "_State") -> None:
+        waiter_id, since, until = state.waiter
+        head = _HEADER.pack(_MAGIC, RING, waiter_id, state.departures, state.next_at, state.paused_until,
+                            since, until)
         os.pwrite(fd, head + _CRC.pack(zlib.crc32(head)), 0)
 
     def _usable(self) -> Optional[int]:
@@ -313,13 +345,13 @@ def _header_problem(raw: bytes) -> Optional[str]:
     if len(raw) != _HEADER.size + _CRC.size:
         return "a short header"
     head, crc = raw[:_HEADER.size], _CRC.unpack_from(raw, _HEADER.size)[0]
-    magic, ring, _waiter, count, next_at, since, until = _HEADER.unpack(head)
+    magic, ring, _waiter, count, next_at, paused, since, until = _HEADER.unpack(head)
     if magic != _MAGIC or ring != RING:
         return "not a rate-limit file of this version"
     if zlib.crc32(head) != crc:
         return "a bad checksum"
-    if count < 0 or math.isnan(next_at) or next_at == math.inf or math.isnan(since) \
-            or math.isnan(until):
+    if count < 0 or any(math.isnan(t) for t in (next_at, paused, since, until)) \
+            or math.inf in (next_at, paused):
         return "impossible values"
     return None
 
@@ -439,9 +471,12 @@ class RateLimiter:
             _remove_stale_files(state_path, keep=path)
         return cls(per_second, clock=clock, max_pause=max_pause, shared_path=path)
 
-    def acquire(self) -> float:
+    def acquire(self, patience: float = math.inf) -> float:
         """Wait until a request may leave now, and count it as leaving now. Returns the time
         this thread slept for the limit.
+
+        ``patience``: the longest pause (:meth:`pause_for`) the caller will sit out; a longer
+        one raises :class:`Paused` at once (the spacing of the rate limit is always waited for).
 
         What is counted are actual departures, not planned ones: a thread that wakes late
         must not let the next one leave early. MARGIN absorbs the few milliseconds between
@@ -450,7 +485,7 @@ class RateLimiter:
         waited = 0.0
         with self._turns:
             while True:
-                wait = self._bucket.take()
+                wait = self._bucket.take(patience)
                 if wait <= 0:
                     return waited
                 self.sleep(wait)
@@ -481,13 +516,20 @@ os.register_at_fork(after_in_child=_new_turns_after_fork)
 class LimitedTransport:
     """A transport whose every request first waits for ``limiter``, and whose 429 pauses
     everyone: for the requests that do not go through a BearerClient (token requests), which
-    count against Redox's per-IP budget like any other."""
+    count against Redox's per-IP budget like any other. A pause longer than ``patience`` is not
+    sat out: the request is not sent (TransientDelivery, status 429, not seen)."""
 
-    def __init__(self, transport: Any, limiter: RateLimiter):
-        self.transport, self.limiter = transport, limiter
+    def __init__(self, transport: Any, limiter: RateLimiter, patience: float = math.inf):
+        self.transport, self.limiter, self.patience = transport, limiter, patience
 
     def request(self, method: str, url: str, **kw: Any) -> Any:
-        self.limiter.acquire()
+        try:
+            self.limiter.acquire(patience=self.patience)
+        except Paused as paused:
+            raise TransientDelivery(
+                "not sent: Redox answered HTTP 429 and asked every request to wait "
+                f"(Retry-After), {paused.seconds:.0f} s more", status=429,
+                retry_after=paused.seconds) from None
         reply = self.transport.request(method, url, **kw)
         if reply.status == 429:
             wait = retry_after(reply.headers, self.limiter.max_pause)

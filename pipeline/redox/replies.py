@@ -64,8 +64,13 @@ def error_texts(doc: dict) -> list[str]:
     errors = meta(doc).get("Errors")
     if not isinstance(errors, list):
         return []
-    return [str(e.get("Text"))[:ERROR_TEXT_CHARS].encode("utf-8", "replace").decode("utf-8")
-            for e in errors if isinstance(e, dict) and e.get("Text")]
+    return [storable(e.get("Text")) for e in errors if isinstance(e, dict) and e.get("Text")]
+
+
+def storable(value: object) -> str:
+    """An error text from a reply as the journal and the sidecar can hold it: at most 300
+    characters, a lone surrogate (a "\\ud800" escape, which UTF-8 cannot encode) replaced."""
+    return str(value)[:ERROR_TEXT_CHARS].encode("utf-8", "replace").decode("utf-8")
 
 
 def parse_errors(body: bytes) -> list[str]:

@@ -1,6 +1,6 @@
 """documents: a large message's embedded documents, and whether the message can travel.
 
-redox-api.md (Transferring files) names the three places a Redox message carries a file:
+Redox's Transferring Files path knows three places a Redox message carries a file:
 ``Media.FileContents``, ``Note.FileContents`` (with ``Note.ContentType: "Base64 Encoded"``) and
 ``Orders[].Results[].Value`` (with ``ValueType: "Encapsulated Data"``). :func:`plan` scans a
 file over the send limit (jsonscan: those strings are set aside, never held whole), checks the
@@ -32,8 +32,8 @@ from pipeline.redox.transfer.jsonscan import Span
 
 WHERE = ('Media.FileContents, Note.FileContents with ContentType "Base64 Encoded", or '
          'Orders[].Results[].Value with ValueType "Encapsulated Data"')
-# redox-api.md (Transferring files): "Public clients set Note.ContentType to "Plain Text" for a
-# referenced URI (unconfirmed in the docs)". One constant, so it is one line to change.
+# What Note.ContentType says for a referenced URI: "Plain Text", as public clients set it (not
+# confirmed by Redox). One constant, so it is one line to change.
 URI_CONTENT_TYPE = "Plain Text"
 # Room allowed for each URI when checking the size before uploading (Redox's are ~60 bytes);
 # the exact size is checked again once the URIs are known.
@@ -190,7 +190,7 @@ def _container(doc: dict, span: Span):
 
 
 def _is_document(handle: BinaryIO, span: Span, container: dict) -> bool:
-    """Does this string hold a file to upload? Its companion field says so (redox-api.md);
+    """Does this string hold a file to upload? Its companion field says so;
     an empty string, or a value that is already a URI, is left as it is."""
     if span.path == ("Note", "FileContents") and container.get("ContentType") != "Base64 Encoded":
         return False

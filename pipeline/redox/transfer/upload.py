@@ -1,4 +1,4 @@
-"""transfer: Redox's Transferring Files path for one claimed file (redox-api.md).
+"""transfer: Redox's Transferring Files path for one claimed file.
 
 A file over ``redox.send_limit_bytes`` is sent as a small message whose embedded documents were
 uploaded first and replaced by the URIs Redox returned. :meth:`Transfer.prepare`:

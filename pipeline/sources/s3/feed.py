@@ -5,8 +5,12 @@ turns each notification into a ("hint", name) event for the runner, the same fas
 local Watcher uses; the runner then stats and claims as usual (the S3 lease decides who gets
 the object). The messages themselves stay ours until the object is settled:
 
-- claimed by us → kept invisible (visibility extended at every heartbeat) and deleted only
-  after the object reached done/ or failed/ (``finished``);
+- received, claimed or not yet → kept invisible while this process lives: each receive asks for
+  ``visibility`` seconds (``source.queue_visibility_seconds``, short: 30 s by default), and the
+  feed's own keeper thread extends every message it holds once a third of that has passed.
+  A worker killed with -9 therefore holds its messages for at most ``visibility`` seconds
+  before another worker receives them;
+- claimed by us → deleted only after the object reached done/ or failed/ (``finished``);
 - not in the inbox and nowhere else → already finished, or never ours: deleted (``gone``);
 - held by another worker or orphaned → made visible again once its lease may be free (``defer``)
   so it is asked about again; recovery of abandoned leases does not depend on it;
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,8 +106,13 @@ class Feed:
         self._pending: dict[str, list[Msg]] = {}     # name → messages not yet claimed
         self._held: dict[str, list[Msg]] = {}        # name → messages of our claim
         self._stopping = threading.Event()
+        self._closing = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._events = None
+        self._keeper: Optional[threading.Thread] = None
+        # how often the keeper looks for messages due an extension: each is extended between a
+        # third and half of the visibility after the last, well before it runs out
+        self.beat_seconds = max(0.2, visibility / 6)
+        self._events: Optional[queue.Queue] = None
         self._once = False
         self._exhausted = False
 
@@ -111,11 +121,12 @@ class Feed:
         """Start polling; names go to ``events`` as ("hint", name). With ``once`` polling ends
         at the first empty answer (the queue is drained)."""
         self._events, self._once = events, once
-        self._thread = threading.Thread(target=self._poll, name="sqs-feed", daemon=True)
+        self._thread = threading.Thread(target=self._poll, args=(events,), name="sqs-feed",
+                                        daemon=True)
         self._thread.start()
         return self
 
-    def _poll(self) -> None:
+    def _poll(self, events: queue.Queue) -> None:
         while not self._stopping.is_set():
             with self._lock:
                 room = self.prefetch - self._count()
@@ -125,7 +136,7 @@ class Feed:
             try:
                 got = self.receive(min(10, room), 1 if self._once else self.wait)
             except AuthError as exc:
-                self._events.put(("fatal", str(exc)))
+                events.put(("fatal", str(exc)))
                 return
             except StorageError as exc:
                 log.warning("cannot receive from the queue; trying again", extra={"error": str(exc)})
@@ -137,7 +148,7 @@ class Feed:
                 continue
             if not got and self._once:
                 self._exhausted = True
-                self._events.put(("wake",))           # the runner may be done now
+                events.put(("wake",))                 # the runner may be done now
                 return
 
     def receive(self, count: int, wait: float) -> int:
@@ -170,12 +181,14 @@ class Feed:
         with self._lock:
             for name in mine:
                 self._pending.setdefault(name, []).append(msg)
+            self._keep_alive()
         if self._events is not None:
             for name in mine:
                 self._events.put(("hint", name))
 
     def stop(self) -> None:
-        """Stop polling; messages not yet claimed become visible to other workers at once."""
+        """Stop polling; messages not yet claimed become visible to other workers at once.
+        Messages of claims still in flight stay hidden until :meth:`close`."""
         self._stopping.set()
         with self._lock:
             self._lock.notify_all()
@@ -188,6 +201,13 @@ class Feed:
             msgs = self._unique(self._pending)
             self._forget(msgs)
         self._visible(msgs, 0)
+
+    def close(self) -> None:
+        """Stop polling and stop extending: nothing we hold is in flight any more."""
+        self.stop()
+        self._closing.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
 
     def drained(self) -> bool:
         with self._lock:
@@ -249,7 +269,21 @@ class Feed:
         """Our claim went back to the inbox: its messages become visible again now."""
         self.defer(name, 0)
 
-    # -- the heartbeat ---------------------------------------------------------------------
+    # -- the keeper ------------------------------------------------------------------------
+    def _keep_alive(self) -> None:
+        """Start the keeper with the first message kept (caller holds the lock): messages are
+        extended from their receipt on, whether or not the runner has started yet."""
+        if self._keeper is None and not self._closing.is_set():
+            self._keeper = threading.Thread(target=self._keep, name="sqs-keeper", daemon=True)
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        while not self._closing.wait(self.beat_seconds):
+            try:
+                self.extend_due()
+            except Exception:       # a bug must not silently let every message come back
+                log.exception("unexpected error while extending message visibility")
+
     def extend_due(self) -> None:
         """Keep our messages hidden while we hold them (every third of the visibility)."""
         now = self.clock()

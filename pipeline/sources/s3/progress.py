@@ -63,8 +63,13 @@ class Progress:
     """Mixed into S3Store: SEND progress kept in our leases (uses ``leases``, ``_abandon``)."""
 
     def inherited(self, name: str) -> Optional[dict]:
-        """The SEND progress a dead owner left in the lease we took over (once)."""
-        return self._inherited.pop(name, None)
+        """The SEND progress a dead owner left in the lease we took over, kept until
+        :meth:`taken_in` says the journal holds it (a failed replay must not lose it)."""
+        return self._inherited.get(name)
+
+    def taken_in(self, name: str) -> None:
+        """The journal now holds the inherited progress of ``name``: forget it here."""
+        self._inherited.pop(name, None)
 
     def note_progress(self, name: str, **progress) -> None:
         """Record SEND progress in our lease (renewing it). ClaimLost if the lease is lost:
@@ -102,8 +107,10 @@ class LeaseJournal:
             self._names[record.claim_id] = name
         progress = self.store.inherited(name)
         if progress and record.state not in ("accepted", "finishing"):
-            self._replay(record, progress)
+            self._replay(record, progress)         # a failed write leaves it for the next try
             record = self.journal.get(record.claim_id)
+        if progress:
+            self.store.taken_in(name)
         return record
 
     def _replay(self, record, progress: dict) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import BinaryIO, Iterator, Optional
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional
 
 from pipeline import sidecar as sidecar_mod
 from pipeline.errors import ClaimLost, Conflict, PipelineError, StorageError
@@ -29,6 +29,9 @@ from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
 from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress
 from pipeline.sources.s3.recover import Recovery
 from pipeline.values import Claim, Drop
+
+if TYPE_CHECKING:
+    from pipeline.sources.s3.feed import Feed
 
 
 class S3Store(Recovery, Progress, Source):
@@ -46,7 +49,7 @@ class S3Store(Recovery, Progress, Source):
         self.page_size, self.lease_seconds = page_size, lease_seconds
         self.leases = Leases(bucket, processing + LEASE_DIR, owner, lease_seconds, clock)
         self.inbox = bucket.uri(prefix)
-        self.feed = None
+        self.feed: Optional[Feed] = None
         self._skip = tuple(p for p in (processing, done, failed) if p)
         self._seen: dict[str, tuple] = {}         # name → (ETag, carried progress) from stat()
         self._inherited: dict[str, dict] = {}     # name → SEND progress of a dead owner
@@ -54,27 +57,24 @@ class S3Store(Recovery, Progress, Source):
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Start renewing our leases (and extending our messages' visibility)."""
+        """Start renewing our leases (SQS messages are kept hidden by the feed's own keeper, so
+        a slow lease renewal never delays them)."""
         if self._beat is None:
-            interval = self.lease_seconds / 6
-            if self.feed:
-                interval = min(interval, self.feed.visibility / 6)
-            self._beat = Heartbeat(self.beat, max(0.2, interval)).start()
+            self._beat = Heartbeat(self.beat, max(0.2, self.lease_seconds / 6)).start()
 
     def close(self) -> None:
-        """Stop the heartbeat; hand messages we did not get to back to the queue."""
+        """Stop the heartbeat; hand messages we did not get to back to the queue and stop
+        extending the others."""
         if self.feed:
-            self.feed.stop()
+            self.feed.close()
         if self._beat:
             self._beat.stop()
             self._beat = None
 
     def beat(self) -> None:
-        """One heartbeat: renew leases past a third of their life, extend message visibility."""
+        """One heartbeat: renew leases past a third of their life."""
         for lease in self.leases.renew_due():
             self._abandon(lease.name)
-        if self.feed:
-            self.feed.extend_due()
 
     def watch(self, events, once: bool = False):
         """SQS mode: start turning notifications into ("hint", name) events (the runner's
@@ -135,21 +135,22 @@ class S3Store(Recovery, Progress, Source):
         return None
 
     def _settle_messages(self, name: str) -> None:
-        if not self.feed.has(name):
+        feed = self.feed
+        if feed is None or not feed.has(name):
             return
         if self.leases.get(name) is not None:
-            self.feed.attach(name)                 # we are working on it: ack when it finishes
+            feed.attach(name)                      # we are working on it: ack when it finishes
             return
         found = self.leases.read(name)
         if found is not None:
             body, _ = found
             wait = float(body.get("expires_at") or 0) - self.clock()
             # someone holds it (or held it and died): ask again once the lease may be free
-            self.feed.defer(name, max(wait, 0) + self.lease_seconds / 2)
+            feed.defer(name, max(wait, 0) + self.lease_seconds / 2)
         elif self.bucket.head(self.processing + name) is not None:
-            self.feed.defer(name, self.lease_seconds / 2)      # an orphan: recovery takes it
+            feed.defer(name, self.lease_seconds / 2)           # an orphan: recovery takes it
         else:
-            self.feed.gone(name)                   # finished (or never there): nothing to do
+            feed.gone(name)                        # finished (or never there): nothing to do
 
     # -- claim -----------------------------------------------------------------------------
     def claim(self, drop: Drop) -> Claim:
