@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Union
 
 from pipeline.errors import RejectedFile
 from pipeline.values import Message
+
+# Meta.Destinations: the list itself, or (per-file routing) a function given the checked
+# message that returns them, or raises RejectedFile when the file has nowhere to go
+Destinations = Union[Iterable[dict], Callable[[dict], Iterable[dict]]]
 
 MAX_DEPTH = 64          # deeper JSON is not a real Redox message, and would exhaust the stack
 MAX_NUMBER_CHARS = 64   # an integer or float literal longer than this is not a real value
@@ -24,8 +28,9 @@ _BOM = b"\xef\xbb\xbf"
 _SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _&/.-]{0,63}")
 
 
-def check(raw: bytes, destinations: Iterable[dict]) -> Message:
-    """Check ``raw`` and build the body to SEND with ``Meta.Destinations`` set from config.
+def check(raw: bytes, destinations: Destinations) -> Message:
+    """Check ``raw`` and build the body to SEND with ``Meta.Destinations`` set from config
+    (or chosen for this file: see :data:`Destinations`).
 
     Raises RejectedFile(kind="invalid") with a precise reason for anything that is not a
     Redox message. Pure: no I/O.
@@ -37,9 +42,10 @@ def check(raw: bytes, destinations: Iterable[dict]) -> Message:
                    body=serialize(doc))
 
 
-def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
+def address(doc: dict, destinations: Destinations) -> tuple[str, str]:
     """Check that ``doc`` (parsed) is a Redox message and set its ``Meta.Destinations`` from
-    config, in place. Returns (DataModel, EventType); raises RejectedFile(kind="invalid")."""
+    config, in place (a function is called with ``doc`` once it passed). Returns (DataModel,
+    EventType); raises RejectedFile(kind="invalid"), or what the function raised."""
     meta = doc.get("Meta")
     if not isinstance(meta, dict):
         raise RejectedFile("not a Redox message: no Meta object", "invalid")
@@ -52,7 +58,8 @@ def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
             raise RejectedFile(f"not a Redox message: Meta.{key} is not a {what} name (a "
                                "letter, then at most 63 letters, digits, spaces or _&/.-)",
                                "invalid")
-    meta["Destinations"] = [dict(d) for d in destinations]
+    chosen = destinations(doc) if callable(destinations) else destinations
+    meta["Destinations"] = [dict(d) for d in chosen]
     return meta["DataModel"], meta["EventType"]
 
 

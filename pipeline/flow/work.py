@@ -29,6 +29,7 @@ from pipeline.errors import (
     TransientDelivery,
     Unreadable,
 )
+from pipeline.flow.addressing import Addressing, Routed
 from pipeline.flow.finish import finish
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.route import route
@@ -47,6 +48,7 @@ class Job:
     record: Optional[Record] = None
     message: Optional[Message] = None
     last_error: Optional[str] = None
+    route: Optional[Routed] = None         # its route and ordering key, once checked
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class Step:
     """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
     (credentials refused: stop), ``lost`` (the file vanished), ``released`` (not a regular
     file after all: put back in the inbox, where it is left alone), ``stuck`` (could not read it
-    consistently or could not finish: try again later, the file stays claimed)."""
+    consistently or could not finish: try again later, the file stays claimed), ``wait``
+    (ordering: an earlier file of its key goes first; ask again after ``delay`` s)."""
     kind: str
     status: Optional[str] = None
     delay: float = 0.0
@@ -75,12 +78,14 @@ class FileWork:
     send_limit: int
     dedupe: bool
     transfer: Optional[Transfer] = None       # the upload path for files over send_limit
+    addressing: Optional[Addressing] = None   # routes and ordering (None: every file to destinations)
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
 
     def __post_init__(self):
-        self._destinations = [d.model_dump() for d in self.destinations]
+        if self.addressing is None:
+            self.addressing = Addressing.fixed(self.destinations)
 
     def run(self, job: Job) -> Step:
         try:
@@ -98,10 +103,14 @@ class FileWork:
                 early = self._transfer(job)
                 if early:
                     return early
+            wait = self.addressing.gate(job)     # ordering: an earlier file of its key first
+            if wait:
+                return Step("wait", delay=wait.delay, error=wait.reason)
             return self._attempt(job)
         except AuthError as exc:
             return Step("auth", error=str(exc))
         except ClaimLost:
+            self.addressing.lost(job)
             return Step("lost")
         except StorageError as exc:
             log.error("storage problem; the file stays claimed and is tried again later",
@@ -141,7 +150,7 @@ class FileWork:
         try:
             if decision.action == "reject":
                 raise RejectedFile(decision.reason, decision.kind)
-            job.message = message_stage.check(raw, self._destinations)
+            job.message = message_stage.check(raw, self.addressing.picker(job))
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
         return None
@@ -158,7 +167,7 @@ class FileWork:
         if not_now:
             return not_now
         try:
-            job.message = self.transfer.prepare(job.claim, job.record)
+            job.message = self.addressing.transfer(job, self.transfer).prepare(job.claim, job.record)
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
         except PermanentDelivery as exc:
@@ -208,7 +217,7 @@ class FileWork:
             return not_now
         n = record.attempts + 1
         self.journal.attempt_started(record.claim_id, "send", n,
-                                     described=(job.message.data_model, job.message.event_type))
+                                     described=self.addressing.described(job))
         failpoints.reached("before_send")
         try:
             sent = self.client.send(job.message.body)
@@ -283,7 +292,10 @@ class FileWork:
         extra = {}
         if job.message is not None:
             extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
+        extra.update(self.addressing.sidecar_fields(job))
+        self.addressing.before_finish(job, outcome.status)
         dest, job.record = finish(self.store, self.journal, job.claim, job.record, outcome, extra, view)
+        self.addressing.after_finish(job, outcome.status, dest)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
 

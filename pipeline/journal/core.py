@@ -79,14 +79,20 @@ class Journal(Database):
 
     # -- attempts ----------------------------------------------------------------------------
     def attempt_started(self, claim_id: str, kind: str, n: int,
-                        described: Optional[tuple[str, str]] = None) -> None:
+                        described: Optional[tuple] = None) -> None:
         """Committed before the request goes out, so a crash mid-request is visible later.
-        ``described``: the message's (data model, event type), recorded in the same commit."""
+        ``described``: the message's (data model, event type) and optionally (route name,
+        destinations), recorded in the same commit (a file finished after a restart without
+        being read again still gets them in its sidecar)."""
         fields, args = "", ()
         if kind == "send":
             fields, args = "attempts = ?, ", (n,)
         if described:
-            fields, args = fields + "data_model = ?, event_type = ?, ", args + tuple(described)
+            data_model, event_type, *routed = described
+            fields, args = fields + "data_model = ?, event_type = ?, ", args + (data_model, event_type)
+            if routed:
+                fields += "route = ?, destinations = ?, "
+                args += (routed[0], json.dumps(list(routed[1])))
         self._tx([
             ("INSERT OR REPLACE INTO attempts (claim_id, kind, n, started_at) VALUES (?,?,?,?)",
              (claim_id, kind, n, self.clock())),
