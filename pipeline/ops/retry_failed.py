@@ -108,7 +108,7 @@ def requeue(view, journal, choice: Choice, *, forced: bool, clock=time.time) -> 
             continue
         replay_id = journal.remember_replay(name, sha, history)
         try:
-            dest = view.move_to_inbox(entry, name)
+            dest = view.move_to_inbox(entry, name, timefmt.parse_iso((choice.sidecar or {}).get("dropped_at")))
         except FileExistsError:          # someone dropped that name just now: the next one
             journal.forget_replay(replay_id)
             continue

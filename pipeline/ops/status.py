@@ -16,7 +16,6 @@ from typing import Callable, Optional
 
 from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
-from pipeline.names import original_name
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import FOLDERS, age
 
@@ -104,7 +103,7 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
         if journal is None:
             return state, []
         present = {"released": {e.path for e in inbox},
-                   "waiting": {original_name(e.name) for e in processing}}
+                   "waiting": {view.claimed_name(e) for e in processing}}
         retries = []
         for record in journal.scheduled_retries():
             if record.name not in present[record.state] or record.next_retry_at is None:

@@ -35,6 +35,14 @@ class Watch(Protocol):
     def stop(self) -> None: ...
 
 
+class ClaimHooks(Protocol):
+    """What ordering needs to hear from a backend around each take-over of a file."""
+
+    def intend(self, name: str, stamp: float) -> None: ...
+
+    def abandon(self, name: str, stamp: float) -> None: ...
+
+
 class Source(ABC):
     """One backend's inbox and output folders, as the run path uses them.
 
@@ -49,6 +57,20 @@ class Source(ABC):
     kind: str = ""
     owner: str = ""
     inbox: str = ""
+    # Ordering (flow/ordering.py) registers a file before anyone can own it: set by the wiring,
+    # called through _intend/_abandon at every point where a backend takes a file (a claim, an
+    # adoption of a dead owner's claim), so no claim is ever unknown to the other processes.
+    claim_hooks: Optional["ClaimHooks"] = None
+
+    def _intend(self, name: str, stamp: float) -> None:
+        """Before taking ``name`` (dropped at ``stamp``): register it with ordering."""
+        if self.claim_hooks is not None:
+            self.claim_hooks.intend(name, stamp)
+
+    def _abandon(self, name: str, stamp: float) -> None:
+        """Taking ``name`` failed after ``_intend``: withdraw what only we registered."""
+        if self.claim_hooks is not None:
+            self.claim_hooks.abandon(name, stamp)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @abstractmethod
@@ -179,14 +201,21 @@ class FolderView(ABC):
     def inbox_name(self, entry: Entry) -> str:
         """The name a failed file goes back into the inbox under."""
 
+    def claimed_name(self, entry: Entry) -> str:
+        """The inbox name of a file listed in processing/ (a backend with claim folders strips
+        them)."""
+        return entry.path
+
     @abstractmethod
     def inbox_has(self, name: str) -> bool:
         """Is ``name`` taken in the inbox?"""
 
     @abstractmethod
-    def move_to_inbox(self, entry: Entry, name: str) -> str:
+    def move_to_inbox(self, entry: Entry, name: str, dropped_at: Optional[float] = None) -> str:
         """Move ``entry`` into the inbox as ``name`` as a fresh drop, never overwriting
-        (FileExistsError); ClaimLost if it vanished. Where it went."""
+        (FileExistsError); ClaimLost if it vanished. Where it went. With ordering on it keeps
+        its drop time instead (``dropped_at``, from its sidecar, where the backend cannot keep
+        it otherwise), so it keeps its place in its key's sequence."""
 
     @abstractmethod
     def write_sidecar(self, folder: str, path: str, data: bytes) -> bool:

@@ -60,7 +60,7 @@ class S3View(FolderView):
     def inbox_has(self, name: str) -> bool:
         return self.bucket.head(self.prefixes["inbox"] + name) is not None
 
-    def move_to_inbox(self, entry: Entry, name: str) -> str:
+    def move_to_inbox(self, entry: Entry, name: str, dropped_at: Optional[float] = None) -> str:
         """Copy the object back under the inbox prefix (a new object: to the pipeline it is a
         fresh drop), then delete it from its folder. FileExistsError when the name is taken
         (checked just before the copy: S3 offers no create-only copy to close that gap)."""
