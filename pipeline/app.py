@@ -14,6 +14,7 @@ from pipeline.config import Settings
 from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
 from pipeline.errors import ConfigError
 from pipeline.flow.addressing import Addressing
+from pipeline.flow.ordering import make_sequencer
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.routes import Router
 from pipeline.flow.runner import Runner
@@ -90,8 +91,8 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
                         observe=observe)
     work = FileWork(store=store, journal=journal, client=client, policy=policy, breaker=breaker,
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
-                    dedupe=settings.dedupe, transfer=transfer, addressing=make_addressing(settings, store),
-                    observe=observe)
+                    dedupe=settings.dedupe, transfer=transfer,
+                    addressing=make_addressing(settings, store, once=once), observe=observe)
     return Runner(store, journal, work, workers=settings.workers,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
@@ -99,9 +100,9 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
                   progress=progress, metrics=metrics)
 
 
-def make_addressing(settings: Settings, store: Source) -> Addressing:
+def make_addressing(settings: Settings, store: Source, *, once: bool) -> Addressing:
     """Routes, and ordering when ``ordering.by`` is set (docs/routing.md)."""
-    return Addressing(Router.from_settings(settings))
+    return Addressing(Router.from_settings(settings), make_sequencer(settings, store, once=once))
 
 
 # -- delivery confirmation (reconcile) --------------------------------------------------------------

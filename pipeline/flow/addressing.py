@@ -35,6 +35,7 @@ class Routed:
     key: Optional[str] = None
     sending: bool = False             # its key is ours: it was cleared to send (sticky)
     blocked_since: Optional[float] = None
+    waiting_for: Optional[str] = None  # parked: "mark" | "key" | "hold" (parking.py)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Addressing:
             route = Routed(choice)
             if job.route is not None:              # asked again (a transfer retried): same place
                 route.sending, route.blocked_since = job.route.sending, job.route.blocked_since
+                route.waiting_for = job.route.waiting_for
             if self.sequencer is not None:
                 route.key = self.sequencer.key_of(doc, job.claim.name)
                 self.sequencer.keyed(job.claim, route.key)
@@ -113,18 +115,19 @@ class Addressing:
             return None
         return self.sequencer.gate(job)
 
-    def before_finish(self, job, status: str) -> None:
-        """The outcome is decided and the move follows: with ``hold``, a failure keeps its key
-        from this moment (so no kill between the move and this call can let later files by)."""
+    def before_finish(self, job, outcome) -> None:
+        """``outcome`` is decided and the move follows: with ``hold``, a failure holds its key
+        from this moment (so no kill between the move and the next call lets later files by)."""
         if self.sequencer is not None:
-            self.sequencer.before_finish(job, status)
+            self.sequencer.before_finish(job, outcome)
 
-    def after_finish(self, job, status: str, dest: str) -> None:
+    def after_finish(self, job, outcome, dest: str) -> None:
         """The file is in done/ or failed/ (``dest``): its place in the sequence ends or is held."""
         if self.sequencer is not None:
-            self.sequencer.after_finish(job, status, dest)
+            self.sequencer.after_finish(job, outcome, dest)
 
     def lost(self, job) -> None:
-        """The claimed file vanished: forget its place (what it left is cleaned as stale)."""
+        """The claimed file vanished, or went back to the inbox to be left alone: its place in
+        the sequence ends."""
         if self.sequencer is not None:
             self.sequencer.lost(job)

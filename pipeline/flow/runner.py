@@ -21,7 +21,7 @@ from pipeline.errors import AuthError, ClaimLost, StorageError
 from pipeline.exits import Exit
 from pipeline.flow import recovery
 from pipeline.flow.intake import Intake
-from pipeline.flow.schedule import Schedule
+from pipeline.flow.parking import ParkingSchedule
 from pipeline.flow.settle import Settler
 from pipeline.flow.tally import Tally
 from pipeline.flow.work import FileWork, Job, Step
@@ -56,8 +56,8 @@ class Runner:
         self.events: queue.Queue = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self.ready: deque[Job] = deque()
-        self.later: Schedule[Job] = Schedule(mono, once=once, once_wait=once_wait,
-                                             settle_seconds=settle_seconds)
+        self.later: ParkingSchedule[Job] = ParkingSchedule.of(work, mono, once=once, once_wait=once_wait,
+                                                              settle_seconds=settle_seconds)
         self.inflight = 0
         self.held: dict[str, Job] = {}            # every claim we hold, by location
         self.stop_reason: Optional[str] = None
@@ -224,6 +224,8 @@ class Runner:
                 self.fatal = "Redox could not be reached"
             self._schedule(job, step.delay, step.error)
             self.tally.retried()
+        elif step.kind == "wait":                # ordering: an earlier file of its key goes first
+            self.later.park(job, step.delay)
         elif step.kind == "stuck":
             self._on_stuck(job, step.error)
         elif step.kind == "auth":

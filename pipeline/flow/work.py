@@ -128,6 +128,7 @@ class FileWork:
             # swapped in after the scan: never opened, sent or moved to failed (a FIFO or
             # symlink there could be followed by whoever reads failed/); it goes back
             where = self.store.release(claim)
+            self.addressing.lost(job)
             return Step("released", error=f"not a regular file ({exc.args[0].split(':')[0]})",
                         dest=where)
         except Unreadable as exc:
@@ -293,9 +294,9 @@ class FileWork:
         if job.message is not None:
             extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
         extra.update(self.addressing.sidecar_fields(job))
-        self.addressing.before_finish(job, outcome.status)
+        self.addressing.before_finish(job, outcome)
         dest, job.record = finish(self.store, self.journal, job.claim, job.record, outcome, extra, view)
-        self.addressing.after_finish(job, outcome.status, dest)
+        self.addressing.after_finish(job, outcome, dest)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
 

@@ -231,6 +231,18 @@ class Journal(Database):
                            "next_retry_at IS NOT NULL ORDER BY next_retry_at")
         return [record_of(r) for r in rows]
 
+    def outcomes_by_route(self) -> dict[str, dict[str, int]]:
+        """route name → {"done": n, "failed": n} over every finished claim; files never
+        routed count under "unrouted" (no route matched) or "(not routed)" (rejected before)."""
+        rows = self._query(
+            "SELECT COALESCE(route, CASE WHEN reason_kind = 'unrouted' THEN 'unrouted' "
+            "ELSE '(not routed)' END) AS route, state, COUNT(*) AS n FROM claims "
+            "WHERE state IN ('done', 'failed') GROUP BY 1, 2")
+        found: dict[str, dict[str, int]] = {}
+        for row in rows:
+            found.setdefault(row["route"], {"done": 0, "failed": 0})[row["state"]] = row["n"]
+        return found
+
     def last_error(self, claim_id: str) -> Optional[str]:
         """The error of the claim's latest attempt that had one, or None."""
         errors = [a["error"] for a in self.attempts_of(claim_id) if a["error"]]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional, Protocol
 
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
+from pipeline.sources.orderstore import ClaimHooks, OrderStore
 from pipeline.values import Claim, Drop
 
 FOLDERS = ("inbox", "processing", "done", "failed")
@@ -33,14 +34,6 @@ class Watch(Protocol):
     """A running source of ("hint", name) events (file events, queue notifications)."""
 
     def stop(self) -> None: ...
-
-
-class ClaimHooks(Protocol):
-    """What ordering needs to hear from a backend around each take-over of a file."""
-
-    def intend(self, name: str, stamp: float) -> None: ...
-
-    def abandon(self, name: str, stamp: float) -> None: ...
 
 
 class Source(ABC):
@@ -58,17 +51,17 @@ class Source(ABC):
     owner: str = ""
     inbox: str = ""
     # Ordering (flow/ordering.py) registers a file before anyone can own it: set by the wiring,
-    # called through _intend/_abandon at every point where a backend takes a file (a claim, an
+    # called through _announce/_withdraw at every point where a backend takes a file (a claim, an
     # adoption of a dead owner's claim), so no claim is ever unknown to the other processes.
-    claim_hooks: Optional["ClaimHooks"] = None
+    claim_hooks: Optional[ClaimHooks] = None
 
-    def _intend(self, name: str, stamp: float) -> None:
+    def _announce(self, name: str, stamp: float) -> None:
         """Before taking ``name`` (dropped at ``stamp``): register it with ordering."""
         if self.claim_hooks is not None:
             self.claim_hooks.intend(name, stamp)
 
-    def _abandon(self, name: str, stamp: float) -> None:
-        """Taking ``name`` failed after ``_intend``: withdraw what only we registered."""
+    def _withdraw(self, name: str, stamp: float) -> None:
+        """Taking ``name`` failed after ``_announce``: withdraw what only we registered."""
         if self.claim_hooks is not None:
             self.claim_hooks.abandon(name, stamp)
 
@@ -146,6 +139,10 @@ class Source(ABC):
         """Seconds between looks for abandoned claims while running (None: at start only)."""
         return None
 
+    def order_store(self) -> Optional[OrderStore]:
+        """Where ordering keeps its board for these folders (None: this backend has none)."""
+        return None
+
     def wrap_journal(self, journal):
         """The journal the run path should use with this source (a backend may mirror SEND
         progress into its claims, so a worker on another machine can continue)."""
@@ -191,6 +188,11 @@ class FolderView(ABC):
     def read_sidecar(self, folder: str, path: str) -> Optional[dict]:
         """The sidecar of the file at ``path`` (or the sidecar at ``path`` itself), or None
         when it is missing, unreadable, over the cap or not a JSON object."""
+
+    def order_store(self) -> Optional[OrderStore]:
+        """The ordering board's storage (status lists held keys, retry-failed releases them);
+        None when ordering is off."""
+        return None
 
     # -- the few writes the operator commands make -------------------------------------------
     @abstractmethod

@@ -34,7 +34,7 @@ class ClaimFolders:
                  intend: Callable[[str, float], None] = lambda name, stamp: None,
                  abandon: Callable[[str, float], None] = lambda name, stamp: None):
         """``intend(name, stamp)`` is called before an abandoned file is taken over (and
-        ``abandon`` when that failed): ordering registers it first (Source._intend)."""
+        ``abandon`` when that failed): ordering registers it first (Source._announce)."""
         self.processing, self.owner, self.inbox = processing, owner, inbox
         self.intend, self.abandon = intend, abandon
         self.own_dir = os.path.join(processing, owner)

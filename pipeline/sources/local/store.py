@@ -23,10 +23,12 @@ from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import Source, Watch
 from pipeline.sources.local import fsops, paths
 from pipeline.sources.local.claims import ClaimFolders
+from pipeline.sources.local.orderstore import LocalOrderStore
 from pipeline.sources.local.watch import Watcher
 from pipeline.values import Claim, Drop
 
 SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
+ADOPT_INTERVAL = 10.0  # with ordering on: seconds between looks for a dead process's claims
 log = logging.getLogger("pipeline.store")
 
 
@@ -43,7 +45,7 @@ class LocalStore(Source):
         self.inbox, self.processing, self.pattern, self.owner = inbox, processing, pattern, owner
         self.recursive = recursive
         self.folders = {"done": done, "failed": failed}
-        self.claims = ClaimFolders(processing, owner, inbox, self._intend, self._abandon)
+        self.claims = ClaimFolders(processing, owner, inbox, self._announce, self._withdraw)
         self._synced: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._noted: set[str] = set()      # names already warned about (left alone)
@@ -120,11 +122,11 @@ class LocalStore(Source):
         it was seen settled (or swapped for a symlink) is put back to settle again, ClaimLost.
         """
         src = paths.join(self.inbox, drop.name)
-        self._intend(drop.name, drop.mtime)
+        self._announce(drop.name, drop.mtime)
         try:
             dst = self.claims.take(src, drop.name)
         except BaseException:
-            self._abandon(drop.name, drop.mtime)
+            self._withdraw(drop.name, drop.mtime)
             raise
         claim = Claim(name=drop.name, location=dst, source=src, size=drop.size,
                       mtime=drop.mtime, claimed_at=time.time())
@@ -134,7 +136,7 @@ class LocalStore(Source):
             raise ClaimLost("the file vanished right after it was claimed", src) from None
         if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime) != (drop.size, drop.mtime):
             self.release(claim)
-            self._abandon(drop.name, drop.mtime)
+            self._withdraw(drop.name, drop.mtime)
             raise ClaimLost("the file changed while it was being claimed; it settles again", src)
         return claim
 
@@ -254,6 +256,15 @@ class LocalStore(Source):
 
     def has_claims(self) -> bool:
         return self.claims.has_claims()
+
+    def order_store(self) -> LocalOrderStore:
+        return LocalOrderStore(self.inbox, self.processing, self.folders["failed"], self.owner)
+
+    @property
+    def recover_interval(self) -> Optional[float]:
+        """With ordering on, the claims of a process that died hold back the later files of
+        their keys: look for them every ADOPT_INTERVAL seconds, not only at start."""
+        return ADOPT_INTERVAL if self.claim_hooks is not None else None
 
     def own_claims(self) -> list[str]:
         """Paths of the files now in our claim folder."""

@@ -18,6 +18,7 @@ from pipeline.errors import ClaimLost, StorageError
 from pipeline.names import original_name
 from pipeline.sources.base import Entry, FolderView
 from pipeline.sources.local import fsops, paths
+from pipeline.sources.local.orderstore import LocalOrderStore
 
 
 class LocalView(FolderView):
@@ -80,6 +81,11 @@ class LocalView(FolderView):
         folder, base = paths.split("/".join(parts[1:] if len(parts) > 1 else parts))
         base = original_name(base)
         return f"{folder}/{base}" if folder else base
+
+    def order_store(self) -> Optional[LocalOrderStore]:
+        if not self.keep_drop_time:
+            return None
+        return LocalOrderStore(self.roots["inbox"], self.roots["processing"], self.roots["failed"], owner="")
 
     def inbox_has(self, name: str) -> bool:
         return os.path.lexists(self.where("inbox", name))
