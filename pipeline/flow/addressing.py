@@ -36,6 +36,7 @@ class Routed:
     sending: bool = False             # its key is ours: it was cleared to send (sticky)
     blocked_since: Optional[float] = None
     waiting_for: Optional[str] = None  # parked: "mark" | "key" | "hold" (parking.py)
+    registered: bool = True           # False: the board could not be written when it was read
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ class Addressing:
             if job.route is not None:              # asked again (a transfer retried): same place
                 route.sending, route.blocked_since = job.route.sending, job.route.blocked_since
                 route.waiting_for = job.route.waiting_for
-            if self.sequencer is not None:
+            if self.sequencer is not None:     # never raises: the gate retries a failed write
                 route.key = self.sequencer.key_of(doc, job.claim.name)
-                self.sequencer.keyed(job.claim, route.key)
+                route.registered = self.sequencer.keyed(job.claim, route.key)
             job.route = route
             if choice is None:
                 raise RejectedFile(f"no route matches this file (DataModel {meta['DataModel']}, "

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from pipeline.errors import StorageError
 from pipeline.flow.addressing import Wait
 from pipeline.flow.board import HELD, PENDING, SENDING, Board, Item, place_of
 
@@ -66,9 +67,10 @@ def make_sequencer(settings, store, *, once: bool) -> Optional["Sequencer"]:
     # yet is given a lease's time (docs/routing.md)
     timing = Timing(poll=0.5 if s3 else 0.1, hold_poll=10.0 if s3 else 5.0, cap=settings.workers)
     stale_after = settings.source.lease_seconds / 2 if s3 else 2.0
-    sequencer = Sequencer(Board(space, store.owner, stale_after), settings.ordering.by,
-                          settings.ordering.on_failure, timing, once=once,
-                          once_wait=settings.retry.once_wait_seconds)
+    board = Board(space, store.owner, stale_after)
+    board.key("", "")                # the salt, read (or made) now: keys need no I/O later
+    sequencer = Sequencer(board, settings.ordering.by, settings.ordering.on_failure, timing,
+                          once=once, once_wait=settings.retry.once_wait_seconds)
     store.claim_hooks = sequencer
     return sequencer
 
@@ -112,14 +114,22 @@ class Sequencer:
             return None
         return self.board.key("patient", f"{kind or ''}\0{ident}")
 
-    def keyed(self, claim, key: Optional[str]) -> None:
-        """The file was read: ``key`` (None: not ordered) replaces its unread mark."""
+    def keyed(self, claim, key: Optional[str]) -> bool:
+        """The file was read: ``key`` (None: not ordered) replaces its unread mark. False when
+        the board could not be written now (the gate does it again before any SEND)."""
         place = place_of(claim.name, claim.mtime)
-        if key is not None:
-            self.board.enter(key, place, claim.name)
+        try:
+            if key is not None:
+                self.board.enter(key, place, claim.name)
+            if self.by == "patient":
+                self.board.unmark(place)
+        except StorageError as exc:
+            log.error("cannot update the ordering board; trying again before sending",
+                      extra={"file": claim.name, "error": str(exc)})
+            return False
         if self.by == "patient":
-            self.board.unmark(place)
             self._wake(None)
+        return True
 
     def _key(self, job) -> Optional[str]:
         if job.route is not None:
@@ -133,6 +143,9 @@ class Sequencer:
         if route is None or key is None:
             return None
         place = place_of(job.claim.name, job.claim.mtime)
+        if not route.registered and not self.keyed(job.claim, key):
+            raise StorageError("cannot update the ordering board", job.claim.name)
+        route.registered = True
         if route.sending:
             self._keep_sending(key, place, job)
             return None

@@ -74,22 +74,22 @@ class LocalOrderStore(OrderStore):
 
     @staticmethod
     def _write(target: str, data: bytes, create_only: bool) -> bool:
-        if create_only:
-            try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            return True
+        """Written under a temp name first, so nobody ever reads an item half written; then
+        renamed over the old one, or (create-only) linked, which fails when the name exists."""
         tmp = os.path.join(os.path.dirname(target), f".tmp-{secrets.token_hex(6)}")
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
-            os.replace(tmp, target)
+            if not create_only:
+                os.replace(tmp, target)
+                return True
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            return True
         finally:
             fsops.unlink_quietly(tmp)
-        return True
 
     def delete(self, path: str) -> None:
         target = paths.join(self.root, path)
