@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from ordering_checks import max_in_flight, patient_message  # noqa: E402
-from pipeline_env import PipelineEnv                        # noqa: E402
-from sandbox_control import SandboxProcess                  # noqa: E402
+from pipeline_env import PipelineEnv  # noqa: E402
+from sandbox_control import SandboxProcess  # noqa: E402
 
 
 def run_case(sandbox, files: int, keys: int, ordered: bool, workers: int) -> dict:

@@ -14,12 +14,21 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, Optional, Protocol, TypeVar
 
+from pipeline.flow.addressing import Routed
 from pipeline.flow.board import place_of
 from pipeline.flow.schedule import Schedule
+from pipeline.values import Claim
 
-T = TypeVar("T")
+
+class Parkable(Protocol):
+    """What a parked job is (the runner's Job): its claim, and its route with its key."""
+    claim: Claim
+    route: Optional[Routed]
+
+
+T = TypeVar("T", bound=Parkable)
 FOLLOW = 2.0        # seconds before the next of a key asks when the oldest did not come back
 
 
@@ -40,12 +49,12 @@ class ParkingSchedule(Schedule[T]):
     @classmethod
     def of(cls, work, mono: Callable[[], float], **kwargs) -> "ParkingSchedule":
         """The schedule for a runner of ``work`` (a FileWork: its ordering, if any, attached)."""
-        addressing = getattr(work, "addressing", None)
-        return cls(mono, sequencer=getattr(addressing, "sequencer", None), **kwargs)
+        routing = getattr(work, "routing", None)
+        return cls(mono, sequencer=getattr(routing, "sequencer", None), **kwargs)
 
     def park(self, job: T, delay: float) -> None:
         """``job`` waits for its turn; its key's oldest parked file asks again after ``delay``."""
-        key = job.route.key
+        key = _route(job).key or ""
         heap = self._parked.setdefault(key, [])
         place = place_of(job.claim.name, job.claim.mtime)
         heapq.heappush(heap, (place, next(self._order), job))
@@ -59,8 +68,8 @@ class ParkingSchedule(Schedule[T]):
 
     def waiting(self) -> int:
         """Parked files that wait for a file being read or sent (not for a hold)."""
-        return sum(len(heap) for key, heap in self._parked.items()
-                   if heap and heap[0][2].route.waiting_for != "hold")
+        return sum(len(heap) for heap in self._parked.values()
+                   if heap and _route(heap[0][2]).waiting_for != "hold")
 
     # -- the Schedule interface, parked files included -----------------------------------
     def due(self) -> Iterator[T]:
@@ -83,7 +92,7 @@ class ParkingSchedule(Schedule[T]):
             return
         now = self.mono()
         for key, heap in self._parked.items():
-            if key in woken or (None in woken and heap[0][2].route.waiting_for == "mark"):
+            if key in woken or (None in woken and _route(heap[0][2]).waiting_for == "mark"):
                 self._due[key] = min(self._due[key], now)
 
     def next_in(self) -> Optional[float]:
@@ -107,3 +116,8 @@ class ParkingSchedule(Schedule[T]):
 
     def __len__(self) -> int:
         return super().__len__() + sum(len(heap) for heap in self._parked.values())
+
+
+def _route(job: Parkable) -> Routed:
+    assert job.route is not None, "only a file whose key is known is ever parked"
+    return job.route

@@ -60,7 +60,8 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
 
 def _segment(part: str) -> str:
     """One folder level of a glob as a regular expression (no wildcard matches /)."""
-    res, i, n = [], 0, len(part)
+    res: list[str] = []
+    i, n = 0, len(part)
     while i < n:
         c = part[i]
         if c == "*":

@@ -84,8 +84,7 @@ class FileWork:
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
 
     def __post_init__(self):
-        if self.addressing is None:
-            self.addressing = Addressing.fixed(self.destinations)
+        self.routing: Addressing = self.addressing or Addressing.fixed(self.destinations)
 
     def run(self, job: Job) -> Step:
         try:
@@ -103,14 +102,14 @@ class FileWork:
                 early = self._transfer(job)
                 if early:
                     return early
-            wait = self.addressing.gate(job)     # ordering: an earlier file of its key first
+            wait = self.routing.gate(job)     # ordering: an earlier file of its key first
             if wait:
                 return Step("wait", delay=wait.delay, error=wait.reason)
             return self._attempt(job)
         except AuthError as exc:
             return Step("auth", error=str(exc))
         except ClaimLost:
-            self.addressing.lost(job)
+            self.routing.lost(job)
             return Step("lost")
         except StorageError as exc:
             log.error("storage problem; the file stays claimed and is tried again later",
@@ -128,7 +127,7 @@ class FileWork:
             # swapped in after the scan: never opened, sent or moved to failed (a FIFO or
             # symlink there could be followed by whoever reads failed/); it goes back
             where = self.store.release(claim)
-            self.addressing.lost(job)
+            self.routing.lost(job)
             return Step("released", error=f"not a regular file ({exc.args[0].split(':')[0]})",
                         dest=where)
         except Unreadable as exc:
@@ -151,7 +150,7 @@ class FileWork:
         try:
             if decision.action == "reject":
                 raise RejectedFile(decision.reason, decision.kind)
-            job.message = message_stage.check(raw, self.addressing.picker(job))
+            job.message = message_stage.check(raw, self.routing.picker(job))
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
         return None
@@ -168,7 +167,7 @@ class FileWork:
         if not_now:
             return not_now
         try:
-            job.message = self.addressing.transfer(job, self.transfer).prepare(job.claim, job.record)
+            job.message = self.routing.transfer(job, self.transfer).prepare(job.claim, job.record)
         except RejectedFile as exc:
             return self._done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
         except PermanentDelivery as exc:
@@ -218,7 +217,7 @@ class FileWork:
             return not_now
         n = record.attempts + 1
         self.journal.attempt_started(record.claim_id, "send", n,
-                                     described=self.addressing.described(job))
+                                     described=self.routing.described(job))
         failpoints.reached("before_send")
         try:
             sent = self.client.send(job.message.body)
@@ -293,10 +292,10 @@ class FileWork:
         extra = {}
         if job.message is not None:
             extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
-        extra.update(self.addressing.sidecar_fields(job))
-        self.addressing.before_finish(job, outcome)
+        extra.update(self.routing.sidecar_fields(job))
+        self.routing.before_finish(job, outcome)
         dest, job.record = finish(self.store, self.journal, job.claim, job.record, outcome, extra, view)
-        self.addressing.after_finish(job, outcome, dest)
+        self.routing.after_finish(job, outcome, dest)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)
 

@@ -84,7 +84,8 @@ class Journal(Database):
         ``described``: the message's (data model, event type) and optionally (route name,
         destinations), recorded in the same commit (a file finished after a restart without
         being read again still gets them in its sidecar)."""
-        fields, args = "", ()
+        fields: str = ""
+        args: tuple = ()
         if kind == "send":
             fields, args = "attempts = ?, ", (n,)
         if described:

@@ -15,6 +15,7 @@ An object in processing/ with no lease at all (an operator's doing) is leased an
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from pipeline.errors import ClaimLost
 from pipeline.sources.s3.api import epoch
@@ -27,6 +28,9 @@ log = logging.getLogger("pipeline.s3")
 
 class Recovery:
     """Mixed into S3Store (uses its bucket, leases, prefixes and ``_move_in``)."""
+
+    _announce: Callable[[str, float], None]       # Source's: ordering hears of a take-over first
+    _withdraw: Callable[[str, float], None]
 
     def adopt_orphans(self) -> list[Claim]:
         """Take over claims whose lease expired (their worker died or stalled), and objects
