@@ -172,3 +172,34 @@ def test_s3_workers_on_two_machines_keep_each_patients_order(tmp_path, sandbox, 
     check_order(sandbox.records(), expected)
     hosts = Counter(bucket.sidecar(f"done/{k}")["pipeline"]["pid"] for k in bucket.keys("done/"))
     assert len(hosts) == 2, hosts
+
+
+# -- kills at exact steps (PIPELINE_FAILPOINT) -----------------------------------------------
+
+
+def killed_at(env, point: str) -> None:
+    result = env.run("run", "--once", env={"PIPELINE_FAILPOINT": point})
+    assert result.returncode == -signal.SIGKILL, (result.returncode, result.stderr[-2000:])
+
+
+def test_killed_right_after_redox_accepted_an_earlier_file(tmp_path, sandbox):
+    env = ordered_env(tmp_path, sandbox, workers=1)
+    expected = drop_patients(local_put(env), patients=1, files=3)
+    killed_at(env, "after_accept")                     # p00-0 accepted, never finished
+    ran(env, "run", "--once")
+    records = sandbox.records()
+    check_order(records, expected)
+    assert Counter(s["marker"] for s in records["sends"]) == Counter({"p00-0": 1, "p00-1": 1, "p00-2": 1})
+    assert env.files("done") == ["f00-p00.json", "f01-p00.json", "f02-p00.json"]
+
+
+@pytest.mark.parametrize("point", ["after_sidecar", "after_move"])
+def test_a_hold_survives_a_kill_while_the_failed_file_is_moved(tmp_path, sandbox, point):
+    env = ordered_env(tmp_path, sandbox, workers=1, ordering={"by": "patient", "on_failure": "hold"})
+    drop_patients(local_put(env), patients=1, files=2)
+    sandbox.faults(fail_next=[404])
+    killed_at(env, point)
+    assert env.run("run", "--once").returncode in (0, 1)
+    assert env.files("failed") == ["f00-p00.json"]
+    assert {s["marker"] for s in sandbox.records()["sends"]} == {"p00-0"}   # p00-1 still held
+    assert env.files("inbox") == ["f01-p00.json"]

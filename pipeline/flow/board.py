@@ -129,6 +129,16 @@ class Board:
         for state in (PENDING, HELD, SENDING):          # the strongest last
             self.store.delete(f"{KEYS}/{key}/{place}~{state}")
 
+    def forget(self, place: str) -> list[str]:
+        """Remove the entries at ``place`` under whatever key; the keys they were under."""
+        keys = []
+        for rel, _ in self.store.list(KEYS, deep=True):
+            key, _, name = rel.partition("/")
+            if name.rpartition("~")[0] == place:
+                self.store.delete(f"{KEYS}/{rel}")
+                keys.append(key)
+        return keys
+
     def info(self, item: Item) -> dict:
         raw = self.store.read(item.path)
         try:

@@ -83,6 +83,7 @@ class Sequencer:
         self.board, self.by, self.hold = board, by, on_failure == "hold"
         self.timing, self.once, self.once_wait, self.clock = timing, once, once_wait, clock
         self.parking = None          # the runner's ParkingSchedule attaches itself (wake-ups)
+        self._ours: set[str] = set()  # keys a file of this process is sending: we hear when it ends
 
     # -- the backends' hooks ---------------------------------------------------------------
     def intend(self, name: str, stamp: float) -> None:
@@ -155,6 +156,7 @@ class Sequencer:
             rival = self._rival(key, place)          # someone else marked at the same moment?
             if rival is None:
                 route.sending, route.blocked_since = True, None
+                self._ours.add(key)
                 return None
             self.board.set_state(key, place, PENDING, name=job.claim.name)
             blocker = rival
@@ -215,6 +217,8 @@ class Sequencer:
                          extra={"file": job.claim.name, "key": key[:12]})
         elif self.once and now - route.blocked_since > self.once_wait:
             delay = FOREVER
+        elif kind == "key" and key in self._ours:
+            delay = self.timing.hold_poll       # ours is being sent (or retried): woken when it ends
         else:
             delay = self.timing.poll
         route.waiting_for = "hold" if delay >= FOREVER else kind
@@ -229,12 +233,16 @@ class Sequencer:
 
     def after_finish(self, job, outcome, dest: str) -> None:
         key, place = self._key(job), place_of(job.claim.name, job.claim.mtime)
+        held = outcome.status == "failed" and self.hold
+        if key is None and job.route is None and self.by == "patient" and not held:
+            self._forget(place)                   # finished after a restart without being read
         if key is not None:
-            if outcome.status == "failed" and self.hold:
+            if held:
                 self.board.set_state(key, place, HELD, name=job.claim.name,
                                      reason=outcome.reason_kind, failed=dest)
             else:
                 self.board.leave(key, place)
+            self._ours.discard(key)
             self._wake(key)
         if self.by == "patient":
             self.board.unmark(place)              # never read (a recovered outcome): still marked
@@ -242,12 +250,21 @@ class Sequencer:
     def lost(self, job) -> None:
         """The claimed file vanished (or was handed back as not a regular file)."""
         key, place = self._key(job), place_of(job.claim.name, job.claim.mtime)
+        if key is None and job.route is None and self.by == "patient":
+            self._forget(place)
         if key is not None:
             self.board.leave(key, place)
+            self._ours.discard(key)
             self._wake(key)
         if self.by == "patient":
             self.board.unmark(place)
             self._wake(None)
+
+    def _forget(self, place: str) -> None:
+        """The entry of a file whose key this process never learnt (Redox accepted it before a
+        restart, so it is finished without being read): found by its place, under any key."""
+        for key in self.board.forget(place):
+            self._wake(key)
 
     # -- the runner's side -----------------------------------------------------------------
     def _wake(self, key: Optional[str]) -> None:
