@@ -203,3 +203,38 @@ def test_a_hold_survives_a_kill_while_the_failed_file_is_moved(tmp_path, sandbox
     assert env.files("failed") == ["f00-p00.json"]
     assert {s["marker"] for s in sandbox.records()["sends"]} == {"p00-0"}   # p00-1 still held
     assert env.files("inbox") == ["f01-p00.json"]
+
+
+def test_the_patient_identifier_never_appears_in_logs_or_on_the_board(tmp_path, sandbox):
+    env = ordered_env(tmp_path, sandbox, workers=2, ordering={"by": "patient", "on_failure": "hold"})
+    secret = {"Identifiers": [{"ID": "MRN-7731-SECRET", "IDType": "MR"}]}
+    from pipeline_env import message
+    env.drop("a.json", message("a", Patient=secret), age=20)
+    env.drop("b.json", message("b", Patient=secret), age=10)
+    sandbox.faults(fail_next=[404])
+    result = env.run("run", "--once", "--log-format", "json")
+    assert result.returncode == 1
+    status = env.run("status", "--no-auth-check")
+    assert "Held keys" in status.stdout
+    board = sorted(str(p) for p in (env.folder("processing") / ".order").rglob("*"))
+    text = result.stdout + result.stderr + status.stdout + "\n".join(board)
+    assert "MRN-7731" not in text and "SECRET" not in text
+    assert "waiting: an earlier file of its key is held" in result.stderr
+
+
+def test_s3_hold_and_retry_failed_keep_the_drop_order(tmp_path, sandbox, moto_server, bucket):
+    from test_e2e_s3 import s3_env
+    expected = drop_patients(s3_put(bucket), patients=2, files=3)
+    env = s3_env(tmp_path, sandbox, moto_server, bucket)
+    env.config_data.update(workers=1, ordering={"by": "patient", "on_failure": "hold"}, retry=FAST_RETRIES)
+    env.write_config()
+    sandbox.faults(fail_next=[404])
+    assert env.run("run", "--once").returncode == 1
+    assert bucket.keys("failed/") == ["f00-p00.json"]
+    assert {s["marker"] for s in sandbox.records()["sends"]} == {"p00-0", "p01-0", "p01-1", "p01-2"}
+    [held] = json.loads(env.run("status", "--json", "--no-auth-check").stdout)["held"]
+    assert held["file"] == f"s3://{bucket.name}/failed/f00-p00.json" and held["waiting"] == 2
+    assert "1 requeued" in env.run("retry-failed").stdout
+    ran(env, "run", "--once")
+    check_order(sandbox.records(), expected)
+    assert len(bucket.keys("done/")) == 6

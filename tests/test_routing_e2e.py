@@ -72,6 +72,10 @@ def test_local_files_go_where_the_first_matching_route_says(env, sandbox):
         assert car["route"] == ROUTE_OF[marker], name
         assert [d["ID"] for d in car["destinations"]] == EXPECTED[marker]
         assert car["name"] == name
+    report = json.loads(env.run("report", "--json").stdout)
+    assert {r["route"]: r["done"] for r in report["routes"]} == dict(Counter(ROUTE_OF.values()))
+    status = json.loads(env.run("status", "--json", "--no-auth-check").stdout)
+    assert {r["route"]: r["done"] for r in status["routes"]} == dict(Counter(ROUTE_OF.values()))
 
 
 def test_s3_keys_go_where_the_first_matching_route_says(tmp_path, sandbox, moto_server, bucket):

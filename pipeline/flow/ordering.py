@@ -207,12 +207,11 @@ class Sequencer:
 
     def _wait(self, job, key: str, kind: str, why: str) -> Wait:
         route, now = job.route, self.clock()
-        first = route.blocked_since is None
-        if first:
+        if route.blocked_since is None:
             route.blocked_since = now
         if kind == "hold":
             delay = FOREVER if self.once else self.timing.hold_poll
-            if first:
+            if route.waiting_for != "hold":       # once per file and hold
                 log.info("waiting: an earlier file of its key is held in failed/",
                          extra={"file": job.claim.name, "key": key[:12]})
         elif self.once and now - route.blocked_since > self.once_wait:
