@@ -131,3 +131,17 @@ def test_a_large_file_is_routed_before_its_documents_are_uploaded(tmp_path, sand
     assert len(sandbox.records()["uploads"]) == 1           # the unrouted file uploaded nothing
     assert env.sidecar("done", "scan.json")["destinations"] == [LAB]
     assert env.sidecar("failed", "other.json")["reason_kind"] == "unrouted"
+
+
+def test_s3_an_unrouted_key_fails_without_being_sent(tmp_path, sandbox, moto_server, bucket):
+    from test_e2e_s3 import s3_env
+    bucket.put("incoming/lab/r1.json", message("r1", "Results", "New"))
+    bucket.put("incoming/adt/a1.json", message("a1"))
+    env = s3_env(tmp_path, sandbox, moto_server, bucket)
+    env.config_data.update(routes=ROUTES, destinations=[])
+    env.write_config()
+    assert env.run("run", "--once").returncode == 1
+    assert bucket.keys("failed/") == ["adt/a1.json"] and bucket.keys("done/") == ["lab/r1.json"]
+    car = bucket.sidecar("failed/adt/a1.json")
+    assert (car["reason_kind"], car["attempts"], car["destinations"]) == ("unrouted", 0, [])
+    assert sent_to(sandbox) == {"r1": [LAB_ID]}
