@@ -33,7 +33,7 @@ def check(raw: bytes, destinations: Destinations) -> Message:
     (or chosen for this file: see :data:`Destinations`).
 
     Raises RejectedFile(kind="invalid") with a precise reason for anything that is not a
-    Redox message. Pure: no I/O.
+    Redox message. No I/O of its own (a chooser may record what it chose).
     """
     sha = hashlib.sha256(raw).hexdigest()
     doc = parse(raw)

@@ -117,16 +117,17 @@ class Board:
         self.store.write(f"{KEYS}/{key}/{place}~{PENDING}", _doc(owner=self.owner, name=name),
                          create_only=True)
 
-    def set_state(self, key: str, place: str, state: str, **info) -> None:
-        """Write the entry in ``state`` (with ``info``), then remove its other states."""
+    def set_state(self, key: str, place: str, state: str, was: Optional[str] = None, **info) -> None:
+        """Write the entry in ``state`` (with ``info``), then remove its other states (only
+        ``was`` when the caller just saw it in that one: a request less on S3)."""
         self.store.write(f"{KEYS}/{key}/{place}~{state}", _doc(owner=self.owner, **info))
-        for other in _STRENGTH:
+        for other in (was,) if was else tuple(_STRENGTH):
             if other != state:
                 self.store.delete(f"{KEYS}/{key}/{place}~{other}")
 
-    def leave(self, key: str, place: str) -> None:
-        """The file's place in its key's sequence is over."""
-        for state in (PENDING, HELD, SENDING):          # the strongest last
+    def leave(self, key: str, place: str, was: Optional[str] = None) -> None:
+        """The file's place in its key's sequence is over (``was``: its only state, if known)."""
+        for state in (was,) if was else (PENDING, HELD, SENDING):   # the strongest last
             self.store.delete(f"{KEYS}/{key}/{place}~{state}")
 
     def forget(self, place: str) -> list[str]:

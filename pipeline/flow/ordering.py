@@ -120,7 +120,7 @@ class Sequencer:
         the board could not be written now (the gate does it again before any SEND)."""
         place = place_of(claim.name, claim.mtime)
         try:
-            if key is not None:
+            if key is not None and self.by == "patient":    # path: entered when announced
                 self.board.enter(key, place, claim.name)
             if self.by == "patient":
                 self.board.unmark(place)
@@ -150,39 +150,41 @@ class Sequencer:
         if route.sending:
             self._keep_sending(key, place, job)
             return None
-        blocker = self._blocker(key, place, job)
+        blocker, seen = self._blocker(key, place, job)
         if blocker is None:
-            self.board.set_state(key, place, SENDING, name=job.claim.name)
+            self.board.set_state(key, place, SENDING, was=seen, name=job.claim.name)
             rival = self._rival(key, place)          # someone else marked at the same moment?
             if rival is None:
                 route.sending, route.blocked_since = True, None
                 self._ours.add(key)
                 return None
-            self.board.set_state(key, place, PENDING, name=job.claim.name)
+            self.board.set_state(key, place, PENDING, was=SENDING, name=job.claim.name)
             blocker = rival
         return self._wait(job, key, *blocker)
 
-    def _blocker(self, key: str, place: str, job) -> Optional[tuple[str, str]]:
-        """(kind, why) of what keeps the file at ``place`` back, or None. Unread marks are
-        listed before entries: a file moves from the first to the second, never back."""
+    def _blocker(self, key: str, place: str, job) -> tuple[Optional[tuple[str, str]], Optional[str]]:
+        """(kind, why) of what keeps the file at ``place`` back (None: nothing), and the state
+        its own entry was seen in when that was all there was of it. Unread marks are listed
+        before entries: a file moves from the first to the second, never back."""
         if self.by == "patient":
             for mark in sorted(self.board.marks(), key=lambda m: m.place):
                 if mark.place >= place:
                     break
                 if self.board.live_mark(mark):
-                    return "mark", "an earlier file is claimed and not read yet"
+                    return ("mark", "an earlier file is claimed and not read yet"), None
         entries = self.board.entries(key)
-        if place not in entries:                    # removed as stale on a wrong guess: again
+        own = entries.get(place)
+        if own is None:                             # removed as stale on a wrong guess: again
             self.board.enter(key, place, job.claim.name)
-        elif entries[place].tail == SENDING:
-            return None                             # ours from before a restart: still ours
+        elif own.tail == SENDING:
+            return None, None                       # ours from before a restart: still ours
         for other in sorted(entries.values(), key=lambda e: e.place):
             if other.place == place:
                 continue
             why = self._blocks(other, place)
             if why and self.board.live_entry(other):
-                return why
-        return None
+                return why, None
+        return None, (own.tail if own is not None and own.tail == PENDING else None)
 
     @staticmethod
     def _blocks(other: Item, place: str) -> Optional[tuple[str, str]]:
@@ -240,7 +242,7 @@ class Sequencer:
                 self.board.set_state(key, place, HELD, name=job.claim.name,
                                      reason=outcome.reason_kind, failed=dest)
             else:
-                self.board.leave(key, place)
+                self.board.leave(key, place, was=SENDING if job.route is not None and job.route.sending else None)
             self._ours.discard(key)
             self._wake(key)
         if self.by == "patient":

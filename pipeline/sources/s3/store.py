@@ -172,14 +172,12 @@ class S3Store(Recovery, Progress, Source):
             raise
         try:
             claim = self._move_in(lease, drop.size, drop.mtime)
+            if claim is None:
+                raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
         except ClaimLost:
             self.leases.release(lease)
             self._withdraw(drop.name, drop.mtime)
             raise
-        if claim is None:
-            self.leases.release(lease)
-            self._withdraw(drop.name, drop.mtime)
-            raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
         if carried and lease.body.get("source_etag"):
             self._inherited[drop.name] = carried       # released by a worker elsewhere
         if self.feed:
