@@ -7,6 +7,7 @@ each run it prints files/s, the most SENDs the sandbox had in flight at once, an
 patient's files were first accepted in drop order (unordered runs usually were not).
 
     python scripts/bench_ordering.py [--files 1000] [--latency-ms 100] [--workers 8] [--keys 1 10 1000]
+                                     [--error-rate 0]   (a share of SENDs answered 503, retried)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def run_case(sandbox, files: int, keys: int, ordered: bool, workers: int) -> dic
     sandbox.reset()
     env = PipelineEnv(Path(tempfile.mkdtemp(prefix="bench-order-")), sandbox.url, workers=workers,
                       source={"rescan_seconds": 10}, ordering={"by": "patient" if ordered else "none"},
-                      retry={"max_attempts": 10})
+                      retry={"max_attempts": 30, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 1})
     expected: dict[str, list[str]] = defaultdict(list)
     for k in range(files):
         patient, seq = f"p{k % keys:04}", k // keys
@@ -60,11 +61,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--keys", type=int, nargs="+", default=[1, 10, 1000])
+    parser.add_argument("--error-rate", type=float, default=0.0)
     args = parser.parse_args()
     print(f"{args.files} files, sandbox latency {args.latency_ms:g} ms, {args.workers} workers, "
-          "no rate limit")
+          f"no rate limit, {args.error_rate:.0%} of SENDs answered 503")
     print(f"{'patients':>8}  {'mode':<9} {'files/s':>8} {'seconds':>8} {'max in flight':>13}  in drop order")
-    with SandboxProcess("--latency-ms", str(args.latency_ms)) as sandbox:
+    with SandboxProcess("--latency-ms", str(args.latency_ms), "--error-rate", str(args.error_rate),
+                        "--error-status", "503") as sandbox:
         for keys in args.keys:
             for ordered in (False, True):
                 case = run_case(sandbox, args.files, keys, ordered, args.workers)
