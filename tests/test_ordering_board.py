@@ -158,3 +158,19 @@ def test_path_keys_are_known_before_the_claim(folders):
     assert two.seq.gate(other) is None                    # another folder, another key
     read(one, early)
     assert one.seq.gate(early) is None
+
+
+def test_an_entry_of_a_file_rewritten_under_the_same_name_goes_stale(folders):
+    """A file claimed, then put back, then rewritten in the inbox (a new mtime) is another file:
+    what the first version left must not hold the second back for ever."""
+    clock = Clock()
+    one = process(folders, "one", clock)
+    first = read(one, claimed(one, folders, "a.json", 100.0))
+    os.rename(first.claim.location, folders / "inbox" / "a.json")      # released at shutdown
+    os.utime(folders / "inbox" / "a.json", (100.0, 100.0))
+    two = process(folders, "two", clock)
+    (folders / "inbox" / "a.json").unlink()
+    second = read(two, claimed(two, folders, "a.json", 300.0))         # rewritten: a new drop
+    assert "goes first" in two.seq.gate(second).reason                # not gone yet at one look
+    clock.now += 3
+    assert two.seq.gate(second) is None                               # gone at the second look

@@ -53,6 +53,11 @@ def place_of(name: str, stamp: float) -> str:
     return f"{max(0.0, stamp):020.6f}~{text}"
 
 
+def stamp_of(place: str) -> float:
+    """The drop time a place was made from."""
+    return float(place.split("~", 1)[0])
+
+
 @dataclass(frozen=True)
 class Item:
     """One listed item: a file's ``place``, the ``state`` (entries) or owner ``tag`` (marks)."""
@@ -181,9 +186,9 @@ class Board:
         if item.tail == HELD:       # processing → failed/ → (retry-failed: pending first) inbox
             where = doc.get("failed")
             alive = (self.store.exists(where) if where
-                     else self.store.present(name) or self.store.in_failed(name))
+                     else self.store.present(name, stamp_of(item.place)) or self.store.in_failed(name))
             return self._confirm(item, alive, at_once=True)
-        return self._confirm(item, self.store.present(name))
+        return self._confirm(item, self.store.present(name, stamp_of(item.place)))
 
     def _confirm(self, item: Item, alive: bool, at_once: bool = False) -> bool:
         """Treat ``item`` as live unless it looked stale (at two looks ``stale_after`` apart,
@@ -229,7 +234,7 @@ def unhold(board: Board, location: str, name: str, new_name: str) -> Callable[[b
     found = []
     for key, item, info in board.held():
         if info.get("failed") == location or (not info.get("failed") and info.get("name") == name):
-            new_place = place_of(new_name, float(item.place.split("~", 1)[0]))
+            new_place = place_of(new_name, stamp_of(item.place))
             board.enter(key, new_place, new_name)
             found.append((key, item, new_place))
 

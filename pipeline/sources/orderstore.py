@@ -43,8 +43,9 @@ class OrderStore(ABC):
         S3: it holds the lease, or wrote the item too recently to have taken it yet)."""
 
     @abstractmethod
-    def present(self, name: str) -> bool:
-        """Is ``name`` in the inbox or claimed by anyone (alive or dead)?"""
+    def present(self, name: str, stamp: float) -> bool:
+        """Is the file ``name`` dropped at ``stamp`` in the inbox or claimed by anyone (alive or
+        dead)? Another file under the same name (rewritten, dropped again) is not it."""
 
     @abstractmethod
     def exists(self, location: str) -> bool:

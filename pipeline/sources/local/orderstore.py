@@ -113,14 +113,13 @@ class LocalOrderStore(OrderStore):
             return True
         return os.path.lexists(paths.join(os.path.join(self.processing, owner), name))
 
-    def present(self, name: str) -> bool:
-        if os.path.lexists(paths.join(self.inbox, name)) or os.path.lexists(paths.join(self.processing, name)):
-            return True
+    def present(self, name: str, stamp: float) -> bool:
         try:
             owners = [e.name for e in os.scandir(self.processing) if not e.name.startswith(".")]
         except OSError:
             return True                  # cannot tell: never call a file gone on a guess
-        return any(os.path.lexists(paths.join(os.path.join(self.processing, o), name)) for o in owners)
+        places = [self.inbox, self.processing] + [os.path.join(self.processing, o) for o in owners]
+        return any(_dropped_at(paths.join(root, name), stamp) for root in places)
 
     def exists(self, location: str) -> bool:
         return os.path.lexists(location)
@@ -129,6 +128,14 @@ class LocalOrderStore(OrderStore):
         folder, base = paths.split(name)
         # finishing takes the first free name, so a missing one ends the search
         return os.path.lexists(os.path.join(paths.join(self.failed, folder), next(candidates(base))))
+
+
+def _dropped_at(path: str, stamp: float) -> bool:
+    """Is there a file at ``path`` with mtime ``stamp`` (claims and releases keep the mtime)?"""
+    try:
+        return abs(os.lstat(path).st_mtime - stamp) < 1e-5
+    except OSError:
+        return False
 
 
 def _alive(lock: str) -> bool:

@@ -4,7 +4,7 @@ Shared through the bucket by every worker on every machine (S3's listings and re
 strongly consistent). Liveness comes from the claims' leases (lease.py): an unread mark stands
 while its writer holds the lease of its file, or for a lease's time after it was written (the
 writer may not have taken the lease yet: marks are written first). A file counts as present
-while it is leased, in processing/ or in the inbox.
+while a lease for it (with its drop time) exists, or while it lies in the inbox.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pipeline.names import candidates
 from pipeline.sources.orderstore import OrderStore
 from pipeline.sources.s3.api import Bucket, epoch
 from pipeline.sources.s3.lease import Leases
+from pipeline.sources.s3.progress import dropped_at
 
 BOARD = ".order/"
 
@@ -60,9 +61,12 @@ class S3OrderStore(OrderStore):
         found = self.leases.read(name)
         return found is not None and found[0].get("owner") == owner
 
-    def present(self, name: str) -> bool:
-        return (self.leases.read(name) is not None or self.bucket.head(self.processing + name) is not None
-                or self.bucket.head(self.prefix + name) is not None)
+    def present(self, name: str, stamp: float) -> bool:
+        found = self.leases.read(name)               # claimed (or being claimed): its drop time
+        if found is not None and abs(float(found[0].get("source_mtime") or 0) - stamp) < 1e-3:
+            return True
+        head = self.bucket.head(self.prefix + name)
+        return head is not None and abs((dropped_at(head) or epoch(head["LastModified"])) - stamp) < 1e-3
 
     def exists(self, location: str) -> bool:
         head = f"s3://{self.bucket.name}/"
