@@ -13,7 +13,10 @@ from urllib.parse import urlparse
 from pipeline.config import Settings
 from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
 from pipeline.errors import ConfigError
+from pipeline.flow.addressing import Addressing
+from pipeline.flow.ordering import make_sequencer
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
+from pipeline.flow.routes import Router
 from pipeline.flow.runner import Runner
 from pipeline.flow.work import FileWork
 from pipeline.journal import Journal
@@ -105,13 +108,18 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
     work = FileWork(store=store, journal=journal, client=client, policy=policy, breaker=breaker,
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
-                    observe=observe)
+                    addressing=make_addressing(settings, store, once=once), observe=observe)
     return Runner(store, journal, work, workers=settings.fixed_workers,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
                   progress=progress, metrics=metrics, pulse=pulse, on_turn=on_turn,
                   request_timeout=settings.redox.connect_timeout_seconds + settings.redox.timeout_seconds)
+
+
+def make_addressing(settings: Settings, store: Source, *, once: bool) -> Addressing:
+    """Routes, and ordering when ``ordering.by`` is set (docs/routing.md)."""
+    return Addressing(Router.from_settings(settings), make_sequencer(settings, store, once=once))
 
 
 # -- delivery confirmation (reconcile) --------------------------------------------------------------

@@ -15,11 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Union
 
 from pipeline import jsonsplice
 from pipeline.errors import RejectedFile
 from pipeline.values import Message
+
+# Meta.Destinations: the list itself, or (per-file routing) a function given the checked
+# message that returns them, or raises RejectedFile when the file has nowhere to go
+Destinations = Union[Iterable[dict], Callable[[dict], Iterable[dict]]]
 
 MAX_DEPTH = 64          # deeper JSON is not a real Redox message, and would exhaust the stack
 MAX_NUMBER_CHARS = 64   # an integer or float literal longer than this is not a real value
@@ -32,19 +36,26 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def check(raw: bytes, destinations: Iterable[dict]) -> Message:
+def check(raw: bytes, destinations: Destinations) -> Message:
     """Check ``raw`` and build the body to SEND: the file's text with ``Meta.Destinations``
-    set to ``destinations`` (replaced where it is, else added as Meta's last member).
+    set to ``destinations`` (replaced where it is, else added as Meta's last member), or to
+    what a chooser picked for this file (see :data:`Destinations`).
 
     Raises RejectedFile(kind="invalid") with a precise reason for anything that is not a
-    Redox message. Pure: no I/O.
+    Redox message, or what the chooser raised. No I/O of its own (a chooser may record what
+    it chose).
     """
     sha = hashlib.sha256(raw).hexdigest()
     text = decode(raw)
     doc = parse_text(text)
     data_model, event_type = describe(doc)
     return Message(sha256=sha, size=len(raw), data_model=data_model, event_type=event_type,
-                   body=addressed(text, doc, destinations).encode("utf-8"))
+                   body=addressed(text, doc, chosen(doc, destinations)).encode("utf-8"))
+
+
+def chosen(doc: dict, destinations: Destinations) -> Iterable[dict]:
+    """The destinations of a checked ``doc``: the list, or what the chooser picks for it."""
+    return destinations(doc) if callable(destinations) else destinations
 
 
 def addressed(text: str, doc: dict, destinations: Iterable[dict]) -> str:
@@ -94,11 +105,12 @@ def describe(doc: dict) -> tuple[str, str]:
     return meta["DataModel"], meta["EventType"]
 
 
-def address(doc: dict, destinations: Iterable[dict]) -> tuple[str, str]:
+def address(doc: dict, destinations: Destinations) -> tuple[str, str]:
     """:func:`describe`, then set ``doc``'s ``Meta.Destinations`` in place (for callers that
-    build a message as a document). Returns (DataModel, EventType)."""
+    build a message as a document; a chooser is called once ``doc`` passed). Returns
+    (DataModel, EventType)."""
     names = describe(doc)
-    doc["Meta"]["Destinations"] = [dict(d) for d in destinations]
+    doc["Meta"]["Destinations"] = [dict(d) for d in chosen(doc, destinations)]
     return names
 
 

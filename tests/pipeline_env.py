@@ -75,9 +75,11 @@ class PipelineEnv:
         return self.root / "drop" / name
 
     def drop(self, name: str, data: bytes, age: float = 0.0) -> Path:
-        """Write a file into the inbox atomically (temp name, rename), optionally back-dated."""
+        """Write a file into the inbox atomically (temp name, rename), optionally back-dated.
+        ``name`` may have folders (``lab/a.json``): they are made."""
         path = self.inbox / name
-        tmp = self.inbox / f".{name}.part"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.part"
         tmp.write_bytes(data)
         if age:
             then = time.time() - age

@@ -33,13 +33,16 @@ class LocalBackend:
     def source(self, owner: str) -> Source:
         r = self.root
         return LocalStore(str(r / "inbox"), str(r / "processing"), str(r / "done"), str(r / "failed"),
-                          "*.json", owner)
+                          "*.json", owner, recursive=True)
 
     def view(self) -> FolderView:
-        return LocalView({k: str(self.root / k) for k in ("inbox", "processing", "done", "failed")})
+        return LocalView({k: str(self.root / k) for k in ("inbox", "processing", "done", "failed")},
+                         recursive=True)
 
     def put(self, name: str, data: bytes) -> None:
-        (self.root / "inbox" / name).write_bytes(data)
+        target = self.root / "inbox" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
     def get(self, folder: str, path: str) -> bytes | None:
         target = self.root / folder / path
@@ -217,3 +220,40 @@ def test_the_view_lists_reads_and_moves_what_the_operator_commands_need(backend)
     assert done.write_sidecar("gone.json", b"{}") is False      # no file: nothing written
     view.remove("done", "good.json")
     assert view.finished("done") == []
+
+
+def test_names_with_folders_keep_their_path_through_claim_adoption_release_and_finish(backend):
+    """A file's name is its path below the inbox: two files named a.json in different folders
+    are different files, and each keeps its path in processing, done and failed."""
+    for name in ("lab/x/a.json", "billing/a.json", "a.json"):
+        backend.put(name, name.encode())
+    backend.put(".hidden/h.json", b"{}")
+    dead, heir = backend.source("dead"), backend.source("heir")
+    dead.prepare()
+    assert sorted(d.name for d in dead.scan()) == ["a.json", "billing/a.json", "lab/x/a.json"]
+    taken = [claim(dead, n) for n in ("lab/x/a.json", "billing/a.json")]
+    assert {c.name for c in taken} == {"lab/x/a.json", "billing/a.json"}
+    assert sorted(backend.view().claimed_name(e) for e in backend.view().entries("processing")) == \
+        ["billing/a.json", "lab/x/a.json"]
+    backend.kill(dead)
+    heir.prepare()
+    backend.outlive(dead)
+    adopted = {c.name: c for c in heir.adopt_orphans()}
+    assert sorted(adopted) == ["billing/a.json", "lab/x/a.json"]
+    heir.release(adopted["billing/a.json"])
+    assert backend.get("inbox", "billing/a.json") == b"billing/a.json"
+    where = heir.finish(adopted["lab/x/a.json"], "failed", sidecar("c1", b"lab/x/a.json"), "c1")
+    assert where.endswith("lab/x/a.json")
+    assert backend.get("failed", "lab/x/a.json") == b"lab/x/a.json"
+    again = claim(heir, "billing/a.json")
+    heir.finish(again, "done", sidecar("c2", b"billing/a.json"), "c2")
+    assert backend.get("done", "billing/a.json") == b"billing/a.json"
+    assert not heir.has_claims()
+    heir.close()
+    view = backend.view()
+    assert [e.path for e in view.entries("failed")] == ["lab/x/a.json"]
+    [failed] = view.entries("failed")
+    assert view.inbox_name(failed) == "lab/x/a.json"
+    view.move_to_inbox(failed, view.inbox_name(failed))
+    assert backend.get("inbox", "lab/x/a.json") == b"lab/x/a.json"
+    assert sorted(e.path for e in view.entries("inbox")) == ["a.json", "lab/x/a.json"]

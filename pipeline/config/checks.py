@@ -1,14 +1,19 @@
 """Checks that span keys: what each source kind and auth method requires.
 
 Each returns a list of ``key.path: what is wrong`` lines (empty when all is well), so that
-``load`` can report every problem at once.
+``load`` can report every problem at once. Warnings (a route no file can reach) are logged, not
+returned: the config still works as written.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 from pipeline.config.models import AuthSettings, Settings
+from pipeline.flow.routes import RESERVED, covers, glob_problem, route_names
+
+log = logging.getLogger("pipeline.config")
 
 
 def semantic_problems(s: Settings) -> list[str]:
@@ -20,8 +25,12 @@ def semantic_problems(s: Settings) -> list[str]:
         problems += s3_problems(s)
     elif s.source.queue_url:
         problems.append("source.queue_url: only for source.kind s3")
-    if not s.destinations:
-        problems.append("destinations: missing (at least one Redox destination is required)")
+    if not s.destinations and not s.routes:
+        problems.append("destinations: missing (at least one Redox destination is required, "
+                        "unless routes are configured)")
+    problems += route_problems(s)
+    for warning in route_warnings(s):
+        log.warning(warning)
     problems += auth_problems(s.redox.auth, "redox.auth")
     if s.retry.backoff_max_seconds < s.retry.backoff_initial_seconds:
         problems.append("retry.backoff_max_seconds: must be at least backoff_initial_seconds")
@@ -31,6 +40,57 @@ def semantic_problems(s: Settings) -> list[str]:
             problems.append(f"redox.{key}: not an http(s) URL")
     problems += delivery_problems(s, required=s.delivery_check.enabled)
     return problems
+
+
+def route_problems(s: Settings) -> list[str]:
+    """Each route: destinations not empty, match values usable, path globs well formed, names
+    unique and not reserved."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, (route, name) in enumerate(zip(s.routes, route_names(s.routes))):
+        where = f"routes.{i}"
+        if not route.destinations:
+            problems.append(f"{where}.destinations: empty (a route must name at least one destination)")
+        problems += _match_problems(route.match, f"{where}.match")
+        if name in RESERVED:
+            problems.append(f"{where}.name: {name!r} is reserved (reports use it for files no route matched)")
+        elif name in seen:
+            problems.append(f"{where}.name: the same name as routes.{seen[name]}")
+        seen.setdefault(name, i)
+    return problems
+
+
+def _match_problems(match, where: str) -> list[str]:
+    problems = []
+    for key in ("data_model", "event_type", "path"):
+        values = match.values(key)
+        if values is None:
+            continue
+        if not values:
+            problems.append(f"{where}.{key}: an empty list matches no file")
+        single = isinstance(getattr(match, key), str)
+        for j, value in enumerate(values):
+            why = glob_problem(value) if key == "path" else (None if value else "empty: matches no file")
+            if why:
+                problems.append(f"{where}.{key}{'' if single else f'.{j}'}: {why}")
+    return problems
+
+
+def route_warnings(s: Settings) -> list[str]:
+    """Routes an earlier route makes unreachable (it holds for every file they would take),
+    and ordering by path over a flat inbox (every file then shares one key)."""
+    warnings = []
+    names = route_names(s.routes)
+    for j, later in enumerate(s.routes):
+        for i in range(j):
+            if covers(s.routes[i].match, later.match):
+                warnings.append(f"routes.{j}: never used: routes.{i} ({names[i]}) comes first and "
+                                f"matches every file routes.{j} ({names[j]}) would")
+                break
+    if s.ordering.by == "path" and s.source.kind == "local" and not s.source.recursive:
+        warnings.append("ordering.by: path with source.recursive false: every file is directly in "
+                        "the inbox, so all of them form one sequence, sent one at a time")
+    return warnings
 
 
 def delivery_problems(s: Settings, required: bool) -> list[str]:

@@ -44,6 +44,9 @@ class SourceSettings(_Model):
     kind: Literal["local", "s3"] = "local"
     inbox: Optional[str] = None
     pattern: str = "*.json"
+    # local: files in subfolders of the inbox count too (S3: keys below the prefix always do);
+    # the path below the inbox is the file's name everywhere and is kept under done/ and failed/
+    recursive: bool = False
     settle_seconds: float = Field(2.0, ge=0)
     rescan_seconds: float = Field(10.0, gt=0)   # the periodic safety-net scan
     bucket: Optional[str] = None
@@ -106,6 +109,34 @@ class Destination(_Model):
     Name: str
 
 
+class RouteMatch(_Model):
+    """What a route matches; every key given must hold (each: one string or a list, any of
+    them). No key at all matches every file."""
+    data_model: Optional[Union[str, tuple[str, ...]]] = None   # Meta.DataModel, exact
+    event_type: Optional[Union[str, tuple[str, ...]]] = None   # Meta.EventType, exact
+    path: Optional[Union[str, tuple[str, ...]]] = None         # glob on the path below the inbox
+
+    def values(self, key: str) -> Optional[tuple[str, ...]]:
+        """The strings given for ``key`` as a tuple (None: the key is not constrained)."""
+        value = getattr(self, key)
+        return (value,) if isinstance(value, str) else value
+
+
+class Route(_Model):
+    """One entry of ``routes``: the first route whose match holds decides a file's destinations."""
+    name: Optional[str] = None       # for reports; default "route N" (1-based)
+    match: RouteMatch
+    destinations: tuple[Destination, ...]
+
+
+class OrderingSettings(_Model):
+    # none | path (the folder below the inbox) | patient (first Patient.Identifiers entry):
+    # files with the same key are sent one at a time, in drop order (docs/routing.md)
+    by: Literal["none", "path", "patient"] = "none"
+    # hold: a key's later files wait while an earlier one sits in failed/
+    on_failure: Literal["continue", "hold"] = "continue"
+
+
 class RetrySettings(_Model):
     max_attempts: int = Field(10, ge=1)
     backoff_initial_seconds: float = Field(1.0, ge=0)
@@ -164,6 +195,8 @@ class Settings(_Model):
     folders: FolderSettings = FolderSettings()
     redox: RedoxSettings = RedoxSettings()
     destinations: tuple[Destination, ...] = ()
+    routes: tuple[Route, ...] = ()
+    ordering: OrderingSettings = OrderingSettings()
     retry: RetrySettings = RetrySettings()
     workers: Workers = "auto"
     state: StateSettings = StateSettings()

@@ -34,6 +34,9 @@ class Intake:
         self.oldest_inbox: Optional[float] = None # mtime of the oldest inbox file at the last scan
         self.fatal: Optional[str] = None
         self.unfinished: set[str] = set()         # --once: names it could not claim
+        ordering = getattr(store, "claim_hooks", None)   # ordering, when on, registered with the source
+        if ordering is not None:
+            settler.paused = ordering.crowded    # enough files parked: claim no more for now
 
     def rescan(self) -> None:
         """List the source; every file seen is observed by the settler."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 from pipeline.errors import DeliveryError, TransientDelivery
+from pipeline.flow.addressing import Routed
 from pipeline.journal import Record
 from pipeline.values import Claim, Message, Outcome, Sent
 
@@ -50,6 +51,7 @@ class Job:
     last_error: Optional[str] = None
     answer: Optional[Answer] = None
     outcome: Optional[Outcome] = None
+    route: Optional[Routed] = None         # its route and ordering key, once checked
 
     def held(self) -> Record:
         """The journal record (every stage after read + check has one)."""
@@ -63,7 +65,8 @@ class Step:
     """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
     (credentials refused: stop), ``lost`` (the file vanished), ``released`` (not a regular
     file after all: put back in the inbox, where it is left alone), ``stuck`` (could not read it
-    consistently or could not finish: try again later, the file stays claimed)."""
+    consistently or could not finish: try again later, the file stays claimed), ``wait``
+    (ordering: an earlier file of its key goes first; ask again after ``delay`` s)."""
     kind: str
     status: Optional[str] = None
     delay: float = 0.0

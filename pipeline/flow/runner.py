@@ -24,8 +24,8 @@ from pipeline.errors import AuthError, StorageError
 from pipeline.exits import Exit
 from pipeline.flow import recovery
 from pipeline.flow.intake import Intake
+from pipeline.flow.parking import ParkingSchedule
 from pipeline.flow.pulse import Pulse
-from pipeline.flow.schedule import Schedule
 from pipeline.flow.settle import Settler
 from pipeline.flow.shutdown import shutdown
 from pipeline.flow.steps import on_step
@@ -68,8 +68,8 @@ class Runner:
         self.events: queue.Queue = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
         self.ready: deque[Job] = deque()
-        self.later: Schedule[Job] = Schedule(mono, once=once, once_wait=once_wait,
-                                             settle_seconds=settle_seconds)
+        self.later: ParkingSchedule[Job] = ParkingSchedule.of(work, mono, once=once, once_wait=once_wait,
+                                                              settle_seconds=settle_seconds)
         self.inflight = 0
         self.held: dict[str, Job] = {}            # every claim we hold, by location
         self.stop_reason: Optional[str] = None

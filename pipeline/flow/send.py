@@ -50,7 +50,7 @@ def attempt(work: FileWork, job: Job, message: Message) -> Step:
     if not_now:
         return not_now
     work.journal.attempt_started(record.claim_id, "send", n,
-                                 described=(message.data_model, message.event_type))
+                                 described=work.routing.described(job))
     failpoints.reached("before_send")
     job.answer = _request(work, job, n, message)
     failpoints.reached("after_send")

@@ -40,6 +40,9 @@ class Settler:
         self._timers: list[tuple[float, str]] = []   # heap of (monotonic due time, name); lazy
         self._ready: list[tuple[float, str, int]] = []    # heap of (mtime, name, size); lazy
         self._queued: dict[str, tuple[float, int]] = {}    # ready name → the (mtime, size) it settled at
+        # True while no file should be claimed, however settled (ordering: enough files parked
+        # already); settled files then wait here, and the runner does not spin on them
+        self.paused: Callable[[], bool] = lambda: False
 
     def observe(self, drop: Drop) -> None:
         """Note a sighting of ``drop`` (from a scan, an event, or a due timer)."""
@@ -80,7 +83,10 @@ class Settler:
 
     def pop_settled(self) -> Optional[Drop]:
         """Like pop_ready, with the size and mtime it settled at: the claimer compares them with
-        the file as it is now (it may have waited for a free worker while being rewritten)."""
+        the file as it is now (it may have waited for a free worker while being rewritten).
+        None while paused."""
+        if self.paused():
+            return None
         while self._ready:
             mtime, name, size = heapq.heappop(self._ready)
             # an entry of a name forgotten and settled again since is stale: only the
@@ -91,7 +97,7 @@ class Settler:
         return None
 
     def has_ready(self) -> bool:
-        return bool(self._queued)
+        return bool(self._queued) and not self.paused()
 
     def pending_count(self) -> int:
         """Candidates seen but not settled yet."""

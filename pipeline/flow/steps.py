@@ -35,6 +35,8 @@ def on_step(runner: Runner, job: Job, step: Step) -> None:
             runner.fatal = "Redox could not be reached"
         schedule(runner, job, step.delay, step.error)
         runner.tally.retried()
+    elif step.kind == "wait":                # ordering: an earlier file of its key goes first
+        runner.later.park(job, step.delay)
     elif step.kind == "stuck":
         pulse.storage_failed(step.error or "storage problem")
         _on_stuck(runner, job, step.error)

@@ -31,7 +31,7 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
     if not_now:
         return not_now
     try:
-        job.message = transfer.prepare(job.claim, record)
+        job.message = work.routing.transfer(job, transfer).prepare(job.claim, record)
     except RejectedFile as exc:
         return work.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
     except PermanentDelivery as exc:

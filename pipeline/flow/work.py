@@ -31,6 +31,7 @@ from pipeline.errors import (
     Unreadable,
 )
 from pipeline.flow import send, transfer_step
+from pipeline.flow.addressing import Addressing
 from pipeline.flow.finish import finish
 from pipeline.flow.job import Answer, Client, Job, Step
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
@@ -57,12 +58,13 @@ class FileWork:
     send_limit: int
     dedupe: bool
     transfer: Optional[Transfer] = None       # the upload path for messages over send_limit
+    addressing: Optional[Addressing] = None   # routes and ordering (None: every file to destinations)
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
 
     def __post_init__(self) -> None:
-        self._destinations = [d.model_dump() for d in self.destinations]
+        self.routing: Addressing = self.addressing or Addressing.fixed(self.destinations)
 
     def run(self, job: Job) -> Step:
         """One step of ``job``'s file. Storage trouble, refused credentials and a vanished
@@ -74,6 +76,7 @@ class FileWork:
         except AuthError as exc:
             return Step("auth", error=str(exc))
         except ClaimLost:
+            self.routing.lost(job)
             return Step("lost")
         except StorageError as exc:
             log.error("storage problem; the file stays claimed and is tried again later",
@@ -101,6 +104,9 @@ class FileWork:
             if early:
                 return early
         assert job.message is not None
+        wait = self.routing.gate(job)         # ordering: an earlier file of its key first
+        if wait:
+            return Step("wait", delay=wait.delay, error=wait.reason)
         return send.attempt(self, job, job.message)
 
     # -- read + check + route ------------------------------------------------------------------
@@ -129,7 +135,7 @@ class FileWork:
         limit applies to the body, Meta.Destinations written in, not to the file as dropped."""
         if raw is not None:
             try:
-                message = message_stage.check(raw, self._destinations)
+                message = message_stage.check(raw, self.routing.picker(job))
             except RejectedFile as exc:
                 return self.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
             decision = route(len(message.body), self.send_limit, self.transfer is not None)
@@ -151,6 +157,7 @@ class FileWork:
             # swapped in after the scan: never opened, sent or moved to failed (a FIFO or
             # symlink there could be followed by whoever reads failed/); it goes back
             where = self.store.release(claim)
+            self.routing.lost(job)
             return Step("released", error=f"not a regular file ({exc.args[0].split(':')[0]})",
                         dest=where)
         except Unreadable as exc:
@@ -224,6 +231,9 @@ class FileWork:
         extra = {}
         if job.message is not None:
             extra = {"data_model": job.message.data_model, "event_type": job.message.event_type}
+        extra.update(self.routing.sidecar_fields(job))
+        self.routing.before_finish(job, outcome)
         dest, job.record = finish(self.store, self.journal, job.claim, job.held(), outcome, extra, view)
+        self.routing.after_finish(job, outcome, dest)
         return Step("finished", status=outcome.status, dest=dest,
                     error="; ".join(outcome.errors) or None)

@@ -79,9 +79,11 @@ class Journal(Database):
 
     # -- attempts ----------------------------------------------------------------------------
     def attempt_started(self, claim_id: str, kind: str, n: int,
-                        described: Optional[tuple[str, str]] = None) -> None:
+                        described: Optional[tuple] = None) -> None:
         """Committed before the request goes out, so a crash mid-request is visible later.
-        ``described``: the message's (data model, event type), recorded in the same commit.
+        ``described``: the message's (data model, event type) and optionally (route name,
+        destinations), recorded in the same commit (a file finished after a restart without
+        being read again still gets them in its sidecar).
 
         An earlier attempt of the same kind still open (its answer never recorded, whatever
         lost it) is closed as interrupted in the same commit, and for a SEND the file becomes
@@ -94,7 +96,11 @@ class Journal(Database):
                       "FROM attempts WHERE claim_id = ? AND kind = 'send' AND result IS NULL)), ")
             args = (n, claim_id)
         if described:
-            fields, args = fields + "data_model = ?, event_type = ?, ", args + tuple(described)
+            data_model, event_type, *routed = described
+            fields, args = fields + "data_model = ?, event_type = ?, ", args + (data_model, event_type)
+            if routed:
+                fields += "route = ?, destinations = ?, "
+                args += (routed[0], json.dumps(list(routed[1])))
         now = self.clock()
         self._tx([
             (f"UPDATE claims SET {fields}state = 'claimed', next_retry_at = NULL WHERE claim_id = ?",
@@ -266,6 +272,18 @@ class Journal(Database):
         rows = self._query("SELECT * FROM claims WHERE state IN ('waiting', 'released') AND "
                            "next_retry_at IS NOT NULL ORDER BY next_retry_at")
         return [record_of(r) for r in rows]
+
+    def outcomes_by_route(self) -> dict[str, dict[str, int]]:
+        """route name → {"done": n, "failed": n} over every finished claim; files never
+        routed count under "unrouted" (no route matched) or "(not routed)" (rejected before)."""
+        rows = self._query(
+            "SELECT COALESCE(route, CASE WHEN reason_kind = 'unrouted' THEN 'unrouted' "
+            "ELSE '(not routed)' END) AS route, state, COUNT(*) AS n FROM claims "
+            "WHERE state IN ('done', 'failed') GROUP BY 1, 2")
+        found: dict[str, dict[str, int]] = {}
+        for row in rows:
+            found.setdefault(row["route"], {"done": 0, "failed": 0})[row["state"]] = row["n"]
+        return found
 
     def last_error(self, claim_id: str) -> Optional[str]:
         """The error of the claim's latest attempt that had one, or None."""

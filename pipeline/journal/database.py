@@ -16,7 +16,7 @@ import time
 from typing import Iterable
 
 from pipeline.errors import StorageError
-from pipeline.journal.schema import SCHEMA
+from pipeline.journal.schema import SCHEMA, add_missing_columns
 
 
 class Database:
@@ -30,6 +30,7 @@ class Database:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            add_missing_columns(self.db)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the journal ({exc})", path) from None
         self.db.row_factory = sqlite3.Row

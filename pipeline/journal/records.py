@@ -31,6 +31,8 @@ class Record:
     event_type: Optional[str] = None
     dropped_at: Optional[float] = None
     finished_at: Optional[float] = None
+    route: Optional[str] = None          # the route that chose its destinations
+    destinations: Optional[list] = None  # the Meta.Destinations it was sent to
 
 
 @dataclass(frozen=True)
@@ -71,4 +73,5 @@ def record_of(row: sqlite3.Row) -> Record:
         http_status=row["http_status"], outcome=row["outcome"], reason_kind=row["reason_kind"],
         next_retry_at=row["next_retry_at"], dest=row["dest"], sha256=row["sha256"],
         duplicate_of=row["duplicate_of"], location=row["location"], data_model=row["data_model"],
-        event_type=row["event_type"], dropped_at=row["dropped_at"], finished_at=row["finished_at"])
+        event_type=row["event_type"], dropped_at=row["dropped_at"], finished_at=row["finished_at"],
+        route=row["route"], destinations=json.loads(row["destinations"]) if row["destinations"] else None)

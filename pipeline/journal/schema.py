@@ -15,6 +15,8 @@ CREATE TABLE IF NOT EXISTS claims (
     size INTEGER,
     data_model TEXT,
     event_type TEXT,
+    route TEXT,                      -- the route that chose its destinations (config routes)
+    destinations TEXT,               -- JSON: the Meta.Destinations it was sent to
     state TEXT NOT NULL,             -- claimed | waiting | released | accepted | finishing | done | failed
     attempts INTEGER NOT NULL DEFAULT 0,
     next_retry_at REAL,
@@ -73,5 +75,25 @@ CREATE TABLE IF NOT EXISTS delivered_hashes (
 );
 CREATE INDEX IF NOT EXISTS claims_by_finished ON claims (finished_at);
 """
+
+# Columns added after the first release: an older journal gains them when it is opened (SQLite
+# has no ADD COLUMN IF NOT EXISTS, so each is added when missing).
+ADDED_COLUMNS = (("claims", "route", "TEXT"), ("claims", "destinations", "TEXT"))
+
+
+def add_missing_columns(db) -> None:
+    """Bring an older journal's tables up to ADDED_COLUMNS (idempotent; a process opening the
+    journal at the same moment may add a column first, which is fine)."""
+    import sqlite3
+    for table, column, kind in ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column in present:
+            continue
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
 
 OPEN_STATES = ("claimed", "waiting", "released", "accepted", "finishing")

@@ -22,6 +22,7 @@ from typing import Optional
 from pipeline import timefmt
 
 UNKNOWN_MODEL = "(not read)"     # rejected before its Meta could be read
+NOT_ROUTED = "(not routed)"      # finished before a route was chosen (rejected, a duplicate)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Row:
     reason_kind: Optional[str]
     reason: Optional[str]
     origin: str                  # sidecar | history | journal
+    route: str = NOT_ROUTED      # the route's name, "default", or "unrouted"
 
 
 def gather(view, journal_path: str, since: Optional[float]) -> tuple[list[Row], str]:
@@ -78,7 +80,14 @@ def _from_sidecar(car: dict, file: str, origin: str, fallback: Optional[float]) 
                finished_at=finished, dropped_at=timefmt.parse_iso(car.get("dropped_at")),
                data_model=str(car.get("data_model") or UNKNOWN_MODEL),
                reason_kind=car.get("reason_kind") if status == "failed" else None,
-               reason=(errors[0] if errors else None) if status == "failed" else None, origin=origin)
+               reason=(errors[0] if errors else None) if status == "failed" else None, origin=origin,
+               route=_route(car.get("route"), car.get("reason_kind")))
+
+
+def _route(name, reason_kind) -> str:
+    if isinstance(name, str) and name:
+        return name
+    return "unrouted" if reason_kind == "unrouted" else NOT_ROUTED
 
 
 def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
@@ -94,7 +103,8 @@ def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
                         status=r.state, finished_at=r.finished_at, dropped_at=r.dropped_at,
                         data_model=r.data_model or UNKNOWN_MODEL,
                         reason_kind=r.reason_kind if failed else None,
-                        reason=(r.errors[0] if r.errors else None) if failed else None, origin="journal"))
+                        reason=(r.errors[0] if r.errors else None) if failed else None, origin="journal",
+                        route=_route(r.route, r.reason_kind)))
     return "ok", rows
 
 
@@ -105,9 +115,11 @@ def summarize(rows: list[Row], *, since: Optional[float], config: str, journal: 
     now = time.time() if now is None else now
     days: dict[str, Counter] = defaultdict(Counter)
     models: dict[str, Counter] = defaultdict(Counter)
+    routes: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
         days[timefmt.day(row.finished_at)][row.status] += 1
         models[row.data_model][row.status] += 1
+        routes[row.route][row.status] += 1
     return {
         "generated_at": timefmt.iso(now),
         "since": timefmt.iso(since),
@@ -118,6 +130,8 @@ def summarize(rows: list[Row], *, since: Optional[float], config: str, journal: 
                  for d in _day_range(days)],
         "data_models": [{"data_model": m, "done": c["done"], "failed": c["failed"]}
                         for m, c in sorted(models.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))],
+        "routes": [{"route": r, "done": c["done"], "failed": c["failed"]}
+                   for r, c in sorted(routes.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))],
         "drop_to_done": _latency(rows),
         "reasons": _reasons(rows),
         "sources": dict(Counter(r.origin for r in rows)),
@@ -166,6 +180,10 @@ def render(doc: dict) -> str:
         out.append("")
         out += _table(["DataModel", "done", "failed"],
                       [[m["data_model"], m["done"], m["failed"]] for m in doc["data_models"]], None)
+    if doc.get("routes"):
+        out.append("")
+        out += _table(["route", "done", "failed"],
+                      [[r["route"], r["done"], r["failed"]] for r in doc["routes"]], None)
     lat = doc["drop_to_done"]
     out += ["", f"time from drop to done ({lat['count']} files): median "
                 f"{timefmt.duration(lat['median_seconds'])}, worst {timefmt.duration(lat['worst_seconds'])}"

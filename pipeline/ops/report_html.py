@@ -38,6 +38,8 @@ def render(doc: dict) -> str:
         "<h2>Per DataModel</h2>",
         _table(["DataModel", "Done", "Failed"],
                [[m["data_model"], m["done"], m["failed"]] for m in doc["data_models"]]),
+        "<h2>Per route</h2>",
+        _table(["Route", "Done", "Failed"], [[r["route"], r["done"], r["failed"]] for r in doc.get("routes", [])]),
         "<h2>Failure reasons, most frequent first</h2>",
         _table(["Count", "Kind", "Reason"],
                [[r["count"], r["reason_kind"], r["reason"]] for r in doc["reasons"]]),

@@ -27,6 +27,7 @@ from typing import Optional
 
 from pipeline import timefmt
 from pipeline.errors import ClaimLost, StorageError
+from pipeline.flow.board import operator_board, unhold
 from pipeline.names import candidates as _candidates
 from pipeline.sources.base import Entry
 
@@ -95,7 +96,9 @@ def _mentions(sidecar: Optional[dict], text: str) -> bool:
 
 
 def requeue(view, journal, choice: Choice, *, forced: bool, clock=time.time) -> str:
-    """Move one chosen file back into the inbox; its history goes to the journal first.
+    """Move one chosen file back into the inbox; its history goes to the journal first. With
+    ordering on it keeps its drop time, and a key it holds (``on_failure: hold``) waits for it
+    instead (flow/board.py: unhold).
 
     Returns the inbox path. Raises ClaimLost when the file vanished (someone else requeued
     or removed it) and StorageError when it cannot be read or moved.
@@ -103,21 +106,27 @@ def requeue(view, journal, choice: Choice, *, forced: bool, clock=time.time) -> 
     entry = choice.entry
     sha = view.sha256(entry)
     history = _history(choice.sidecar, entry, clock(), forced)
+    board = operator_board(view)
+    dropped_at = timefmt.parse_iso((choice.sidecar or {}).get("dropped_at"))
     for name in _candidates(view.inbox_name(entry)):
         if view.inbox_has(name):
             continue
         replay_id = journal.remember_replay(name, sha, history)
+        held = unhold(board, view.where("failed", entry.path), entry.path, name) if board else None
         try:
-            dest = view.move_to_inbox(entry, name)
-        except FileExistsError:          # someone dropped that name just now: the next one
+            dest = view.move_to_inbox(entry, name, dropped_at)
+        except (FileExistsError, ClaimLost, StorageError, OSError) as exc:
             journal.forget_replay(replay_id)
-            continue
-        except (ClaimLost, StorageError, OSError) as exc:
-            journal.forget_replay(replay_id)
+            if held:
+                held(False)
+            if isinstance(exc, FileExistsError):   # someone dropped that name just now: the next
+                continue
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"cannot move back to the inbox ({exc.strerror})",
                                view.where("failed", entry.path)) from None
+        if held:
+            held(True)
         view.remove_sidecar(entry)
         return dest
     raise StorageError("no free name in the inbox", view.where("inbox"))  # pragma: no cover

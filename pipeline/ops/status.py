@@ -16,7 +16,6 @@ from typing import Callable, Optional
 
 from pipeline import timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
-from pipeline.names import original_name
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import FOLDERS, age
 
@@ -57,6 +56,8 @@ def collect(settings, view, *, probe: Optional[Callable[[], dict]], errors: int 
         "failed": len(failed),
         "oldest_waiting": _oldest(inbox, now),
         "retries": [],
+        "routes": [],
+        "held": held_keys(view),
         "last_errors": last_errors(view, errors, failed),
         "auth": probe() if probe else {"state": "not_checked"},
         "journal": "missing",
@@ -64,7 +65,8 @@ def collect(settings, view, *, probe: Optional[Callable[[], dict]], errors: int 
         "config": settings.config_path,
         "checked_at": timefmt.iso(now),
     }
-    doc["journal"], doc["retries"] = _retries(settings.state.path, view, inbox, processing, now)
+    doc["journal"], doc["retries"], doc["routes"] = _retries(settings.state.path, view, inbox,
+                                                             processing, now)
     for name, provider in SECTIONS.items():
         section = provider(settings)
         if section is not None:
@@ -96,15 +98,33 @@ def last_errors(view, limit: int, present: set[str]) -> list[dict]:
     return found
 
 
-def _retries(path: str, view, inbox: list, processing: list, now: float) -> tuple[str, list]:
+def held_keys(view) -> list[dict]:
+    """With ordering.on_failure hold: each key held by a failed file (a short keyed hash of the
+    key, never the key), the file, why it failed, since when, and how many later files of the
+    key are claimed and waiting (files still in the inbox have not been read: not counted)."""
+    from pipeline.flow.board import operator_board
+    board = operator_board(view)
+    if board is None:
+        return []
+    held = []
+    for key, item, info in board.held():
+        where = info.get("failed") or info.get("name")
+        held.append({"key": key[:12], "file": where, "reason_kind": info.get("reason"),
+                     "since": timefmt.iso(item.mtime),
+                     "waiting": sum(1 for e in board.entries(key).values() if e.place != item.place)})
+    return sorted(held, key=lambda h: h["since"] or "")
+
+
+def _retries(path: str, view, inbox: list, processing: list, now: float) -> tuple[str, list, list]:
     """Files with a retry scheduled in the journal that are still where the journal says:
-    ``released`` (back in the inbox, untouched until due) or ``waiting`` (held by a service)."""
+    ``released`` (back in the inbox, untouched until due) or ``waiting`` (held by a service);
+    and the journal's outcomes by route."""
     from pipeline.journal import read_existing
     with read_existing(path) as (state, journal):
         if journal is None:
-            return state, []
+            return state, [], []
         present = {"released": {e.path for e in inbox},
-                   "waiting": {original_name(e.name) for e in processing}}
+                   "waiting": {view.claimed_name(e) for e in processing}}
         retries = []
         for record in journal.scheduled_retries():
             if record.name not in present[record.state] or record.next_retry_at is None:
@@ -113,7 +133,8 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
                             "next_retry_at": timefmt.iso(record.next_retry_at),
                             "due_in_seconds": round(max(0.0, record.next_retry_at - now), 3),
                             "last_error": journal.last_error(record.claim_id)})
-        return "ok", retries
+        routes = [{"route": name, **counts} for name, counts in sorted(journal.outcomes_by_route().items())]
+        return "ok", retries, routes
 
 
 def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
@@ -166,6 +187,15 @@ def render(doc: dict) -> str:
         lines.append(f"  {r['file']}  after {r['attempts']} attempt(s), due in "
                      f"{timefmt.duration(r['due_in_seconds'])} ({r['next_retry_at']})"
                      + (f"  last error: {r['last_error']}" if r["last_error"] else ""))
+    if doc["routes"]:
+        lines.append("Outcomes by route (this machine's journal): " + ", ".join(
+            f"{r['route']} {r['done']} done/{r['failed']} failed" for r in doc["routes"]))
+    if doc["held"]:
+        lines.append(f"Held keys (ordering.on_failure hold): {len(doc['held'])}")
+    for h in doc["held"]:
+        lines.append(f"  key {h['key']}…  held by {h['file']} ({h['reason_kind'] or '?'}) since "
+                     f"{h['since']}; {h['waiting']} later file(s) of it claimed and waiting; "
+                     "retry-failed it, or remove it, to release them")
     lines.append(f"Last errors: {len(doc['last_errors']) or 'none'}")
     for e in doc["last_errors"]:
         kind = e["reason_kind"] or "?"

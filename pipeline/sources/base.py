@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional, Protocol
 
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
+from pipeline.sources.orderstore import ClaimHooks, OrderStore
 from pipeline.values import Claim, Drop
 
 FOLDERS = ("inbox", "processing", "done", "failed")
@@ -49,6 +50,20 @@ class Source(ABC):
     kind: str = ""
     owner: str = ""
     inbox: str = ""
+    # Ordering (flow/ordering.py) registers a file before anyone can own it: set by the wiring,
+    # called through _announce/_withdraw at every point where a backend takes a file (a claim, an
+    # adoption of a dead owner's claim), so no claim is ever unknown to the other processes.
+    claim_hooks: Optional[ClaimHooks] = None
+
+    def _announce(self, name: str, stamp: float) -> None:
+        """Before taking ``name`` (dropped at ``stamp``): register it with ordering."""
+        if self.claim_hooks is not None:
+            self.claim_hooks.intend(name, stamp)
+
+    def _withdraw(self, name: str, stamp: float) -> None:
+        """Taking ``name`` failed after ``_announce``: withdraw what only we registered."""
+        if self.claim_hooks is not None:
+            self.claim_hooks.abandon(name, stamp)
 
     # -- lifecycle -----------------------------------------------------------------------------
     @abstractmethod
@@ -124,6 +139,10 @@ class Source(ABC):
         """Seconds between looks for abandoned claims while running (None: at start only)."""
         return None
 
+    def order_store(self) -> Optional[OrderStore]:
+        """Where ordering keeps its board for these folders (None: this backend has none)."""
+        return None
+
     def wrap_journal(self, journal):
         """The journal the run path should use with this source (a backend may mirror SEND
         progress into its claims, so a worker on another machine can continue)."""
@@ -170,6 +189,11 @@ class FolderView(ABC):
         """The sidecar of the file at ``path`` (or the sidecar at ``path`` itself), or None
         when it is missing, unreadable, over the cap or not a JSON object."""
 
+    def order_store(self) -> Optional[OrderStore]:
+        """The ordering board's storage (status lists held keys, retry-failed releases them);
+        None when ordering is off."""
+        return None
+
     # -- the few writes the operator commands make -------------------------------------------
     @abstractmethod
     def sha256(self, entry: Entry) -> str:
@@ -179,14 +203,21 @@ class FolderView(ABC):
     def inbox_name(self, entry: Entry) -> str:
         """The name a failed file goes back into the inbox under."""
 
+    def claimed_name(self, entry: Entry) -> str:
+        """The inbox name of a file listed in processing/ (a backend with claim folders strips
+        them)."""
+        return entry.path
+
     @abstractmethod
     def inbox_has(self, name: str) -> bool:
         """Is ``name`` taken in the inbox?"""
 
     @abstractmethod
-    def move_to_inbox(self, entry: Entry, name: str) -> str:
+    def move_to_inbox(self, entry: Entry, name: str, dropped_at: Optional[float] = None) -> str:
         """Move ``entry`` into the inbox as ``name`` as a fresh drop, never overwriting
-        (FileExistsError); ClaimLost if it vanished. Where it went."""
+        (FileExistsError); ClaimLost if it vanished. Where it went. With ordering on it keeps
+        its drop time instead (``dropped_at``, from its sidecar, where the backend cannot keep
+        it otherwise), so it keeps its place in its key's sequence."""
 
     @abstractmethod
     def write_sidecar(self, folder: str, path: str, data: bytes) -> bool:

@@ -79,7 +79,7 @@ def field_name(path: tuple) -> str:
 
 
 def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
-         destinations: Iterable[dict]) -> Plan:
+         destinations: message.Destinations) -> Plan:
     """Check the file in ``handle`` (``size`` bytes) for the Transferring Files path: the
     caller found it, or its message with Meta.Destinations set, over ``send_limit``. Raises
     RejectedFile with the reason when it cannot travel."""
@@ -91,6 +91,7 @@ def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
     text = message.decode(skeleton.text)
     doc = message.parse_text(text)
     data_model, event_type = message.describe(doc)
+    chosen_destinations = message.chosen(doc, destinations)   # routed before anything is uploaded
     found = [(span, _container(doc, span)) for span in skeleton.spans]
     chosen = [_is_document(handle, span, container) for span, container in found]
     documents = [pair for pair, is_doc in zip(found, chosen) if is_doc]
@@ -98,7 +99,7 @@ def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
         raise _no_document(size, send_limit)
     edits = _restore(handle, text, [s for (s, _), is_doc in zip(found, chosen) if not is_doc],
                      skeleton.size, send_limit)
-    edits.append(message.destinations_edit(text, doc, destinations))
+    edits.append(message.destinations_edit(text, doc, chosen_destinations))
     if any(span.path == ("Note", "FileContents") for span, _ in documents):
         edits.append(jsonsplice.replace_member(text, ("Note",), "ContentType",
                                                encode_basestring(URI_CONTENT_TYPE)))

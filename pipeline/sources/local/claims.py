@@ -2,7 +2,9 @@
 
 Each process claims into ``processing/<owner>/`` and holds an exclusive ``flock`` on
 ``processing/<owner>/.lock`` for its lifetime, so anyone can tell a live owner from an
-abandoned claim: the kernel drops the lock when the process dies, however it dies.
+abandoned claim: the kernel drops the lock when the process dies, however it dies. A file from
+an inbox subfolder keeps its path in the claim folder (``processing/<owner>/lab/a.json``);
+subfolders left empty are removed.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import logging
 import os
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
-from pipeline.errors import StorageError
-from pipeline.names import fit, is_candidate_name, name_problem, original_name, printable
-from pipeline.sources.local import fsops
+from pipeline.errors import ClaimLost, StorageError
+from pipeline.names import fit, is_candidate_name, original_name, printable
+from pipeline.sources.local import fsops, paths
 from pipeline.values import Claim
 
 log = logging.getLogger("pipeline.store")
@@ -28,8 +30,13 @@ class ClaimFolders:
     """``processing`` and this process's claim folder in it (``owner``). Files that cannot be
     claimed (names an older version took) go back to ``inbox``."""
 
-    def __init__(self, processing: str, owner: str, inbox: str):
+    def __init__(self, processing: str, owner: str, inbox: str,
+                 intend: Callable[[str, float], None] = lambda name, stamp: None,
+                 abandon: Callable[[str, float], None] = lambda name, stamp: None):
+        """``intend(name, stamp)`` is called before an abandoned file is taken over (and
+        ``abandon`` when that failed): ordering registers it first (Source._announce)."""
         self.processing, self.owner, self.inbox = processing, owner, inbox
+        self.intend, self.abandon = intend, abandon
         self.own_dir = os.path.join(processing, owner)
         self._lock_fd: Optional[int] = None
 
@@ -54,6 +61,7 @@ class ClaimFolders:
         if self._lock_fd is None:
             return
         if not self.own_claims():
+            _remove_empty_folders(self.own_dir)
             fsops.unlink_quietly(os.path.join(self.own_dir, LOCK))
             try:
                 os.rmdir(self.own_dir)
@@ -63,19 +71,43 @@ class ClaimFolders:
         self._lock_fd = None
 
     def slot(self, name: str) -> str:
-        """A free path in our claim folder for ``name`` (the folder is ours alone, so
-        check-then-use is safe within this process). A taken name gets a hidden ``.N~`` slot,
-        which can never be mistaken for an inbox name like ``2024~a.json``."""
-        dst = os.path.join(self.own_dir, name)
+        """A free path in our claim folder for ``name`` (its folder made if missing; the claim
+        folder is ours alone, so check-then-use is safe within this process). A taken name gets
+        a hidden ``.N~`` slot beside it, which can never be mistaken for an inbox name like
+        ``2024~a.json``."""
+        dst = paths.ensure_parent(self.own_dir, name)
+        folder, base = os.path.split(dst)
         n = 1
         while os.path.lexists(dst):
-            dst = os.path.join(self.own_dir, fit(f".{n}~", name, ""))
+            dst = os.path.join(folder, fit(f".{n}~", base, ""))
             n += 1
         return dst
 
+    def take(self, src: str, name: str) -> str:
+        """Rename ``src`` into a slot for ``name``: whoever's rename succeeds owns the file.
+        ClaimLost if it vanished (or someone else was first). A slot folder removed meanwhile
+        by our own tidying (a file beside it just finished) is made again."""
+        for _ in range(5):
+            dst = self.slot(name)
+            try:
+                os.rename(src, dst)   # atomic on one filesystem
+                return dst
+            except FileNotFoundError:
+                if not os.path.lexists(src):
+                    raise ClaimLost("the file vanished or another worker claimed it", src) from None
+            except OSError as exc:
+                raise StorageError(f"cannot claim ({exc.strerror})", src) from None
+        raise StorageError("cannot claim (its folder in processing keeps vanishing)", src)
+
+    def tidy(self, location: str) -> None:
+        """After a file left ``location`` (in our claim folder): remove its folders while empty."""
+        rel = os.path.relpath(os.path.dirname(location), self.own_dir)
+        if rel != "." and not rel.startswith(".."):
+            paths.tidy(self.own_dir, rel.replace(os.sep, "/"))
+
     def own_claims(self) -> list[str]:
-        """Paths of the files now in our claim folder."""
-        return [os.path.join(self.own_dir, n) for n in _names(self.own_dir) if n != LOCK]
+        """Paths of the files now in our claim folder (subfolders included)."""
+        return [path for path, _ in _files(self.own_dir)]
 
     def has_claims(self) -> bool:
         """Is anything claimed in processing (ours, someone else's, or nobody's)?"""
@@ -83,7 +115,7 @@ class ClaimFolders:
             path = os.path.join(self.processing, name)
             if name.startswith("."):
                 continue
-            if not os.path.isdir(path) or any(n != LOCK for n in _names(path)):
+            if not os.path.isdir(path) or any(True for _ in _files(path)):
                 return True
         return False
 
@@ -119,9 +151,9 @@ class ClaimFolders:
                 return []          # its owner is alive: leave its claims alone
         try:
             claims = []
-            for name in _names(folder):
-                if name != LOCK:
-                    claims += self._adopt_file(os.path.join(folder, name), original_name(name))
+            for path, name in _files(folder):
+                claims += self._adopt_file(path, name)
+            _remove_empty_folders(folder)
             fsops.unlink_quietly(lock)
             try:
                 os.rmdir(folder)
@@ -133,28 +165,56 @@ class ClaimFolders:
                 os.close(fd)
 
     def _adopt_file(self, path: str, name: str) -> list[Claim]:
-        if name_problem(name):
+        if paths.name_problem(name):
             # claimed by an older version that took such names: back to the inbox, left alone
             self._return_unclaimable(path, name)
             return []
         try:
             info = os.lstat(path)
-            dst = self.slot(name)
-            os.rename(path, dst)
         except FileNotFoundError:
             return []               # another recovering worker took it first
+        self.intend(name, info.st_mtime)
+        try:
+            dst = self.slot(name)
+            os.rename(path, dst)
         except OSError as exc:
-            log.error("cannot adopt an abandoned claim", extra={"file": name, "error": exc.strerror})
+            self.abandon(name, info.st_mtime)
+            if not isinstance(exc, FileNotFoundError):   # else: another recovering worker was first
+                log.error("cannot adopt an abandoned claim", extra={"file": name, "error": exc.strerror})
             return []
-        return [Claim(name=name, location=dst, source=os.path.join(self.inbox, name),
+        return [Claim(name=name, location=dst, source=paths.join(self.inbox, name),
                       size=info.st_size, mtime=info.st_mtime, claimed_at=time.time())]
 
     def _return_unclaimable(self, path: str, name: str) -> None:
         try:
-            fsops.move_noreplace(path, os.path.join(self.inbox, name))
+            fsops.move_noreplace(path, paths.ensure_parent(self.inbox, name))
         except (OSError, StorageError) as exc:
             log.error("cannot return an unclaimable file to the inbox",
                       extra={"file": printable(name), "error": str(exc)})
+
+
+def _files(folder: str):
+    """(path, name) of each claimed file in a claim folder, subfolders included: ``name`` is
+    its path below the folder with a ``.N~`` slot prefix undone (never the lock)."""
+    try:
+        for rel, entry in paths.walk(folder, recursive=True):
+            if rel == LOCK:
+                continue
+            sub, base = paths.split(rel)
+            original = original_name(base)
+            yield entry.path, f"{sub}/{original}" if sub else original
+    except OSError:
+        return
+
+
+def _remove_empty_folders(folder: str) -> None:
+    """Remove the empty subfolders below ``folder`` (deepest first), never ``folder`` itself."""
+    for root, dirs, _ in os.walk(folder, topdown=False):
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(root, name))
+            except OSError:
+                pass
 
 
 def _names(folder: str) -> list[str]:

@@ -2,7 +2,9 @@
 
 The :class:`~pipeline.sources.base.Source` for ``source.kind: local``. A claim is an atomic
 rename into this process's claim folder (claims.py: who owns what, and adopting the claims of
-dead processes); finishing writes the sidecar, then moves the file beside it.
+dead processes); finishing writes the sidecar, then moves the file beside it. With
+``recursive`` a file's name is its path below the inbox (paths.py), kept under processing/,
+done/ and failed/.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from typing import BinaryIO, Iterator, Optional
 from pipeline import failpoints, sidecar
 from pipeline.errors import ClaimLost, ConfigError, StorageError
 from pipeline.names import candidates as _candidates
-from pipeline.names import is_candidate_name, name_problem
 from pipeline.names import printable as _printable
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import Source, Watch
-from pipeline.sources.local import fsops
+from pipeline.sources.local import fsops, paths
 from pipeline.sources.local.claims import ClaimFolders
+from pipeline.sources.local.orderstore import LocalOrderStore
 from pipeline.sources.local.watch import Watcher
 from pipeline.values import Claim, Drop
 
 SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
+ADOPT_INTERVAL = 10.0  # with ordering on: seconds between looks for a dead process's claims
 log = logging.getLogger("pipeline.store")
 
 
@@ -37,10 +40,12 @@ class LocalStore(Source):
 
     kind = "local"
 
-    def __init__(self, inbox: str, processing: str, done: str, failed: str, pattern: str, owner: str):
+    def __init__(self, inbox: str, processing: str, done: str, failed: str, pattern: str, owner: str,
+                 recursive: bool = False):
         self.inbox, self.processing, self.pattern, self.owner = inbox, processing, pattern, owner
+        self.recursive = recursive
         self.folders = {"done": done, "failed": failed}
-        self.claims = ClaimFolders(processing, owner, inbox)
+        self.claims = ClaimFolders(processing, owner, inbox, self._announce, self._withdraw)
         self._synced: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._noted: set[str] = set()      # names already warned about (left alone)
@@ -80,38 +85,37 @@ class LocalStore(Source):
 
     # -- discover / claim ------------------------------------------------------------------
     def scan(self) -> Iterator[Drop]:
-        """Regular files in the inbox whose names count (one directory listing, lstat only).
+        """Regular files in the inbox whose names count (lstat only; with ``recursive`` the
+        subfolders too, one at a time, never the whole tree in memory).
 
         Anything else whose name matches (a symlink, directory, FIFO, a name that is not UTF-8
         or too long) is left alone, with one warning per name while it stays there. An inbox
         that exists but cannot be listed raises StorageError.
         """
+        noted: set[str] = set()
         try:
-            entries = os.scandir(self.inbox)
+            for name, entry in paths.walk(self.inbox, self.recursive):
+                drop = self._drop(name, entry.stat, noted)
+                if drop is not None:
+                    yield drop
         except FileNotFoundError:
             return
         except OSError as exc:
             raise StorageError(f"cannot list the inbox ({exc.strerror})", self.inbox) from None
-        noted: set[str] = set()
-        with entries:
-            for entry in entries:
-                drop = self._drop(entry.name, entry.stat, noted)
-                if drop is not None:
-                    yield drop
         self._noted &= noted        # forget names that are gone, so a new one is noted again
 
     def stat(self, name: str) -> Drop | None:
         """The inbox file ``name`` as it is now, or None if it is gone or not one to take."""
-        return self._drop(name, lambda follow_symlinks: os.lstat(os.path.join(self.inbox, name)))
+        return self._drop(name, lambda follow_symlinks: os.lstat(paths.join(self.inbox, name)))
 
     def _drop(self, name: str, lstat, noted: Optional[set] = None) -> Drop | None:
-        if not is_candidate_name(name, self.pattern):
+        if not paths.is_candidate(name, self.pattern, self.recursive):
             return None
         try:
             info = lstat(follow_symlinks=False)
         except OSError:
             return None
-        why = name_problem(name)
+        why = paths.name_problem(name)
         if why is None and not stat.S_ISREG(info.st_mode):
             why = f"it is {fsops.describe_mode(info.st_mode)}, not a regular file"
         if why is None:
@@ -129,14 +133,13 @@ class LocalStore(Source):
         What the rename moved is checked against ``drop``: a file replaced or rewritten since
         it was seen settled (or swapped for a symlink) is put back to settle again, ClaimLost.
         """
-        src = os.path.join(self.inbox, drop.name)
-        dst = self.claims.slot(drop.name)
+        src = paths.join(self.inbox, drop.name)
+        self._announce(drop.name, drop.mtime)
         try:
-            os.rename(src, dst)   # atomic on one filesystem: whoever's rename succeeds owns it
-        except FileNotFoundError:
-            raise ClaimLost("the file vanished or another worker claimed it", src) from None
-        except OSError as exc:
-            raise StorageError(f"cannot claim ({exc.strerror})", src) from None
+            dst = self.claims.take(src, drop.name)
+        except BaseException:
+            self._withdraw(drop.name, drop.mtime)
+            raise
         claim = Claim(name=drop.name, location=dst, source=src, size=drop.size,
                       mtime=drop.mtime, claimed_at=time.time())
         try:
@@ -145,6 +148,7 @@ class LocalStore(Source):
             raise ClaimLost("the file vanished right after it was claimed", src) from None
         if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime) != (drop.size, drop.mtime):
             self.release(claim)
+            self._withdraw(drop.name, drop.mtime)
             raise ClaimLost("the file changed while it was being claimed; it settles again", src)
         return claim
 
@@ -153,11 +157,14 @@ class LocalStore(Source):
         return fsops.open_regular(claim.location)
 
     def release(self, claim: Claim) -> str:
-        """Put a claimed file back in the inbox (under its own name if free). Returns the path."""
-        for candidate in _candidates(claim.name):
-            dst = os.path.join(self.inbox, candidate)
+        """Put a claimed file back in the inbox (under its own name if free, in its own folder,
+        made again if upstream removed it meanwhile). Returns the path."""
+        folder, base = paths.split(claim.name)
+        for candidate in _candidates(base):
             try:
+                dst = paths.ensure_parent(self.inbox, f"{folder}/{candidate}" if folder else candidate)
                 fsops.move_noreplace(claim.location, dst)
+                self.claims.tidy(claim.location)
                 return dst
             except FileExistsError:
                 continue
@@ -172,10 +179,11 @@ class LocalStore(Source):
         Never overwrites: a taken name gets a ``-N`` suffix. A sidecar left by our own earlier,
         interrupted finish (same ``claim_id``, no file beside it) is reused. Returns the path.
         """
-        folder = self.folders[status]
-        if not os.path.isdir(folder):       # removed while we run: made again
+        sub, base = paths.split(claim.name)
+        folder = paths.join(self.folders[status], sub)
+        if not os.path.isdir(folder):       # removed while we run (or a new subfolder): made
             fsops.ensure_dir(folder)
-        for candidate in _candidates(os.path.basename(claim.name)):
+        for candidate in _candidates(base):
             dest = os.path.join(folder, candidate)
             if os.path.lexists(dest):
                 if _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id:
@@ -199,6 +207,7 @@ class LocalStore(Source):
                 why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
                 raise StorageError(f"cannot move the file to {status} ({why})", dest) from None
             self._sync_soon(folder)
+            self.claims.tidy(claim.location)
             return dest
         raise StorageError("no free name to finish to", folder)  # pragma: no cover
 
@@ -214,8 +223,9 @@ class LocalStore(Source):
         (None while the file still lies at ``location``: its owner, or our adoption, finishes it)."""
         if location and os.path.lexists(location):
             return None
-        for candidate in _candidates(os.path.basename(name)):
-            dest = os.path.join(self.folders[status], candidate)
+        sub, base = paths.split(name)
+        for candidate in _candidates(base):
+            dest = os.path.join(paths.join(self.folders[status], sub), candidate)
             if not os.path.lexists(dest + SIDECAR_SUFFIX):
                 return None
             if self._already_moved(dest, claim_id):
@@ -259,6 +269,15 @@ class LocalStore(Source):
     def has_claims(self) -> bool:
         return self.claims.has_claims()
 
+    def order_store(self) -> LocalOrderStore:
+        return LocalOrderStore(self.inbox, self.processing, self.folders["failed"], self.owner)
+
+    @property
+    def recover_interval(self) -> Optional[float]:
+        """With ordering on, the claims of a process that died hold back the later files of
+        their keys: look for them every ADOPT_INTERVAL seconds, not only at start."""
+        return ADOPT_INTERVAL if self.claim_hooks is not None else None
+
     def own_claims(self) -> list[str]:
         """Paths of the files now in our claim folder."""
         return self.claims.own_claims()
@@ -267,7 +286,7 @@ class LocalStore(Source):
         """File events on the inbox (watchdog) for a service; a cron run only lists."""
         if once:
             return None
-        return Watcher(self.inbox, events).start()
+        return Watcher(self.inbox, events, self.recursive).start()
 
 
 def _check_inbox(path: str) -> None:

@@ -15,39 +15,42 @@ from typing import Iterator, Optional
 
 from pipeline import sidecar
 from pipeline.errors import ClaimLost, StorageError
-from pipeline.names import is_candidate_name
+from pipeline.names import original_name
 from pipeline.sources.base import Entry, FolderView
-from pipeline.sources.local import fsops
+from pipeline.sources.local import fsops, paths
+from pipeline.sources.local.orderstore import LocalOrderStore
 
 
 class LocalView(FolderView):
     """The local folders named in ``roots`` (inbox, processing, done, failed → a path); inbox
-    names count when they match ``pattern``. Nothing is created; a missing folder is empty."""
+    names count when they match ``pattern`` (with ``recursive``, in subfolders too). Nothing is
+    created; a missing folder is empty. ``keep_drop_time`` (ordering on): a file put back into
+    the inbox keeps its mtime, so it keeps its place in its key's drop order."""
 
     kind = "local"
 
-    def __init__(self, roots: dict[str, str], pattern: str = "*.json"):
+    def __init__(self, roots: dict[str, str], pattern: str = "*.json", recursive: bool = False,
+                 keep_drop_time: bool = False):
         self.roots, self.pattern = dict(roots), pattern
+        self.recursive, self.keep_drop_time = recursive, keep_drop_time
 
     def where(self, folder: str, path: str = "") -> str:
         return os.path.join(self.roots[folder], *path.split("/")) if path else self.roots[folder]
 
     def inbox_entries(self) -> Iterator[Entry]:
-        """Regular files directly in the inbox whose names the pipeline takes."""
+        """Regular files in the inbox whose names the pipeline takes (``path``: below it)."""
         try:
-            listing = os.scandir(self.roots["inbox"])
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        with listing:
-            for item in listing:
-                if not is_candidate_name(item.name, self.pattern):
+            for name, item in paths.walk(self.roots["inbox"], self.recursive):
+                if not paths.is_candidate(name, self.pattern, self.recursive):
                     continue
                 try:
                     info = item.stat(follow_symlinks=False)
                 except OSError:
                     continue
                 if stat.S_ISREG(info.st_mode):
-                    yield Entry("inbox", item.name, info.st_size, info.st_mtime)
+                    yield Entry("inbox", name, info.st_size, info.st_mtime)
+        except OSError:            # no inbox (yet): nothing waits
+            return
 
     def listing(self, folder: str) -> Iterator[Entry]:
         for rel, info in _walk(self.roots[folder]):
@@ -68,19 +71,37 @@ class LocalView(FolderView):
             return hashlib.file_digest(handle, "sha256").hexdigest()
 
     def inbox_name(self, entry: Entry) -> str:
-        """A failed file goes back into the (flat) inbox under its own name."""
-        return entry.name
+        """A failed file goes back under its path below failed/ when the inbox is read
+        recursively (the path it came from), else under its own name into the flat inbox."""
+        return entry.path if self.recursive else entry.name
+
+    def claimed_name(self, entry: Entry) -> str:
+        """``<owner>/lab/.1~a.json`` in processing/ was ``lab/a.json`` in the inbox."""
+        parts = entry.path.split("/")
+        folder, base = paths.split("/".join(parts[1:] if len(parts) > 1 else parts))
+        base = original_name(base)
+        return f"{folder}/{base}" if folder else base
+
+    def order_store(self) -> Optional[LocalOrderStore]:
+        if not self.keep_drop_time:
+            return None
+        return LocalOrderStore(self.roots["inbox"], self.roots["processing"], self.roots["failed"], owner="")
 
     def inbox_has(self, name: str) -> bool:
         return os.path.lexists(self.where("inbox", name))
 
-    def move_to_inbox(self, entry: Entry, name: str) -> str:
+    def move_to_inbox(self, entry: Entry, name: str, dropped_at: Optional[float] = None) -> str:
         """Move ``entry`` into the inbox as ``name``, never overwriting (FileExistsError), with
-        its mtime set to now: to the pipeline it is a fresh drop. ClaimLost if it vanished."""
+        its mtime set to now (to the pipeline it is a fresh drop), or with ``keep_drop_time``
+        left as it was (its mtime is still its drop time: renames keep it). ClaimLost if it
+        vanished."""
         src, dst = self.where(entry.folder, entry.path), self.where("inbox", name)
         fsops.ensure_dir(os.path.dirname(dst))
         try:
-            os.utime(src, follow_symlinks=False)
+            if self.keep_drop_time:
+                os.lstat(src)
+            else:
+                os.utime(src, follow_symlinks=False)
         except FileNotFoundError:
             raise ClaimLost("the file vanished", src) from None
         fsops.move_noreplace(src, dst)

@@ -15,24 +15,36 @@ log = logging.getLogger("pipeline.discover")
 
 
 class Watcher:
-    """Watchdog on the inbox, putting changed names on ``hints``. Handlers only enqueue."""
+    """Watchdog on the inbox (with ``recursive``, its subfolders too), putting changed names
+    (paths below the inbox, ``/``-separated) on ``hints``. Handlers only enqueue; names in
+    hidden folders are not hinted (the runner would only reject them)."""
 
-    def __init__(self, folder: str, hints: "queue.Queue"):
+    def __init__(self, folder: str, hints: "queue.Queue", recursive: bool = False):
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
 
         folder = os.path.abspath(folder)
+
+        def name_of(path) -> str | None:
+            rel = os.path.relpath(os.fsdecode(path), folder)
+            if rel.startswith("..") or rel == ".":
+                return None
+            parts = rel.split(os.sep)
+            if len(parts) > 1 and (not recursive or any(p.startswith(".") for p in parts[:-1])):
+                return None
+            return "/".join(parts)
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
                 if event.is_directory:
                     return
                 for path in (getattr(event, "dest_path", None), event.src_path):
-                    if path and os.path.dirname(os.fsdecode(path)) == folder:
-                        hints.put(("hint", os.path.basename(os.fsdecode(path))))
+                    name = name_of(path) if path else None
+                    if name:
+                        hints.put(("hint", name))
 
         self.observer = Observer()
-        self.observer.schedule(Handler(), folder, recursive=False)
+        self.observer.schedule(Handler(), folder, recursive=recursive)
 
     def start(self) -> "Watcher":
         try:

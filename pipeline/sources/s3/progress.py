@@ -29,14 +29,18 @@ log = logging.getLogger("pipeline.s3")
 
 
 PROGRESS_META = "redox-progress"     # x-amz-meta-redox-progress: SEND progress of a released object
+DROPPED_META = "redox-dropped-at"    # x-amz-meta-redox-dropped-at: its drop time (epoch seconds)
 
 
-def carry_progress(progress: Optional[dict]) -> Optional[dict]:
+def carry_progress(progress: Optional[dict], dropped: Optional[float] = None) -> Optional[dict]:
     """User metadata carrying a released object's SEND progress to whoever claims it next
-    (S3 allows 2 KB of user metadata). Accepted Log IDs that do not fit are dropped; the counts
-    never are, and an accepted SEND then makes the next one a possible duplicate."""
+    (S3 allows 2 KB of user metadata), and its drop time (a copy gets a new LastModified; the
+    drop time decides its place in ordering's sequences). Accepted Log IDs that do not fit are
+    dropped; the counts never are, and an accepted SEND then makes the next one a possible
+    duplicate."""
+    meta = {DROPPED_META: repr(float(dropped))} if dropped else {}
     if not progress:
-        return None
+        return meta or None
     text = json.dumps(progress, separators=(",", ":"))
     if len(text) > 1800:
         small = {k: progress[k] for k in ("sends_started", "sends_ended", "http_status", "maybe_seen")
@@ -44,7 +48,17 @@ def carry_progress(progress: Optional[dict]) -> Optional[dict]:
         if progress.get("accepted"):
             small["maybe_seen"] = True
         text = json.dumps(small, separators=(",", ":"))
-    return {PROGRESS_META: text}
+    return {PROGRESS_META: text, **meta}
+
+
+def dropped_at(head: dict) -> Optional[float]:
+    """The drop time an object put back into the inbox carries (from its HEAD), or None."""
+    text = (head.get("Metadata") or {}).get(DROPPED_META)
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value and value > 0 else None
 
 
 def carried_progress(head: dict) -> Optional[dict]:

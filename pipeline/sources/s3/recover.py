@@ -15,6 +15,7 @@ An object in processing/ with no lease at all (an operator's doing) is leased an
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from pipeline.errors import ClaimLost
 from pipeline.sources.s3.api import epoch
@@ -27,6 +28,9 @@ log = logging.getLogger("pipeline.s3")
 
 class Recovery:
     """Mixed into S3Store (uses its bucket, leases, prefixes and ``_move_in``)."""
+
+    _announce: Callable[[str, float], None]       # Source's: ordering hears of a take-over first
+    _withdraw: Callable[[str, float], None]
 
     def adopt_orphans(self) -> list[Claim]:
         """Take over claims whose lease expired (their worker died or stalled), and objects
@@ -44,9 +48,12 @@ class Recovery:
                 name = key[len(self.processing):]
                 if key.startswith(lease_dir) or name in leased or not is_ours(name, "*"):
                     continue
+                stamp = epoch(item["LastModified"])
+                self._announce(name, stamp)
                 try:
-                    lease = self.leases.acquire(name, source_mtime=epoch(item["LastModified"]))
+                    lease = self.leases.acquire(name, source_mtime=stamp)
                 except ClaimLost:
+                    self._withdraw(name, stamp)
                     continue
                 adopted += self._settle_adopted(lease)
         return adopted
@@ -58,9 +65,12 @@ class Recovery:
         body, etag = found
         if body.get("owner") == self.owner or not self.leases.expired(body):
             return []
+        stamp = float(body.get("source_mtime") or 0)
+        self._announce(name, stamp)         # ordering: known to be ours before it is
         try:
             lease = self.leases.take_over(name, body, etag)
         except ClaimLost:
+            self._withdraw(name, stamp)
             return []
         log.warning("took over an expired lease", extra={"file": name, "holder": body.get("owner")})
         return self._settle_adopted(lease)
@@ -73,6 +83,7 @@ class Recovery:
             claim = None
         if claim is None:
             self.leases.release(lease)
+            self._withdraw(lease.name, float(lease.body.get("source_mtime") or 0))
             return []
         if lease.body.get("progress"):
             self._inherited[claim.name] = dict(lease.body["progress"])
@@ -81,9 +92,9 @@ class Recovery:
         return [claim]
 
     def has_claims(self) -> bool:
-        """Is anything in processing/ (ours, someone else's, or nobody's)?"""
-        lease_dir = self.processing + LEASE_DIR
+        """Is anything in processing/ (ours, someone else's, or nobody's)? Leases and the
+        ordering board (hidden folders) are not claims."""
         for page in self.bucket.pages(self.processing, self.page_size):
-            if any(not item["Key"].startswith(lease_dir) for item in page):
+            if any(is_ours(item["Key"][len(self.processing):], "*") for item in page):
                 return True
         return False

@@ -84,4 +84,5 @@ def open_view(settings) -> S3View:
     src, folders = settings.source, settings.folders
     bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region)
     return S3View(bucket, {"inbox": src.prefix, "processing": folders.processing, "done": folders.done,
-                           "failed": folders.failed}, src.pattern, src.page_size)
+                           "failed": folders.failed}, src.pattern, src.page_size,
+                  keep_drop_time=settings.ordering.by != "none")

@@ -26,7 +26,8 @@ from pipeline.sources.base import Source
 from pipeline.sources.s3.api import Bucket, epoch
 from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
-from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress
+from pipeline.sources.s3.orderstore import S3OrderStore
+from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress, dropped_at
 from pipeline.sources.s3.recover import Recovery
 from pipeline.values import Claim, Drop
 
@@ -95,6 +96,11 @@ class S3Store(Recovery, Progress, Source):
         only at start."""
         return self.lease_seconds / 2
 
+    def order_store(self) -> S3OrderStore:
+        return S3OrderStore(self.bucket, prefix=self.prefix, processing=self.processing,
+                            failed=self.folders["failed"], leases=self.leases,
+                            lease_seconds=self.lease_seconds, page_size=self.page_size, clock=self.clock)
+
     def drained(self) -> bool:
         """SQS ``--once``: the queue had nothing more and every message we took is resolved."""
         return self.feed is None or self.feed.drained()
@@ -129,7 +135,8 @@ class S3Store(Recovery, Progress, Source):
             if len(self._seen) > 10000:
                 self._seen.clear()
             self._seen[name] = (head["ETag"], carried_progress(head))
-            return Drop(name, int(head["ContentLength"]), epoch(head["LastModified"]))
+            # an object put back (released, retry-failed) keeps its drop time in its metadata
+            return Drop(name, int(head["ContentLength"]), dropped_at(head) or epoch(head["LastModified"]))
         if self.feed:
             self._settle_messages(name)
         return None
@@ -157,16 +164,21 @@ class S3Store(Recovery, Progress, Source):
         """Take the lease on ``drop.name``, then move the object into processing/.
         ClaimLost if another worker holds the name or the object vanished."""
         etag, carried = self._seen.pop(drop.name, (None, None))
-        lease = self.leases.acquire(drop.name, source_etag=etag, source_mtime=drop.mtime,
-                                    size=drop.size, progress=carried or {})
+        self._announce(drop.name, drop.mtime)
+        try:
+            lease = self.leases.acquire(drop.name, source_etag=etag, source_mtime=drop.mtime,
+                                        size=drop.size, progress=carried or {})
+        except BaseException:
+            self._withdraw(drop.name, drop.mtime)
+            raise
         try:
             claim = self._move_in(lease, drop.size, drop.mtime)
+            if claim is None:
+                raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
         except ClaimLost:
             self.leases.release(lease)
+            self._withdraw(drop.name, drop.mtime)
             raise
-        if claim is None:
-            self.leases.release(lease)
-            raise ClaimLost("the object vanished", self.bucket.uri(self.prefix + drop.name))
         if carried and lease.body.get("source_etag"):
             self._inherited[drop.name] = carried       # released by a worker elsewhere
         if self.feed:
@@ -267,7 +279,8 @@ class S3Store(Recovery, Progress, Source):
                 break
         else:  # pragma: no cover - 100,000 objects under one name
             raise StorageError("no free name to release to", self.inbox)
-        self.bucket.copy(claim.location, dst, claim.size, metadata=carry_progress(lease.body.get("progress")))
+        self.bucket.copy(claim.location, dst, claim.size,
+                         metadata=carry_progress(lease.body.get("progress"), claim.mtime))
         self.bucket.delete(claim.location)
         self.leases.release(lease)
         if self.feed:

@@ -16,6 +16,9 @@ from pipeline.errors import ClaimLost
 from pipeline.sources.base import Entry, FolderView
 from pipeline.sources.s3.api import Bucket, epoch
 from pipeline.sources.s3.keys import folder_prefix, is_ours, visible
+from pipeline.sources.s3.lease import LEASE_DIR, Leases
+from pipeline.sources.s3.orderstore import S3OrderStore
+from pipeline.sources.s3.progress import carry_progress
 
 
 class S3View(FolderView):
@@ -25,8 +28,11 @@ class S3View(FolderView):
     kind = "s3"
 
     def __init__(self, bucket: Bucket, prefixes: dict[str, str], pattern: str = "*.json",
-                 page_size: int = 1000):
+                 page_size: int = 1000, keep_drop_time: bool = False):
+        """``keep_drop_time`` (ordering on): an object put back into the inbox carries its drop
+        time in its metadata (a copy gets a new LastModified), keeping its place in order."""
         self.bucket, self.pattern, self.page_size = bucket, pattern, page_size
+        self.keep_drop_time = keep_drop_time
         self.prefixes = {folder: folder_prefix(value) for folder, value in prefixes.items()}
 
     def where(self, folder: str, path: str = "") -> str:
@@ -60,7 +66,16 @@ class S3View(FolderView):
     def inbox_has(self, name: str) -> bool:
         return self.bucket.head(self.prefixes["inbox"] + name) is not None
 
-    def move_to_inbox(self, entry: Entry, name: str) -> str:
+    def order_store(self) -> Optional[S3OrderStore]:
+        if not self.keep_drop_time:
+            return None
+        processing = self.prefixes["processing"]
+        return S3OrderStore(self.bucket, prefix=self.prefixes["inbox"], processing=processing,
+                            failed=self.prefixes["failed"],
+                            leases=Leases(self.bucket, processing + LEASE_DIR, "", 1.0),
+                            lease_seconds=1.0, page_size=self.page_size)
+
+    def move_to_inbox(self, entry: Entry, name: str, dropped_at: Optional[float] = None) -> str:
         """Copy the object back under the inbox prefix (a new object: to the pipeline it is a
         fresh drop), then delete it from its folder. FileExistsError when the name is taken
         (checked just before the copy: S3 offers no create-only copy to close that gap)."""
@@ -70,7 +85,9 @@ class S3View(FolderView):
         head = self.bucket.head(src)
         if head is None:
             raise ClaimLost("the object vanished", self.bucket.uri(src))
-        self.bucket.copy(src, dst, int(head.get("ContentLength") or 0), src_etag=head.get("ETag"))
+        keep = carry_progress(None, dropped_at) if self.keep_drop_time and dropped_at else None
+        self.bucket.copy(src, dst, int(head.get("ContentLength") or 0), src_etag=head.get("ETag"),
+                         metadata=keep)
         self.bucket.delete(src)
         return self.bucket.uri(dst)
 
