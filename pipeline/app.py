@@ -8,12 +8,14 @@ import re
 import secrets
 import socket
 import threading
+from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from pipeline.config import Settings
 from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
 from pipeline.errors import ConfigError
 from pipeline.flow.addressing import Addressing
+from pipeline.flow.concurrency import Concurrency
 from pipeline.flow.ordering import make_sequencer
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
 from pipeline.flow.routes import Router
@@ -101,7 +103,8 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
     journal = store.wrap_journal(journal)     # S3: SEND progress travels with the lease
     from pipeline.flow.pulse import Pulse
     pulse = pulse or Pulse()
-    observe = pulse.observer(metrics.observe if metrics else None)
+    concurrency = Concurrency.for_workers(settings.workers, settings.redox.max_requests_per_second)
+    observe = pulse.observer(_follow(concurrency, metrics.observe if metrics else None))
     transfer = Transfer(store, journal, client, [d.model_dump() for d in settings.destinations],
                         settings.redox.send_limit_bytes, settings.redox.upload_limit_bytes,
                         observe=observe)
@@ -109,12 +112,24 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
                     addressing=make_addressing(settings, store, once=once), observe=observe)
-    return Runner(store, journal, work, workers=settings.fixed_workers,
+    return Runner(store, journal, work, workers=concurrency,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
                   progress=progress, metrics=metrics, pulse=pulse, on_turn=on_turn,
                   request_timeout=settings.redox.connect_timeout_seconds + settings.redox.timeout_seconds)
+
+
+def _follow(concurrency: Concurrency, then: Optional[Callable[..., None]]) -> Callable[..., None]:
+    """An ``observe(kind, status=, elapsed=)`` hook that tells ``concurrency`` how each SEND
+    went (its status, and how long the exchange took from its departure: the transport's
+    ``elapsed`` leaves out the wait at the rate limiter), then ``then`` (the metrics)."""
+    def observe(kind: str, *, status: Optional[int] = None, elapsed: Optional[float] = None) -> None:
+        if kind == "send":
+            concurrency.observe_reply(status, elapsed)
+        if then is not None:
+            then(kind, status=status, elapsed=elapsed)
+    return observe
 
 
 def make_addressing(settings: Settings, store: Source, *, once: bool) -> Addressing:

@@ -228,7 +228,6 @@ def test_workers_is_auto_unless_set(tmp_path):
     settings = load(tmp_path)
     assert settings.workers == "auto"
     assert settings.worker_ceiling == AUTO_CEILING
-    assert settings.fixed_workers == 4                 # until the runner follows the controller
 
 
 @pytest.mark.parametrize("text, value", [("auto", "auto"), ("Auto", "auto"), ("'auto'", "auto"),
@@ -237,7 +236,7 @@ def test_workers_takes_auto_or_a_number(tmp_path, text, value):
     settings = load(tmp_path, f"workers: {text}\n")
     assert settings.workers == value
     if value != "auto":
-        assert settings.worker_ceiling == settings.fixed_workers == value
+        assert settings.worker_ceiling == value
 
 
 @pytest.mark.parametrize("text", ["0", "257", "-3", "2.5", "many", "true", "null", "[4]", "''"])

@@ -14,9 +14,6 @@ from pydantic_core import PydanticCustomError
 # ``workers: auto`` keeps as many files in flight as the rate limit and Redox's latency call
 # for (pipeline/flow/concurrency.py), at most this many; a number is a fixed cap
 AUTO_WORKERS_CEILING = 64
-# what a runner that does not follow the concurrency controller runs ``auto`` with (the old
-# default), until it does
-AUTO_WORKERS_FIXED = 4
 MAX_WORKERS = 256
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
@@ -215,12 +212,6 @@ class Settings(_Model):
         """The most files in flight: ``workers``, or for ``auto`` its ceiling. Thread and
         connection pools are sized for this."""
         return AUTO_WORKERS_CEILING if self.workers == "auto" else self.workers
-
-    @property
-    def fixed_workers(self) -> int:
-        """Files in flight for a runner with a fixed count: ``workers``, or for ``auto`` the
-        old default until the runner follows pipeline.flow.concurrency."""
-        return AUTO_WORKERS_FIXED if self.workers == "auto" else self.workers
 
     @property
     def umask_value(self) -> int:

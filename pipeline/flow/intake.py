@@ -1,66 +1,129 @@
 """discover + claim, for the runner: which inbox files are ready, and taking them.
 
-Events are hints, the listing is the truth: ``rescan()`` lists the source,
-``hint(name)`` looks at one name an event mentioned, ``recheck_settling()`` looks again at files
-whose settle time has come. ``claim_next()`` claims the oldest settled file, unless it changed
-since it settled (then it settles again) or someone else was first. Storage trouble skips a name
-for now (it is seen again); a source that refuses our credentials sets ``fatal``.
+Events are hints, the listing is the truth: a *pass* lists the source on a thread of its own
+(scanner.py) while the runner takes what it has found so far, a few chunks per loop turn
+(``advance``), so a backlog of a million files starts sending within a second of the listing's
+start instead of after it; ``rescan()`` does a whole pass at once. ``hint(name)`` looks at one
+name an event mentioned, ``recheck_settling()`` looks again at files whose settle time has
+come. Claiming is split so that it can run off the loop: ``next_settled()`` (loop) hands out
+the oldest settled file, ``try_claim(drop)`` (any thread) checks it is still as it settled and
+claims it, ``claimed(...)`` (loop) books the outcome: a file that changed since it settled
+settles again, one someone else was first to is skipped. Storage trouble skips a name for now
+(it is seen again); a source that refuses our credentials sets ``fatal``.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from pipeline import failpoints
 from pipeline.errors import AuthError, ClaimLost, StorageError
+from pipeline.flow.scanner import Pass
 from pipeline.flow.settle import Settler
 from pipeline.values import Claim, Drop
 
 log = logging.getLogger("pipeline.run")
+Tried = tuple[str, Union[Claim, Drop, str, None]]     # what try_claim found (see there)
 
 
 class Intake:
-    """The runner's view of the source. ``once``: only the names present at the first scan
+    """The runner's view of the source. ``once``: only the names present at the first pass
     count (``initial``), unless the store is queue-fed (its events are the only names)."""
 
     def __init__(self, store, journal, settler: Settler, *, once: bool, queue_fed: bool,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time, wake: Optional[queue.Queue] = None):
         self.store, self.journal, self.settler = store, journal, settler
-        self.once, self.queue_fed, self.wall = once, queue_fed, wall
+        self.once, self.queue_fed, self.wall, self.wake = once, queue_fed, wall, wake
         self.initial: Optional[set[str]] = None   # --once: the names present at start
         self.not_due: dict[str, float] = {}       # released for a retry not due yet
-        self.oldest_inbox: Optional[float] = None # mtime of the oldest inbox file at the last scan
+        self.oldest_inbox: Optional[float] = None # mtime of the oldest inbox file at the last pass
         self.fatal: Optional[str] = None
         self.unfinished: set[str] = set()         # --once: names it could not claim
+        self.passes = 0                           # full passes completed
+        self._pass: Optional[Pass] = None
+        self._oldest: Optional[float] = None
+        self._first: Optional[set[str]] = set() if once and not queue_fed else None
         ordering = getattr(store, "claim_hooks", None)   # ordering, when on, registered with the source
         if ordering is not None:
             settler.paused = ordering.crowded    # enough files parked: claim no more for now
 
-    def rescan(self) -> None:
-        """List the source; every file seen is observed by the settler."""
+    # -- passes --------------------------------------------------------------------------------
+    @property
+    def scanning(self) -> bool:
+        return self._pass is not None
+
+    def start_pass(self) -> None:
+        """Begin listing the source in the background (unless a pass is under way)."""
+        if self._pass is not None:
+            return
         if not self.queue_fed:
             try:
                 self.not_due = self.journal.not_due(self.wall())
             except StorageError as exc:
                 log.error("cannot read the journal", extra={"error": str(exc)})
-        present, oldest = set(), None
+        self.settler.begin_pass()
+        self._oldest = None
+        self._pass = Pass(self.store, self.wake)
+
+    def advance(self, chunks: int = 8) -> None:
+        """Observe what the pass found since the last call (at most ``chunks`` chunks)."""
+        current = self._pass
+        if current is None:
+            return
         try:
-            for drop in self.store.scan():
-                present.add(drop.name)
-                oldest = drop.mtime if oldest is None else min(oldest, drop.mtime)
-                if self.wanted(drop.name):
-                    self.settler.observe(drop)
+            self._observe_all(current.take(chunks))
         except AuthError as exc:
             self.fatal = str(exc)
-            return
-        except StorageError as exc:   # permissions changed, S3 throttling: the next rescan tries again
+        except StorageError as exc:   # permissions changed, S3 throttling: the next pass tries again
             log.error("cannot scan the source; trying again", extra={"error": str(exc)})
+        if not current.finished:
             return
-        self.settler.drop_missing(present)
-        self.oldest_inbox = oldest
+        self._pass = None
+        if self.fatal:
+            return
+        if current.failed:
+            return                               # what it did not list is not known to be gone
+        self.settler.end_pass()
+        self.oldest_inbox = self._oldest
+        self.passes += 1
+        if self._first is not None:              # --once: the first pass decides what counts
+            self.initial, self._first = self._first, None
 
+    def also_initial(self, names: Iterable[str]) -> None:
+        """--once: these names count too (claims adopted at start, by name)."""
+        if self._first is not None:
+            self._first.update(names)
+        elif self.initial is not None:
+            self.initial.update(names)
+
+    def rescan(self) -> None:
+        """A whole pass, now (the caller waits for the listing)."""
+        self.start_pass()
+        current = self._pass
+        while current is not None and self._pass is current:
+            self.advance(chunks=1 << 30)
+            if self._pass is current:
+                time.sleep(0.001)
+
+    def stop(self) -> None:
+        if self._pass is not None:
+            self._pass.stop()
+            self._pass = None
+
+    def _observe_all(self, drops: Iterable[Drop]) -> None:
+        oldest, first = self._oldest, self._first
+        for drop in drops:
+            oldest = drop.mtime if oldest is None or drop.mtime < oldest else oldest
+            if first is not None:
+                first.add(drop.name)
+            if self.wanted(drop.name):
+                self.settler.observe(drop)
+        self._oldest = oldest
+
+    # -- events and timers ---------------------------------------------------------------------
     def hint(self, name: str) -> None:
         """An event named ``name``: look at it now (only a listing decides in --once)."""
         if self.once and not self.queue_fed:
@@ -94,31 +157,56 @@ class Intake:
         due = self.not_due.get(name)
         return due is None or due <= self.wall()
 
+    # -- claims --------------------------------------------------------------------------------
+    def next_settled(self) -> Optional[Drop]:
+        """Loop: the oldest settled file, to be claimed (None: none, or we are stopping)."""
+        return None if self.fatal else self.settler.pop_settled()
+
+    def try_claim(self, settled: Drop) -> Tried:
+        """Any thread: look at ``settled`` as it is now and claim it if it is still as it
+        settled. Returns ("claimed", Claim), ("changed", the Drop as it is now), ("gone",
+        None), ("lost", None) (someone else was first), ("auth", why) or ("unclaimed", why):
+        storage trouble, tried again later. Touches nothing of the loop's."""
+        try:
+            drop = self.store.stat_to_claim(settled)
+            if drop is None:
+                return "gone", None
+            if (drop.size, drop.mtime) != (settled.size, settled.mtime):
+                return "changed", drop          # rewritten since it settled: settle again
+            claim = self.store.claim(drop)
+        except ClaimLost:
+            return "lost", None
+        except AuthError as exc:
+            return "auth", str(exc)
+        except StorageError as exc:
+            log.error("cannot claim", extra={"file": settled.name, "error": str(exc)})
+            return "unclaimed", str(exc)
+        failpoints.reached("after_claim")
+        log.debug("claimed", extra={"file": settled.name})
+        return "claimed", claim
+
+    def claimed(self, settled: Drop, tried: Tried) -> Optional[Claim]:
+        """Loop: book what ``try_claim(settled)`` found; the Claim when it claimed."""
+        kind, value = tried
+        if kind == "claimed":
+            assert isinstance(value, Claim)
+            return value
+        if kind == "changed" and isinstance(value, Drop) and self.wanted(value.name):
+            self.settler.observe(value)
+        elif kind == "auth":
+            self.fatal = str(value)
+        elif kind == "unclaimed" and self.once:
+            self.unfinished.add(settled.name)   # (by name: it never got a location)
+        return None
+
     def claim_next(self) -> Optional[Claim]:
-        """Claim the oldest settled file still as it settled; None when there is none to take."""
+        """Claim the oldest settled file still as it settled, here and now; None when there
+        is none to take."""
         while not self.fatal:
-            settled = self.settler.pop_settled()
+            settled = self.next_settled()
             if settled is None:
                 return None
-            drop = self.stat(settled.name)
-            if drop is None:
-                continue
-            if (drop.size, drop.mtime) != (settled.size, settled.mtime):
-                self.settler.observe(drop)      # rewritten since it settled: settle again
-                continue
-            try:
-                claim = self.store.claim(drop)
-            except ClaimLost:
-                continue
-            except AuthError as exc:
-                self.fatal = str(exc)
-                return None
-            except StorageError as exc:
-                log.error("cannot claim", extra={"file": drop.name, "error": str(exc)})
-                if self.once:
-                    self.unfinished.add(drop.name)   # (by name: it never got a location)
-                continue
-            failpoints.reached("after_claim")
-            log.debug("claimed", extra={"file": drop.name})
-            return claim
+            claim = self.claimed(settled, self.try_claim(settled))
+            if claim is not None:
+                return claim
         return None

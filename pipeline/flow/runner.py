@@ -2,9 +2,16 @@
 
     discover ──> claim ──> [worker thread: read + check ──> route ──> deliver ──> finish]
 
-The loop alone claims, schedules and releases; workers do the blocking work and report a
-:class:`~pipeline.work.Step` back through one event queue (watchdog hints arrive on it too), so
-a file waiting for a retry holds no worker and one slow file never blocks the others.
+The loop alone decides what to claim, schedules and releases; workers do the blocking work
+and report a :class:`~pipeline.work.Step` back through one event queue (watchdog hints, the
+listing's progress and, for a source whose claims cost round trips, claims made on worker
+threads arrive on it too), so a file waiting for a retry holds no worker and one slow file
+never blocks the others. How many files are in flight (claimed, waiting for a worker or being
+worked on) follows ``concurrency.target()`` (concurrency.py): with ``workers: auto`` enough to
+send at the rate limit at Redox's own latency, with a number that number. The listing runs on
+a thread of its own and files are claimed from what it has found so far (intake.py), except
+with ordering on, where the first full listing comes before any claim (a file's turn needs
+every earlier file of its key seen first).
 ``--once`` takes the files present at start; the service keeps watching until ``stop()``.
 A ``--once`` run that makes no progress for ``once_wait`` seconds while Redox keeps failing
 (pulse.py) stops sending, lets requests in flight end (at most one request timeout) and puts
@@ -18,11 +25,12 @@ import queue
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from pipeline.errors import AuthError, StorageError
 from pipeline.exits import Exit
 from pipeline.flow import recovery
+from pipeline.flow.concurrency import Concurrency
 from pipeline.flow.intake import Intake
 from pipeline.flow.parking import ParkingSchedule
 from pipeline.flow.pulse import Pulse
@@ -32,6 +40,7 @@ from pipeline.flow.steps import on_step
 from pipeline.flow.tally import Tally
 from pipeline.flow.work import FileWork, Job, Step
 from pipeline.sources.base import Source
+from pipeline.values import Claim, Drop
 
 log = logging.getLogger("pipeline.run")
 
@@ -45,28 +54,38 @@ class Runner:
     ends when ``store.drained()``. A source with a ``recover_interval`` is also searched for
     abandoned claims periodically (S3 leases), not just at start. Clocks are injectable.
 
+    ``workers``: a :class:`Concurrency` controller, or a fixed number of files in flight.
     ``pulse`` (shared with the Redox client's observe hook and the health endpoint) records
     what the loop and Redox did; ``request_timeout`` bounds how long a --once run that gave up
     on Redox waits for requests in flight; ``on_turn`` is called at every loop turn (the
     service's watchdog ping).
     """
 
-    def __init__(self, store: Source, journal, work: FileWork, *, workers: int, settle_seconds: float,
+    def __init__(self, store: Source, journal, work: FileWork, *, workers: Union[int, Concurrency],
+                 settle_seconds: float,
                  rescan_seconds: float, once: bool, once_wait: float, grace: float,
                  mono: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, progress=None, metrics=None,
                  pulse: Optional[Pulse] = None, request_timeout: float = 130.0,
                  on_turn: Optional[Callable[[], None]] = None):
         self.store, self.journal, self.work = store, journal, work
-        self.workers, self.once, self.once_wait, self.grace = workers, once, once_wait, grace
+        self.concurrency = (workers if isinstance(workers, Concurrency)
+                            else Concurrency(0, ceiling=workers, fixed=True))
+        self.once, self.once_wait, self.grace = once, once_wait, grace
         self.rescan_seconds, self.recover_seconds = rescan_seconds, store.recover_interval
         self.queue_fed = store.queue_fed
         self.mono, self.wall = mono, wall
         self.settler = Settler(settle_seconds, wall=wall, mono=mono)
-        self.intake = Intake(store, journal, self.settler, once=once, queue_fed=self.queue_fed, wall=wall)
-        self.settle_seconds = settle_seconds
         self.events: queue.Queue = queue.Queue()
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+        self.intake = Intake(store, journal, self.settler, once=once, queue_fed=self.queue_fed, wall=wall,
+                             wake=self.events)
+        self.settle_seconds = settle_seconds
+        # threads start as they are needed: the ceiling is what the target may reach
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency.ceiling, thread_name_prefix="worker")
+        self.parallel_claims = store.parallel_claims and store.claim_hooks is None
+        self.ordered = store.claim_hooks is not None     # claims wait for the first full listing
+        self.claiming = 0                         # claims under way on worker threads
+        store.follow(self.concurrency.target)
         self.ready: deque[Job] = deque()
         self.later: ParkingSchedule[Job] = ParkingSchedule.of(work, mono, once=once, once_wait=once_wait,
                                                               settle_seconds=settle_seconds)
@@ -92,9 +111,11 @@ class Runner:
         watcher = self._start_watch()
         try:
             self._recover()
-            self.intake.rescan()
-            if self.once and not self.queue_fed:
-                self.intake.initial = self.settler.known() | {j.claim.name for j in self.ready}
+            self.intake.also_initial(job.claim.name for job in self.ready)
+            if self.ordered:
+                self.intake.rescan()
+            else:
+                self.intake.start_pass()
             self._loop()
             if (self.once and not self.fatal and not self.stop_reason and len(self.later)
                     and self.pulse.in_outage()):
@@ -103,6 +124,7 @@ class Runner:
         finally:
             if watcher:
                 watcher.stop()
+            self.intake.stop()
             # a run that gave up on Redox has already waited for its requests in flight
             shutdown(self, 0.0 if self._winding_since is not None else self.grace)
         if self.fatal or self.intake.fatal:
@@ -138,9 +160,11 @@ class Runner:
                 return
             if self.once and self._gave_up_on_redox():
                 return
-            if self.mono() >= next_rescan:
-                self.intake.rescan()
+            self.intake.advance()
+            if self.intake.scanning:
                 next_rescan = self.mono() + self.rescan_seconds
+            elif self.mono() >= next_rescan:
+                self.intake.start_pass()
             self.intake.recheck_settling()
             if self.recover_seconds and self.mono() >= next_recover and not self.stop_reason:
                 self._recover()
@@ -157,7 +181,8 @@ class Runner:
 
     def turn_hook(self) -> None:
         """The loop is alive: tell the pulse (and the watchdog) what it holds."""
-        self.pulse.turned(busy=bool(self.held or self.inflight), breaker_open=self.work.breaker.is_open)
+        self.pulse.turned(busy=bool(self.held or self.inflight or self.claiming),
+                          breaker_open=self.work.breaker.is_open)
         if self.on_turn:
             self.on_turn()
 
@@ -191,7 +216,7 @@ class Runner:
             waits.append(settle)
         if self.ready or len(self.later):
             waits.append(max(0.01, self.work.breaker.wait_time()))
-        if (self.settler.has_ready() and self.inflight + len(self.ready) < self.workers
+        if (self.settler.has_ready() and self._room() > 0
                 and not self.work.breaker.is_open and not self.stop_reason):
             waits.append(0.0)                  # settled files and a free worker: claim now
         return min(1.0, max(0.0, min(waits)))
@@ -214,6 +239,11 @@ class Runner:
         if kind == "step":
             self.inflight -= 1
             on_step(self, event[1], event[2])
+        elif kind == "claimed":
+            self.claiming -= 1
+            claim = self.intake.claimed(event[1], event[2])
+            if claim is not None:
+                self._hold(claim)
         elif kind == "hint":
             self.intake.hint(event[1])
         elif kind == "stop":
@@ -225,8 +255,10 @@ class Runner:
             self.fatal = event[1]
 
     def _once_finished(self, deadline: float) -> bool:
-        if self.inflight or self.ready or self.settler.has_ready():
+        if self.inflight or self.claiming or self.ready or self.settler.has_ready():
             return False
+        if self.intake.scanning or not self.intake.passes:
+            return False                       # the first listing is not over
         if self.queue_fed and not self.store.drained():
             return False
         if self.settler.pending_count() and self.mono() < deadline:
@@ -234,21 +266,47 @@ class Runner:
         return not self.later.any_due_within(self.once_wait)
 
     # -- claim -------------------------------------------------------------------------------
+    def _room(self) -> int:
+        """How many more files may be claimed now: the target less those claimed or being
+        claimed and not finished."""
+        return self.concurrency.target() - self.inflight - len(self.ready) - self.claiming
+
     def _claim_ready(self) -> None:
         """Claim while a worker would be free for it, Redox is not failing for everyone, and
         no stop was asked for: unclaimed files stay in the inbox for other processes."""
-        while (self.inflight + len(self.ready) < self.workers and not self.work.breaker.is_open
-               and not self.stop_reason and not self.fatal and self._winding_since is None):
-            claim = self.intake.claim_next()
-            if claim is None:
+        room = self._room()
+        while (room > 0 and not self.work.breaker.is_open and not self.stop_reason
+               and not self.fatal and self._winding_since is None):
+            settled = self.intake.next_settled()
+            if settled is None:
                 return
-            job = Job(claim)
-            self.held[claim.location] = job
-            self.ready.append(job)
-            self.tally.claimed()
+            room -= 1
+            if self.parallel_claims:
+                self.claiming += 1
+                self.pool.submit(self._claim, settled)
+                continue
+            claim = self.intake.claimed(settled, self.intake.try_claim(settled))
+            if claim is not None:
+                self._hold(claim)
+
+    def _claim(self, settled: Drop) -> None:
+        """On a worker thread: one claim, reported back to the loop."""
+        try:
+            tried = self.intake.try_claim(settled)
+        except Exception as exc:   # a bug must not leave the loop counting a claim forever
+            log.exception("unexpected error while claiming", extra={"file": settled.name})
+            tried = ("unclaimed", f"unexpected {exc.__class__.__name__}")
+        self.events.put(("claimed", settled, tried))
+
+    def _hold(self, claim: Claim) -> None:
+        job = Job(claim)
+        self.held[claim.location] = job
+        self.ready.append(job)
+        self.tally.claimed()
 
     def _dispatch(self) -> None:
-        while self.ready and self.inflight < self.workers and self._winding_since is None:
+        target = self.concurrency.target()
+        while self.ready and self.inflight < target and self._winding_since is None:
             if not self.work.breaker.allow(self.ready[0]):
                 return
             job = self.ready.popleft()

@@ -5,23 +5,26 @@ every ``rescan_seconds``, watchdog events as the fast path in between. A file is
 its size and mtime have not changed for ``settle_seconds``: either its mtime is that old, or
 we have seen it unchanged for that long by our own clock (which also copes with a filesystem
 whose clock is ahead of ours).
+
+A backlog of a million files is a million entries here, so each costs as little as Python
+allows: one small list per ready file (shared by the heap and the index by name, no
+per-file object of a class), one tuple per file still settling. A scan is a *pass*: files
+seen during it are stamped with the pass's number, and at its end whatever was not seen is
+forgotten, without a set of every name present.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from pipeline.values import Drop
 
-
-@dataclass
-class _Seen:
-    size: int
-    mtime: float
-    since: float          # monotonic time we first saw it with this size and mtime
+# a ready entry: [mtime, name, size, pass]; the heap orders by mtime, then name. The pass
+# number is kept below 256 (CPython shares those ints): it only has to tell the current pass
+# from the one before.
+_MTIME, _NAME, _SIZE, _PASS = 0, 1, 2, 3
 
 
 class Settler:
@@ -36,32 +39,37 @@ class Settler:
     def __init__(self, settle_seconds: float, wall: Callable[[], float] = time.time,
                  mono: Callable[[], float] = time.monotonic):
         self.settle, self.wall, self.mono = settle_seconds, wall, mono
-        self._pending: dict[str, _Seen] = {}
+        # name → (size, mtime, first seen unchanged (monotonic), pass)
+        self._pending: dict[str, tuple[int, float, float, int]] = {}
         self._timers: list[tuple[float, str]] = []   # heap of (monotonic due time, name); lazy
-        self._ready: list[tuple[float, str, int]] = []    # heap of (mtime, name, size); lazy
-        self._queued: dict[str, tuple[float, int]] = {}    # ready name → the (mtime, size) it settled at
+        self._ready: list[list] = []                 # heap of ready entries; lazy
+        self._queued: dict[str, list] = {}           # ready name → its live entry in _ready
+        self._pass = 0
         # True while no file should be claimed, however settled (ordering: enough files parked
         # already); settled files then wait here, and the runner does not spin on them
         self.paused: Callable[[], bool] = lambda: False
 
     def observe(self, drop: Drop) -> None:
         """Note a sighting of ``drop`` (from a scan, an event, or a due timer)."""
-        if drop.name in self._queued:
+        name = drop.name
+        entry = self._queued.get(name)
+        if entry is not None:
+            entry[_PASS] = self._pass
             return
-        seen = self._pending.get(drop.name)
-        if seen is None or (seen.size, seen.mtime) != (drop.size, drop.mtime):
-            seen = self._pending[drop.name] = _Seen(drop.size, drop.mtime, self.mono())
-        wait = self._wait(seen)
-        if wait <= 0:
-            del self._pending[drop.name]
-            heapq.heappush(self._ready, (drop.mtime, drop.name, drop.size))
-            self._queued[drop.name] = (drop.mtime, drop.size)
+        seen = self._pending.get(name)
+        if seen is None or (seen[0], seen[1]) != (drop.size, drop.mtime):
+            since = self.mono()
         else:
-            heapq.heappush(self._timers, (self.mono() + wait, drop.name))
-
-    def _wait(self, seen: _Seen) -> float:
-        """Seconds until ``seen`` has been unchanged for settle_seconds (<= 0: it has)."""
-        return min(seen.mtime + self.settle - self.wall(), seen.since + self.settle - self.mono())
+            since = seen[2]
+        wait = min(drop.mtime + self.settle - self.wall(), since + self.settle - self.mono())
+        if wait <= 0:
+            self._pending.pop(name, None)
+            entry = [drop.mtime, name, drop.size, self._pass]
+            heapq.heappush(self._ready, entry)
+            self._queued[name] = entry
+        else:
+            self._pending[name] = (drop.size, drop.mtime, since, self._pass)
+            heapq.heappush(self._timers, (self.mono() + wait, name))
 
     def due(self) -> list[str]:
         """Names whose settle time has come: the caller looks at each again and observes it."""
@@ -88,16 +96,19 @@ class Settler:
         if self.paused():
             return None
         while self._ready:
-            mtime, name, size = heapq.heappop(self._ready)
-            # an entry of a name forgotten and settled again since is stale: only the
-            # name's latest settling counts, at its own place in the order
-            if self._queued.get(name) == (mtime, size):
-                del self._queued[name]
-                return Drop(name, size, mtime)
+            entry = heapq.heappop(self._ready)
+            # an entry of a name forgotten (and perhaps settled again) since is stale: only
+            # the name's latest settling counts, at its own place in the order
+            if self._queued.get(entry[_NAME]) is entry:
+                del self._queued[entry[_NAME]]
+                return Drop(entry[_NAME], entry[_SIZE], entry[_MTIME])
         return None
 
     def has_ready(self) -> bool:
         return bool(self._queued) and not self.paused()
+
+    def ready_count(self) -> int:
+        return len(self._queued)
 
     def pending_count(self) -> int:
         """Candidates seen but not settled yet."""
@@ -111,6 +122,22 @@ class Settler:
         while self._timers and self._timers[0][1] not in self._pending:
             heapq.heappop(self._timers)          # stale: settled or forgotten since
         return max(0.0, self._timers[0][0] - self.mono()) if self._timers else None
+
+    # -- scans as passes ------------------------------------------------------------------------
+    def begin_pass(self) -> None:
+        """A full scan starts: what it does not observe is forgotten by :meth:`end_pass`."""
+        self._pass = (self._pass + 1) % 256
+
+    def end_pass(self) -> None:
+        """The scan begun last has listed everything: forget what it did not see."""
+        current = self._pass
+        for name in [n for n, e in self._queued.items() if e[_PASS] != current]:
+            del self._queued[name]
+        for name in [n for n, s in self._pending.items() if s[3] != current]:
+            del self._pending[name]
+        if len(self._ready) > 2 * len(self._queued) + 1024:     # mostly stale entries: compact
+            self._ready = [e for e in self._ready if self._queued.get(e[_NAME]) is e]
+            heapq.heapify(self._ready)
 
     def drop_missing(self, present: set[str]) -> None:
         """After a full scan: forget what is no longer in the inbox."""

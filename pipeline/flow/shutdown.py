@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pipeline.flow.runner import Runner
 
 log = logging.getLogger("pipeline.run")
+CLAIMS_WAIT = 30.0
 
 
 def shutdown(runner: Runner, wait: float) -> None:
@@ -24,14 +25,20 @@ def shutdown(runner: Runner, wait: float) -> None:
     Requests still in flight after that are left: their files stay claimed, the journal shows
     the attempt as started, and the next start recovers them (``possible_duplicate``)."""
     deadline = runner.mono() + wait
-    while runner.inflight and runner.mono() < deadline:
+    # claims under way on worker threads take a few storage round trips: their files are
+    # waited for (whatever ``wait``) and put back, not left claimed until a lease expires
+    claims_deadline = runner.mono() + max(wait, CLAIMS_WAIT)
+    while ((runner.inflight and runner.mono() < deadline)
+           or (runner.claiming and runner.mono() < claims_deadline)):
         runner.turn_hook()
-        runner.drain(min(0.5, max(0.0, deadline - runner.mono())))
+        until = claims_deadline if runner.claiming else deadline
+        runner.drain(min(0.5, max(0.0, until - runner.mono())))
     for job in list(runner.ready) + runner.later.take_all():
         release(runner, job)
     runner.ready.clear()
-    runner.pool.shutdown(wait=not runner.inflight, cancel_futures=True)
-    if runner.inflight:
+    busy = runner.inflight or runner.claiming
+    runner.pool.shutdown(wait=not busy, cancel_futures=True)
+    if busy:
         log.warning("stopping with requests still in flight; their files stay claimed and "
                     "are recovered at the next start", extra={"in_flight": runner.inflight})
     else:

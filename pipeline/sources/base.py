@@ -21,7 +21,7 @@ import queue
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional, Protocol
+from typing import BinaryIO, Callable, Iterator, Optional, Protocol
 
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.orderstore import ClaimHooks, OrderStore
@@ -82,6 +82,22 @@ class Source(ABC):
     @abstractmethod
     def stat(self, name: str) -> Optional[Drop]:
         """The inbox file ``name`` as it is now, or None when it is gone or not one to take."""
+
+    def stat_to_claim(self, settled: Drop) -> Optional[Drop]:
+        """The file ``settled`` (as a listing or ``stat`` saw it when it settled) as it is now,
+        just before a claim; a backend whose claim itself checks the file against what was
+        seen may answer from ``settled`` without asking the storage again."""
+        return self.stat(settled.name)
+
+    def follow(self, target: Callable[[], int]) -> None:
+        """The runner's files in flight now (its concurrency target), for a backend that
+        fetches work ahead (an SQS feed); ignored by default."""
+
+    @property
+    def parallel_claims(self) -> bool:
+        """True when claims may run on worker threads, several at once (each costs round
+        trips); the runner otherwise claims on its loop."""
+        return False
 
     def watch(self, events: queue.Queue, once: bool) -> Optional[Watch]:
         """Start putting ("hint", name) events on ``events`` (the fast path between scans), or

@@ -102,6 +102,7 @@ class Feed:
                  visibility: int, wait: int, prefetch: int, clock=time.monotonic):
         self.queue, self.bucket, self.name_of = queue, bucket, name_of
         self.visibility, self.wait, self.prefetch, self.clock = visibility, wait, prefetch, clock
+        self.target: Optional[Callable[[], int]] = None     # the runner's files in flight
         self._lock = threading.Condition()
         self._pending: dict[str, list[Msg]] = {}     # name → messages not yet claimed
         self._held: dict[str, list[Msg]] = {}        # name → messages of our claim
@@ -129,7 +130,7 @@ class Feed:
     def _poll(self, events: queue.Queue) -> None:
         while not self._stopping.is_set():
             with self._lock:
-                room = self.prefetch - self._count()
+                room = self.holding() - self._count()
                 if room <= 0:
                     self._lock.wait(1.0)
                     continue
@@ -209,6 +210,13 @@ class Feed:
         if self._keeper is not None:
             self._keeper.join(timeout=10)
 
+    def holding(self) -> int:
+        """The most messages to hold unclaimed: twice the runner's files in flight (its
+        concurrency target, once it follows one), at least 10, at most ``prefetch``."""
+        if self.target is None:
+            return self.prefetch
+        return max(10, min(self.prefetch, 2 * self.target()))
+
     def drained(self) -> bool:
         with self._lock:
             return self._exhausted and not self._pending
@@ -219,7 +227,7 @@ class Feed:
         (a scan in SQS mode lists nothing). Without a poller (``run --once`` asking whether
         there is anything to do) one short receive comes first."""
         while self._thread is None and not self._pending and not self._exhausted:
-            if not self.receive(min(10, self.prefetch), 1):
+            if not self.receive(min(10, self.holding()), 1):
                 break           # nothing (more) there right now
         with self._lock:
             drops = {}

@@ -40,7 +40,7 @@ def open_source(settings, owner: str) -> S3Store:
         _check(queue.check, "source.queue_url")
         store.use_feed(Feed(queue, bucket=src.bucket, name_of=store.name_of,
                             visibility=src.queue_visibility_seconds, wait=src.queue_wait_seconds,
-                            prefetch=max(10, 2 * settings.fixed_workers)))
+                            prefetch=max(10, 2 * settings.worker_ceiling)))
     _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
     return store
 

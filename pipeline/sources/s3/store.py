@@ -82,6 +82,15 @@ class S3Store(Recovery, Progress, Source):
         fast path, like the local Watcher). Returns something with ``stop()``."""
         return self.feed.start(events, once) if self.feed else None
 
+    def follow(self, target) -> None:
+        """SQS mode: hold about twice the runner's files in flight in unclaimed messages."""
+        if self.feed is not None:
+            self.feed.target = target
+
+    @property
+    def parallel_claims(self) -> bool:
+        return True           # a claim is several round trips: the runner makes them on workers
+
     def use_feed(self, feed) -> None:
         """Take names from SQS notifications (feed.Feed) instead of listings."""
         self.feed = feed
