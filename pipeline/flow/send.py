@@ -3,7 +3,9 @@
 Redox has no idempotency key, so what matters is the window between the request leaving and
 its answer being committed:
 
-- the attempt is committed *before* the request leaves (a crash mid-request is visible later);
+- the attempt is committed *before* the request leaves (a crash mid-request is visible later),
+  and only once it has its turn at the rate limit and its connection (``departing``): a file
+  still waiting for the limiter when the process dies never left, and is not flagged;
 - the answer is kept on the Job (``job.answer``) the moment it arrives, and dropped only once
   the journal holds it. A step that could not record it (a full disk, a database locked past
   its timeout: StorageError) ends "stuck", and every later step records it again *instead of
@@ -49,19 +51,35 @@ def attempt(work: FileWork, job: Job, message: Message) -> Step:
     not_now = work.auth_ready(job, n)
     if not_now:
         return not_now
-    work.journal.attempt_started(record.claim_id, "send", n,
-                                 described=work.routing.described(job))
-    failpoints.reached("before_send")
-    job.answer = _request(work, job, n, message)
+    left: list[bool] = []
+
+    def departing() -> None:
+        work.journal.attempt_started(record.claim_id, "send", n, described=work.routing.described(job))
+        left.append(True)
+        failpoints.reached("before_send")
+
+    job.answer = _request(work, job, n, message, departing, left)
+    if not left:          # it ended before it left (refused connection, a 429's pause): it
+        departing()       # counts as an attempt all the same, one Redox cannot have seen
     failpoints.reached("after_send")
     return conclude(work, job)
 
 
-def _request(work: FileWork, job: Job, n: int, message: Message) -> Answer:
-    """The request itself. Only AuthError leaves here (its attempt voided); every other ending
-    is an Answer, reported once (metrics, log line, breaker) whatever happens to it next."""
+def _request(work: FileWork, job: Job, n: int, message: Message, departing, left: list) -> Answer:
+    """The request itself. Only AuthError leaves here (its attempt voided), and what recording
+    the departure raised (the request then did not leave); every other ending is an Answer,
+    reported once (metrics, log line, breaker) whatever happens to it next."""
     try:
-        sent = work.client.send(message.body)
+        send_departing = getattr(work.client, "send_departing", None)
+        if send_departing is not None:
+            sent = send_departing(message.body, departing)
+        else:                          # a client without the hook: the attempt first
+            departing()
+            sent = work.client.send(message.body)
+    except StorageError as exc:        # ClaimLost too
+        if not left:
+            raise                      # the journal or the lease refused it: never sent
+        answer = Answer(n, error=unexpected(exc, "SEND", job.claim.name))
     except AuthError:
         _void(work, job, n)
         raise

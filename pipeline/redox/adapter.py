@@ -6,18 +6,22 @@
 - Each pool's connections tell the transport when a request has been written and its reply is
   awaited (``on_reply_wait(sock)``): the moment from which the reply's total deadline runs
   (deadline.py), and the line between "cannot have reached Redox" and "may have".
+- And, once connected, just before a request is written (``on_write(conn)``): where the rate
+  limiter is waited for, so that a request on a new connection is counted when it leaves, not
+  a round trip (the TCP, and TLS, handshakes) before it reaches Redox.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import requests
 import requests.adapters
 import requests.cookies
 
 ReplyWait = Callable[[object], None]
+BeforeWrite = Callable[[object], None]
 
 
 class NoCookies(requests.cookies.RequestsCookieJar):
@@ -35,8 +39,10 @@ class WatchedAdapter(requests.adapters.HTTPAdapter):
     """An HTTPAdapter whose pools are cached per (origin, verify) and whose connections call
     ``on_reply_wait`` with their socket before waiting for each reply."""
 
-    def __init__(self, on_reply_wait: ReplyWait, pool_maxsize: int):
+    def __init__(self, on_reply_wait: ReplyWait, pool_maxsize: int,
+                 on_write: Optional[BeforeWrite] = None):
         self._on_reply_wait = on_reply_wait
+        self._on_write = on_write
         self._pools: dict[tuple[str, object], object] = {}
         self._full_url: dict[str, bool] = {}
         self._watched: dict[type, type] = {}
@@ -78,16 +84,22 @@ class WatchedAdapter(requests.adapters.HTTPAdapter):
             return
         watched = self._watched.get(base)
         if watched is None:
-            watched = self._watched[base] = _reporting(base, self._on_reply_wait)
+            watched = self._watched[base] = _reporting(base, self._on_reply_wait, self._on_write)
         pool.ConnectionCls = watched
 
 
-def _reporting(base: Any, on_reply_wait: ReplyWait) -> type:
-    """A subclass of the connection class ``base`` that calls ``on_reply_wait(sock)`` once
-    the request is written, just before it waits for the reply."""
+def _reporting(base: Any, on_reply_wait: ReplyWait, on_write: Optional[BeforeWrite]) -> type:
+    """A subclass of the connection class ``base`` that calls ``on_write(conn)`` once it is
+    connected, just before a request is written, and ``on_reply_wait(sock)`` once the request
+    is written, just before it waits for the reply."""
 
     class Reporting(base):
         reports_reply_wait = True
+
+        def request(self, *args, **kwargs):
+            if on_write is not None:
+                on_write(self)
+            return super().request(*args, **kwargs)
 
         def getresponse(self, *args, **kwargs):
             on_reply_wait(self.sock)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Callable, Optional
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
 from pipeline.redox.ratelimit import Paused, RateLimiter
@@ -40,7 +40,12 @@ class BearerClient:
     """What every Redox API call shares: a Bearer token, the shared rate limit, a 429's pause
     (Retry-After, at most ``retry_cap`` seconds), and exactly one repeat with a fresh token
     after a 401. A request that meets a pause longer than PAUSE_PATIENCE is not sent: it
-    raises TransientDelivery (status 429, not seen, ``retry_after`` the pause left)."""
+    raises TransientDelivery (status 429, not seen, ``retry_after`` the pause left).
+
+    The limiter is waited for once the request's connection is established, just before it is
+    written (transport.py's ``before_write``), so a departure is counted when the request
+    leaves and not a handshake earlier; ``departing`` (once per call, after the limiter) is
+    where the caller records that it left."""
 
     transport: Transport
 
@@ -50,23 +55,30 @@ class BearerClient:
         self.retry_cap = retry_cap
 
     def _authorized(self, method: str, url: str, *, headers: Optional[dict] = None,
-                    body_factory=None, **kw) -> Reply:
+                    body_factory=None, departing: Optional[Callable[[], None]] = None,
+                    **kw) -> Reply:
         """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
         ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
+        left: list[bool] = []
+
+        def depart() -> None:
+            self._wait_for_limit()
+            if departing is not None and not left:
+                departing()
+            left.append(True)
+
         for _try in (1, 2):
             token = self._token()
-            try:
-                self.limiter.acquire(patience=PAUSE_PATIENCE)
-            except Paused as paused:
-                raise TransientDelivery(
-                    "not sent: Redox answered HTTP 429 and asked every request to wait "
-                    f"(Retry-After), {paused.seconds:.0f} s more", status=429,
-                    retry_after=paused.seconds) from None
             all_headers = dict(headers or {}, Authorization=f"Bearer {token}")
             if body_factory is not None:
                 kw["body"] = body_factory()
                 all_headers["Content-Type"] = kw["body"].content_type
-            reply = self.transport.request(method, url, headers=all_headers, **kw)
+            if getattr(self.transport, "departs", False):
+                reply = self.transport.request(method, url, headers=all_headers,
+                                               before_write=depart, **kw)
+            else:                      # a transport without the hook: wait here
+                depart()
+                reply = self.transport.request(method, url, headers=all_headers, **kw)
             if reply.status == 429:
                 # a 429 is about everyone's rate: every worker waits; a 503's Retry-After
                 # only delays this one request's retry (its error carries it)
@@ -76,6 +88,16 @@ class BearerClient:
                 return reply
             self.tokens.invalidate(token)
         raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+
+    def _wait_for_limit(self) -> None:
+        """The shared rate limit; a pause longer than PAUSE_PATIENCE is not sat out."""
+        try:
+            self.limiter.acquire(patience=PAUSE_PATIENCE)
+        except Paused as paused:
+            raise TransientDelivery(
+                "not sent: Redox answered HTTP 429 and asked every request to wait "
+                f"(Retry-After), {paused.seconds:.0f} s more", status=429,
+                retry_after=paused.seconds) from None
 
     def _token(self) -> str:
         """The token for a request about to be made. A token request that failed on the way
@@ -107,7 +129,12 @@ class RedoxClient(BearerClient):
         """POST one message to /endpoint. Sent with its Meta.Logs only when Redox answered
         200 with a Log ID for each of the body's Meta.Destinations; any other 200 is
         ambiguous (TransientDelivery, maybe_seen=True: retried and flagged)."""
-        reply = self._authorized("POST", self.endpoint, body=body,
+        return self.send_departing(body, None)
+
+    def send_departing(self, body: bytes, departing: Optional[Callable[[], None]]) -> Sent:
+        """``send``, calling ``departing()`` once the request has its turn at the rate limit and
+        its connection, just before it is written (what it raises ends the SEND unsent)."""
+        reply = self._authorized("POST", self.endpoint, body=body, departing=departing,
                                  headers={"Content-Type": "application/json"})
         if kind_of(reply.status) is not Kind.SUCCESS:
             raise_for_status(reply, self.retry_cap)

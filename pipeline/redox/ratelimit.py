@@ -514,7 +514,8 @@ os.register_at_fork(after_in_child=_new_turns_after_fork)
 
 
 class LimitedTransport:
-    """A transport whose every request first waits for ``limiter``, and whose 429 pauses
+    """A transport whose every request waits for ``limiter`` (once connected, just before it
+    is written, when the transport offers that moment), and whose 429 pauses
     everyone: for the requests that do not go through a BearerClient (token requests), which
     count against Redox's per-IP budget like any other. A pause longer than ``patience`` is not
     sat out: the request is not sent (TransientDelivery, status 429, not seen)."""
@@ -523,6 +524,17 @@ class LimitedTransport:
         self.transport, self.limiter, self.patience = transport, limiter, patience
 
     def request(self, method: str, url: str, **kw: Any) -> Any:
+        if getattr(self.transport, "departs", False):      # counted once connected
+            reply = self.transport.request(method, url, before_write=self._wait, **kw)
+        else:
+            self._wait()
+            reply = self.transport.request(method, url, **kw)
+        if reply.status == 429:
+            wait = retry_after(reply.headers, self.limiter.max_pause)
+            self.limiter.pause_for(wait if wait is not None else 1.0)
+        return reply
+
+    def _wait(self) -> None:
         try:
             self.limiter.acquire(patience=self.patience)
         except Paused as paused:
@@ -530,11 +542,6 @@ class LimitedTransport:
                 "not sent: Redox answered HTTP 429 and asked every request to wait "
                 f"(Retry-After), {paused.seconds:.0f} s more", status=429,
                 retry_after=paused.seconds) from None
-        reply = self.transport.request(method, url, **kw)
-        if reply.status == 429:
-            wait = retry_after(reply.headers, self.limiter.max_pause)
-            self.limiter.pause_for(wait if wait is not None else 1.0)
-        return reply
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)

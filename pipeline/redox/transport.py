@@ -7,6 +7,12 @@ redirect is followed, no cookie kept. A reply is read as a stream, at most ``lim
 must be over within ``read_timeout`` of the request being written (deadline.py), however slowly
 it trickles. Every way a request can fail without an HTTP reply becomes a TransientDelivery
 that says whether Redox may have seen it (failures.py).
+
+``before_write`` (the rate limiter, and the journal's record of the attempt) runs once the
+connection is established and just before the request is written: the moment it *departs*.
+A new connection's handshake therefore never sits between the limiter and Redox, and a reply's
+``elapsed`` is counted from the departure (what Redox's latency is, without the wait for the
+limiter or a handshake).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import requests
 
@@ -60,6 +66,15 @@ class Reply:
         return f"{media_type(self.headers)}, {size}" + (f", {self.unread}" if self.unread else "")
 
 
+class _Held(Exception):
+    """Carries what ``before_write`` raised through requests and urllib3 untouched (they
+    would take an OSError for a connection failure)."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
 @dataclass(frozen=True)
 class _Route:
     verify: Union[bool, str]
@@ -88,17 +103,25 @@ class Transport:
         logging.getLogger("urllib3.connection").setLevel(logging.ERROR)
         self.session = requests.Session()
         self.session.cookies = NoCookies()
-        adapter = WatchedAdapter(self._reply_awaited, pool_maxsize=max(4, pool_size))
+        adapter = WatchedAdapter(self._reply_awaited, pool_maxsize=max(4, pool_size),
+                                 on_write=self._writing)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
+    departs = True       # request() takes before_write (a test's fake transport may not)
+
     def request(self, method: str, url: str, *, headers: Optional[dict] = None, data=None,
-                json_body=None, body=None, limit: int = MAX_REPLY_BYTES) -> Reply:
+                json_body=None, body=None, limit: int = MAX_REPLY_BYTES,
+                before_write: Optional[Callable[[], None]] = None) -> Reply:
         """One exchange. ``body``: bytes, or a file-like object with a length (streamed, with
         that Content-Length); ``data``: a form (dict); ``json_body``: a JSON document.
-        A reply body over ``limit`` bytes, or compressed, is not read (``Reply.unread``)."""
+        A reply body over ``limit`` bytes, or compressed, is not read (``Reply.unread``).
+        ``before_write``: called once, connected, just before the request is written; what it
+        raises ends the request unsent and is raised here as it was."""
         exchange = Exchange()
         self._local.exchange = exchange
+        self._local.before_write = before_write
+        self._local.departed = None
         started = time.monotonic()
         try:
             prepared = _prepare(method, url, headers, data, json_body, body)
@@ -114,14 +137,38 @@ class Transport:
                 # cut short by the deadline: http.client takes a head cut off mid-line for a
                 # whole one, so what was read proves nothing
                 raise requests.exceptions.Timeout("the reply's deadline passed")
+        except _Held as held:
+            raise held.original from None
         except (requests.RequestException, OSError) as exc:
-            raise failure(exc, exchange, origin_of(url), time.monotonic() - started,
+            raise failure(exc, exchange, origin_of(url), time.monotonic() - self._since(started),
                           self.read_timeout) from None
         finally:
             self._watchdog.disarm(exchange)
             self._local.exchange = None
-        return Reply(response.status_code, response.headers, content, time.monotonic() - started,
-                     unread)
+            self._local.before_write = None
+        return Reply(response.status_code, response.headers, content,
+                     time.monotonic() - self._since(started), unread)
+
+    def _since(self, started: float) -> float:
+        """When the exchange began: its departure, else when it was asked for."""
+        departed = getattr(self._local, "departed", None)
+        self._local.departed = None
+        return departed if departed is not None else started
+
+    def _writing(self, conn) -> None:
+        """The connection is about to write a request: connect first if it is new, then
+        let the request depart (``before_write``, once per request)."""
+        hook = getattr(self._local, "before_write", None)
+        if hook is None:
+            return
+        self._local.before_write = None
+        if conn.sock is None:
+            conn.connect()
+        try:
+            hook()
+        except BaseException as exc:
+            raise _Held(exc) from None
+        self._local.departed = time.monotonic()
 
     def _reply_awaited(self, sock) -> None:
         """The request is written: from now on its reply has ``read_timeout`` to finish."""

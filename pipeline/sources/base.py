@@ -92,6 +92,7 @@ class Source(ABC):
     def follow(self, target: Callable[[], int]) -> None:
         """The runner's files in flight now (its concurrency target), for a backend that
         fetches work ahead (an SQS feed); ignored by default."""
+        return None
 
     @property
     def parallel_claims(self) -> bool:
