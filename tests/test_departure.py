@@ -171,3 +171,33 @@ def test_killed_once_the_attempt_is_recorded_is_a_possible_duplicate(tmp_path, s
     rig.journal.close_interrupted(claim_id)
     assert rig.journal.get(claim_id).possible_duplicate is True
     rig.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_departure_recorded_late_is_counted_when_it_really_left(tmp_path, shared):
+    # two a second: departures at 0 and 0.5 fill the window; the first one was held up
+    # (its attempt was being recorded) and really left at 0.3, so the third may not leave
+    # before 1.3 (+ the margin), where without the restamp it could at 1.0
+    clock = Clock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep,
+                          shared_path=str(tmp_path / "limit") if shared else None)
+    limiter.acquire()
+    clock.now += 0.3
+    limiter.departed()
+    clock.now += 0.2
+    limiter.acquire()
+    before = clock.now
+    limiter.acquire()
+    from pipeline.redox.ratelimit import MARGIN
+    assert clock.now - before == pytest.approx(0.8 + MARGIN)

@@ -9,7 +9,9 @@ under 0.2 s; at 250 ms it drains at 16/s, at 1 s at 4/s. With ``workers: auto`` 
 
 where *latency* is a moving average of the SEND latencies Redox shows (the HTTP exchange only:
 a wait for the rate limiter must not count, or more files in flight would look like a slower
-Redox and ask for more files still), bounded by a floor (2) and a ceiling (64). On top of that
+Redox and ask for more files still), plus the time the storage holds each file in flight
+besides (claiming it, reading it, finishing it: S3 round trips; next to nothing for local
+folders), also a moving average, bounded by a floor (2) and a ceiling (64). On top of that
 target sits an AIMD window, as TCP's congestion control: a 429, a 5xx or a request with no
 answer halves it (once per batch of requests already in flight: their failures are the same
 event), and each answered request grows it again by 1/window, about one more file per round
@@ -73,6 +75,7 @@ class Concurrency:
         self.smoothing, self.decrease = smoothing, decrease
         self._latency = initial_latency
         self._measured = False
+        self._storage: dict[str, float] = {}   # kind of storage work → its moving average
         self._window = float(ceiling)     # no congestion seen: the latency target decides
         self._grace = 0                   # answers still due from before the last decrease
         self._lock = threading.Lock()
@@ -121,6 +124,15 @@ class Concurrency:
                 # the others that were in flight with this one answer the same event
                 self._grace = current - 1
 
+    def observe_storage(self, seconds: float, kind: str = "step") -> None:
+        """A file spent ``seconds`` with the storage while in flight (``kind``: "claim", or
+        "step" for reading and finishing): it holds a place in flight as a SEND does."""
+        if not math.isfinite(seconds) or seconds < 0:
+            return
+        with self._lock:
+            old = self._storage.get(kind)
+            self._storage[kind] = seconds if old is None else old + self.smoothing * (seconds - old)
+
     def observe_reply(self, status: Optional[int], elapsed: Optional[float]) -> None:
         """``observe`` from an HTTP status (None: no answer) and the exchange's duration; the
         shape of the metrics hook's ``observe("send", status=..., elapsed=...)``."""
@@ -138,5 +150,6 @@ class Concurrency:
     def _target(self) -> int:
         if self.fixed:
             return self.ceiling
-        want = math.ceil(self.per_second * self._latency * self.headroom - 1e-9) + self.spare
+        held = self._latency + sum(self._storage.values())
+        want = math.ceil(self.per_second * held * self.headroom - 1e-9) + self.spare
         return max(self.floor, min(self.ceiling, want, math.floor(self._window)))

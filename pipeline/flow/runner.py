@@ -39,6 +39,7 @@ from pipeline.flow.shutdown import shutdown
 from pipeline.flow.steps import on_step
 from pipeline.flow.tally import Tally
 from pipeline.flow.work import FileWork, Job, Step
+from pipeline.redox.client import request_seconds
 from pipeline.sources.base import Source
 from pipeline.values import Claim, Drop
 
@@ -291,11 +292,13 @@ class Runner:
 
     def _claim(self, settled: Drop) -> None:
         """On a worker thread: one claim, reported back to the loop."""
+        started = time.monotonic()
         try:
             tried = self.intake.try_claim(settled)
         except Exception as exc:   # a bug must not leave the loop counting a claim forever
             log.exception("unexpected error while claiming", extra={"file": settled.name})
             tried = ("unclaimed", f"unexpected {exc.__class__.__name__}")
+        self.concurrency.observe_storage(time.monotonic() - started, "claim")
         self.events.put(("claimed", settled, tried))
 
     def _hold(self, claim: Claim) -> None:
@@ -314,11 +317,14 @@ class Runner:
             self.pool.submit(self._work, job)
 
     def _work(self, job: Job) -> None:
+        request_seconds()                       # this thread's count starts here
+        started = time.monotonic()
         try:
             step = self.work.run(job)
         except Exception as exc:   # a bug must not stall the service: keep the file claimed
             log.exception("unexpected error", extra={"file": job.claim.name})
             step = Step("stuck", error=f"unexpected {exc.__class__.__name__}")
+        self.concurrency.observe_storage(time.monotonic() - started - request_seconds())
         self.events.put(("step", job, step))
 
     def journal_write(self, method, job: Job, *args) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from typing import BinaryIO, Callable, Optional
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
@@ -36,6 +38,18 @@ UPLOAD_OK = frozenset({200, 201})
 _URI = re.compile(r"https?://[\x21-\x7e]{1,2040}")
 
 
+_spent = threading.local()
+
+
+def request_seconds() -> float:
+    """Seconds this thread has spent in Redox requests (the token, the wait for the rate
+    limit, the exchange) since it last asked; the runner takes them out of a step's duration
+    to learn how long the storage holds a file."""
+    seconds = getattr(_spent, "seconds", 0.0)
+    _spent.seconds = 0.0
+    return seconds
+
+
 class BearerClient:
     """What every Redox API call shares: a Bearer token, the shared rate limit, a 429's pause
     (Retry-After, at most ``retry_cap`` seconds), and exactly one repeat with a fresh token
@@ -59,12 +73,21 @@ class BearerClient:
                     **kw) -> Reply:
         """One request with a Bearer token; on 401 a fresh token and exactly one repeat.
         ``body_factory`` makes a fresh streamed body (with its own Content-Type) per try."""
+        started = time.monotonic()
+        try:
+            return self._authorized_tries(method, url, headers, body_factory, departing, kw)
+        finally:
+            _spent.seconds = getattr(_spent, "seconds", 0.0) + time.monotonic() - started
+
+    def _authorized_tries(self, method: str, url: str, headers: Optional[dict], body_factory,
+                          departing: Optional[Callable[[], None]], kw: dict) -> Reply:
         left: list[bool] = []
 
         def depart() -> None:
             self._wait_for_limit()
             if departing is not None and not left:
                 departing()
+                self.limiter.departed()      # counted when it really leaves
             left.append(True)
 
         for _try in (1, 2):

@@ -102,6 +102,7 @@ class Paused(Exception):
 class _Bucket(Protocol):
     def take(self, patience: float = math.inf) -> float: ...
     def hold_until(self, seconds: float) -> None: ...
+    def restamp(self) -> None: ...
 
 
 class LocalBucket:
@@ -115,6 +116,17 @@ class LocalBucket:
         self._next = -math.inf
         self._paused_until = -math.inf
         self._lock = threading.Lock()
+        self._taken = 0                      # departures so far
+        self._mine = threading.local()       # the departure number this thread took last
+
+    def restamp(self) -> None:
+        """This thread's last departure left later than counted: count it as leaving now
+        (only ever later, so the window's guard only ever holds others back longer)."""
+        with self._lock:
+            n = getattr(self._mine, "n", None)
+            index = None if n is None else n - (self._taken - len(self._window))
+            if index is not None and 0 <= index < len(self._window):
+                self._window[index] = max(self._window[index], self.clock())
 
     def take(self, patience: float = math.inf) -> float:
         """0 when a request may leave now (and it is counted as leaving now), else how long to
@@ -131,6 +143,8 @@ class LocalBucket:
                 if self.per_second > 0:
                     self._window.append(now)
                     self._next = now + self._interval
+                    self._mine.n = self._taken
+                    self._taken += 1
                 return 0.0
             return earliest - now
 
@@ -163,6 +177,7 @@ class SharedBucket:
         self._since: Optional[float] = None      # when this process's current request was refused
         self._deferring: Optional[float] = None  # when it first let an older waiter go first
         self.resets = 0                 # how often a corrupt or implausible file was reset
+        self._mine = threading.local()  # this thread's last departure: (in the file?, number)
         _LIVE.add(self)
 
     # -- the two operations ----------------------------------------------------------------------
@@ -170,6 +185,7 @@ class SharedBucket:
         with self._io:
             fd = self._usable()
             if fd is None:
+                self._mine.last = (False, None)
                 return self._fallback.take(patience)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -179,7 +195,34 @@ class SharedBucket:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
                 self._give_up_file(exc)
+                self._mine.last = (False, None)
                 return self._fallback.take(patience)
+
+    def restamp(self) -> None:
+        """As LocalBucket.restamp, in the file: the slot of this thread's last departure
+        (while the ring still holds it) is moved to now, never earlier."""
+        in_file, n = getattr(self._mine, "last", (False, None))
+        if not in_file:
+            self._fallback.restamp()
+            return
+        with self._io:
+            fd = self._usable()
+            if fd is None:
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    now = self.clock()
+                    count = self._load(fd, now).departures
+                    if n is not None and 0 <= count - 1 - n < self._k:
+                        where = _SLOT0 + (n % RING) * _SLOT.size
+                        raw = os.pread(fd, _SLOT.size, where)
+                        if len(raw) == _SLOT.size and _SLOT.unpack(raw)[0] < now:
+                            os.pwrite(fd, _SLOT.pack(now), where)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError as exc:
+                self._give_up_file(exc)
 
     def hold_until(self, seconds: float) -> None:
         with self._io:
@@ -232,6 +275,7 @@ class SharedBucket:
                 self._since = since
                 return DEFER
         os.pwrite(fd, _SLOT.pack(now), _SLOT0 + (count % RING) * _SLOT.size)
+        self._mine.last = (True, count)
         self._store(fd, _State(count + 1, now + self._interval, state.paused_until,
                                _NOBODY if waiter_id == self._id else waiter))
         self._since = self._deferring = None
@@ -490,6 +534,13 @@ class RateLimiter:
                     return waited
                 self.sleep(wait)
                 waited += wait
+
+    def departed(self) -> None:
+        """The request this thread was last let go for leaves only now (something that must
+        come first, such as recording the attempt, took a while): count its departure now, so
+        the busiest second of arrivals still holds at most the limit."""
+        if self.per_second > 0:
+            self._bucket.restamp()
 
     def pause_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (a 429 with Retry-After), clamped to
