@@ -194,7 +194,7 @@ def test_a_departure_recorded_late_is_counted_when_it_really_left(tmp_path, shar
                           shared_path=str(tmp_path / "limit") if shared else None)
     limiter.acquire()
     clock.now += 0.3
-    limiter.departed()
+    limiter.departed(0.3)
     clock.now += 0.2
     limiter.acquire()
     before = clock.now

@@ -86,8 +86,9 @@ class BearerClient:
         def depart() -> None:
             self._wait_for_limit()
             if departing is not None and not left:
+                began = time.monotonic()
                 departing()
-                self.limiter.departed()      # counted when it really leaves
+                self.limiter.departed(self._late_by(time.monotonic() - began))
             left.append(True)
 
         for _try in (1, 2):
@@ -111,6 +112,13 @@ class BearerClient:
                 return reply
             self.tokens.invalidate(token)
         raise AuthError("Redox answered 401 to a freshly issued token: the credentials are refused")
+
+    def _late_by(self, took: float) -> float:
+        """How much later than usual a departure is for ``took`` seconds of ``departing``:
+        beyond the quickest lately (a delay every request has shifts all arrivals alike)."""
+        quickest = getattr(self, "_quickest", None)
+        self._quickest = took if quickest is None else min(took, quickest + 0.05 * (took - quickest))
+        return max(0.0, took - (quickest if quickest is not None else took))
 
     def _wait_for_limit(self) -> None:
         """The shared rate limit; a pause longer than PAUSE_PATIENCE is not sat out."""

@@ -102,7 +102,7 @@ class Paused(Exception):
 class _Bucket(Protocol):
     def take(self, patience: float = math.inf) -> float: ...
     def hold_until(self, seconds: float) -> None: ...
-    def restamp(self) -> None: ...
+    def restamp(self, late_by: float) -> None: ...
 
 
 class LocalBucket:
@@ -119,14 +119,14 @@ class LocalBucket:
         self._taken = 0                      # departures so far
         self._mine = threading.local()       # the departure number this thread took last
 
-    def restamp(self) -> None:
-        """This thread's last departure left later than counted: count it as leaving now
-        (only ever later, so the window's guard only ever holds others back longer)."""
+    def restamp(self, late_by: float) -> None:
+        """This thread's last departure left ``late_by`` seconds later than counted: count it
+        so (only ever later, so the window's guard only ever holds others back longer)."""
         with self._lock:
             n = getattr(self._mine, "n", None)
             index = None if n is None else n - (self._taken - len(self._window))
-            if index is not None and 0 <= index < len(self._window):
-                self._window[index] = max(self._window[index], self.clock())
+            if index is not None and 0 <= index < len(self._window) and late_by > 0:
+                self._window[index] += late_by
 
     def take(self, patience: float = math.inf) -> float:
         """0 when a request may leave now (and it is counted as leaving now), else how long to
@@ -198,12 +198,14 @@ class SharedBucket:
                 self._mine.last = (False, None)
                 return self._fallback.take(patience)
 
-    def restamp(self) -> None:
+    def restamp(self, late_by: float) -> None:
         """As LocalBucket.restamp, in the file: the slot of this thread's last departure
-        (while the ring still holds it) is moved to now, never earlier."""
+        (while the ring still holds it) is moved ``late_by`` later."""
         in_file, n = getattr(self._mine, "last", (False, None))
         if not in_file:
-            self._fallback.restamp()
+            self._fallback.restamp(late_by)
+            return
+        if late_by <= 0:
             return
         with self._io:
             fd = self._usable()
@@ -217,8 +219,9 @@ class SharedBucket:
                     if n is not None and 0 <= count - 1 - n < self._k:
                         where = _SLOT0 + (n % RING) * _SLOT.size
                         raw = os.pread(fd, _SLOT.size, where)
-                        if len(raw) == _SLOT.size and _SLOT.unpack(raw)[0] < now:
-                            os.pwrite(fd, _SLOT.pack(now), where)
+                        if len(raw) == _SLOT.size:
+                            left = min(_SLOT.unpack(raw)[0] + late_by, now)
+                            os.pwrite(fd, _SLOT.pack(left), where)
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
@@ -535,12 +538,14 @@ class RateLimiter:
                 self.sleep(wait)
                 waited += wait
 
-    def departed(self) -> None:
-        """The request this thread was last let go for leaves only now (something that must
-        come first, such as recording the attempt, took a while): count its departure now, so
-        the busiest second of arrivals still holds at most the limit."""
-        if self.per_second > 0:
-            self._bucket.restamp()
+    def departed(self, late_by: float) -> None:
+        """The request this thread was last let go for leaves ``late_by`` seconds later than
+        it was counted (something that must come first, such as recording the attempt, took
+        longer than usual): count it so, and the busiest second of arrivals still holds at
+        most the limit. A delay every request has shifts them all alike and costs nothing;
+        only what varies must be counted."""
+        if self.per_second > 0 and late_by > 0:
+            self._bucket.restamp(late_by)
 
     def pause_for(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (a 429 with Retry-After), clamped to
