@@ -74,3 +74,14 @@ def test_kill_9_with_two_percent_of_connections_dropped_after_accepting(chaos_en
     kills = run_chaos(chaos_env, sandbox, seed=2)
     dropped = sum(1 for s in sandbox.records()["sends"] if s.get("dropped"))
     check_outcomes(chaos_env, sandbox, allowed_duplicates=kills * WORKERS + dropped)
+
+
+def test_kill_9_with_workers_auto_loses_nothing_and_flags_every_duplicate(tmp_path, sandbox):
+    # workers: auto keeps rate × latency × 1.25 + 1 files in flight (concurrency.py): at 40 a
+    # second, up to 26 while Redox takes under half a second, so a kill may leave that many
+    # SENDs unanswered; each is adopted, flagged and sent again, none lost
+    sandbox.faults(latency_ms=40, seed=7)
+    env = PipelineEnv(tmp_path, sandbox.url, workers="auto", shutdown_grace_seconds=5,
+                      retry={"max_attempts": 10}, redox={"max_requests_per_second": 40})
+    kills = run_chaos(env, sandbox, seed=3)
+    check_outcomes(env, sandbox, allowed_duplicates=kills * 26)

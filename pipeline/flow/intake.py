@@ -42,7 +42,7 @@ class Intake:
         self.oldest_inbox: Optional[float] = None # mtime of the oldest inbox file at the last pass
         self.fatal: Optional[str] = None
         self.unfinished: set[str] = set()         # --once: names it could not claim
-        self.passes = 0                           # full passes completed
+        self.passes = 0                           # passes ended (listed everything, or failed)
         self._pass: Optional[Pass] = None
         self._oldest: Optional[float] = None
         self._first: Optional[set[str]] = set() if once and not queue_fed else None
@@ -82,15 +82,13 @@ class Intake:
         if not current.finished:
             return
         self._pass = None
-        if self.fatal:
-            return
-        if current.failed:
-            return                               # what it did not list is not known to be gone
-        self.settler.end_pass()
-        self.oldest_inbox = self._oldest
         self.passes += 1
         if self._first is not None:              # --once: the first pass decides what counts
             self.initial, self._first = self._first, None
+        if self.fatal or current.failed:
+            return                               # what it did not list is not known to be gone
+        self.settler.end_pass()
+        self.oldest_inbox = self._oldest
 
     def also_initial(self, names: Iterable[str]) -> None:
         """--once: these names count too (claims adopted at start, by name)."""

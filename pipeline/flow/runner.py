@@ -29,7 +29,7 @@ from typing import Callable, Optional, Union
 
 from pipeline.errors import AuthError, StorageError
 from pipeline.exits import Exit
-from pipeline.flow import recovery
+from pipeline.flow import claims, recovery
 from pipeline.flow.concurrency import Concurrency
 from pipeline.flow.intake import Intake
 from pipeline.flow.parking import ParkingSchedule
@@ -38,10 +38,8 @@ from pipeline.flow.settle import Settler
 from pipeline.flow.shutdown import shutdown
 from pipeline.flow.steps import on_step
 from pipeline.flow.tally import Tally
-from pipeline.flow.work import FileWork, Job, Step
-from pipeline.redox.client import request_seconds
+from pipeline.flow.work import FileWork, Job
 from pipeline.sources.base import Source
-from pipeline.values import Claim, Drop
 
 log = logging.getLogger("pipeline.run")
 
@@ -98,7 +96,7 @@ class Runner:
         self.pulse = pulse or Pulse(mono)
         self.request_timeout = request_timeout
         self.on_turn = on_turn
-        self._winding_since: Optional[float] = None   # --once: stalled, waiting for in-flight
+        self.winding_since: Optional[float] = None   # --once: stalled, waiting for in-flight
         self.tally = Tally(metrics, progress, wall)
 
     # -- control -----------------------------------------------------------------------------
@@ -127,7 +125,7 @@ class Runner:
                 watcher.stop()
             self.intake.stop()
             # a run that gave up on Redox has already waited for its requests in flight
-            shutdown(self, 0.0 if self._winding_since is not None else self.grace)
+            shutdown(self, 0.0 if self.winding_since is not None else self.grace)
         if self.fatal or self.intake.fatal:
             self.fatal = self.fatal or self.intake.fatal
             return Exit.REDOX
@@ -166,13 +164,14 @@ class Runner:
                 next_rescan = self.mono() + self.rescan_seconds
             elif self.mono() >= next_rescan:
                 self.intake.start_pass()
+                next_rescan = self.mono() + self.rescan_seconds
             self.intake.recheck_settling()
             if self.recover_seconds and self.mono() >= next_recover and not self.stop_reason:
                 self._recover()
                 next_recover = self.mono() + self.recover_seconds
             self._promote_due_retries()
-            self._claim_ready()
-            self._dispatch()
+            claims.claim_ready(self)
+            claims.dispatch(self)
             self.tally.gauges(in_flight=self.inflight, waiting_retry=len(self.later),
                               held_mtimes=[job.claim.mtime for job in self.held.values()],
                               oldest_inbox=self.intake.oldest_inbox)
@@ -193,14 +192,14 @@ class Runner:
         end the run: exit 3 when Redox was down (5xx, no answer), the usual status when it only
         asked us to wait (429). Progress meanwhile (a request in flight succeeds) lifts it."""
         if not self.pulse.stalled(self.once_wait):
-            self._winding_since = None
+            self.winding_since = None
             return False
         now = self.mono()
-        if self._winding_since is None:
-            self._winding_since = now
+        if self.winding_since is None:
+            self.winding_since = now
             log.warning("Redox keeps failing; no new attempts in this run", extra={
                 "in_flight": self.inflight, "error": self.pulse.snapshot().last_error})
-        if self.inflight and now - self._winding_since < self.request_timeout:
+        if self.inflight and now - self.winding_since < self.request_timeout:
             return False
         if self.pulse.in_outage():
             self.fatal = self.pulse.outage_text()
@@ -241,10 +240,7 @@ class Runner:
             self.inflight -= 1
             on_step(self, event[1], event[2])
         elif kind == "claimed":
-            self.claiming -= 1
-            claim = self.intake.claimed(event[1], event[2])
-            if claim is not None:
-                self._hold(claim)
+            claims.claimed(self, event[1], event[2])
         elif kind == "hint":
             self.intake.hint(event[1])
         elif kind == "stop":
@@ -267,65 +263,11 @@ class Runner:
         return not self.later.any_due_within(self.once_wait)
 
     # -- claim -------------------------------------------------------------------------------
-    def _room(self) -> int:
-        """How many more files may be claimed now: the target less those claimed or being
-        claimed and not finished."""
-        return self.concurrency.target() - self.inflight - len(self.ready) - self.claiming
-
     def _claim_ready(self) -> None:
-        """Claim while a worker would be free for it, Redox is not failing for everyone, and
-        no stop was asked for: unclaimed files stay in the inbox for other processes."""
-        room = self._room()
-        while (room > 0 and not self.work.breaker.is_open and not self.stop_reason
-               and not self.fatal and self._winding_since is None):
-            settled = self.intake.next_settled()
-            if settled is None:
-                return
-            room -= 1
-            if self.parallel_claims:
-                self.claiming += 1
-                self.pool.submit(self._claim, settled)
-                continue
-            claim = self.intake.claimed(settled, self.intake.try_claim(settled))
-            if claim is not None:
-                self._hold(claim)
+        claims.claim_ready(self)
 
-    def _claim(self, settled: Drop) -> None:
-        """On a worker thread: one claim, reported back to the loop."""
-        started = time.monotonic()
-        try:
-            tried = self.intake.try_claim(settled)
-        except Exception as exc:   # a bug must not leave the loop counting a claim forever
-            log.exception("unexpected error while claiming", extra={"file": settled.name})
-            tried = ("unclaimed", f"unexpected {exc.__class__.__name__}")
-        self.concurrency.observe_storage(time.monotonic() - started, "claim")
-        self.events.put(("claimed", settled, tried))
-
-    def _hold(self, claim: Claim) -> None:
-        job = Job(claim)
-        self.held[claim.location] = job
-        self.ready.append(job)
-        self.tally.claimed()
-
-    def _dispatch(self) -> None:
-        target = self.concurrency.target()
-        while self.ready and self.inflight < target and self._winding_since is None:
-            if not self.work.breaker.allow(self.ready[0]):
-                return
-            job = self.ready.popleft()
-            self.inflight += 1
-            self.pool.submit(self._work, job)
-
-    def _work(self, job: Job) -> None:
-        request_seconds()                       # this thread's count starts here
-        started = time.monotonic()
-        try:
-            step = self.work.run(job)
-        except Exception as exc:   # a bug must not stall the service: keep the file claimed
-            log.exception("unexpected error", extra={"file": job.claim.name})
-            step = Step("stuck", error=f"unexpected {exc.__class__.__name__}")
-        self.concurrency.observe_storage(time.monotonic() - started - request_seconds())
-        self.events.put(("step", job, step))
+    def _room(self) -> int:
+        return claims.room(self)
 
     def journal_write(self, method, job: Job, *args) -> None:
         """A journal write from the loop itself: a full disk must not stop the loop (the pulse
@@ -347,14 +289,14 @@ class Runner:
         """Take over abandoned claims and complete journal rows a crash left open."""
         try:
             recovery.complete_journal(self.store, self.journal)
-            claims = recovery.adopt(self.store)
+            adopted = recovery.adopt(self.store)
         except AuthError as exc:
             self.fatal = str(exc)
             return
         except StorageError as exc:
             log.error("cannot look for abandoned claims; trying again", extra={"error": str(exc)})
             return
-        for claim in claims:
+        for claim in adopted:
             job = Job(claim)
             self.held[claim.location] = job
             self.ready.append(job)

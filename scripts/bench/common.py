@@ -519,6 +519,13 @@ class S3Server(Server):
             aws_secret_access_key="testing",
             config=Config(max_pool_connections=pool, retries={"max_attempts": 10, "mode": "standard"}))
 
+    def counts(self, reset: bool = False) -> dict:
+        """The requests served so far by kind (s3server.py), then from zero if ``reset``."""
+        import urllib.request
+        request = urllib.request.Request(self.url + "/__counts", method="DELETE" if reset else "GET")
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return json.loads(reply.read())
+
     def fill(self, bucket: str, count: int, *, prefix: str = "incoming/", threads: int = 32,
              marker: Optional[str] = None) -> float:
         """Create ``bucket`` and put ``count`` small messages under ``prefix``, straight to moto

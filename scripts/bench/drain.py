@@ -68,7 +68,13 @@ def s3(ck: common.Checkout, sandbox: common.Sandbox, redox_url: str, label: str,
         # Objects carry their real LastModified: wait out the default settle_seconds (2 s),
         # so they are a waiting backlog, as the local files are.
         time.sleep(2.5)
-        return drain_once(ck, sandbox, ws, label, files)
+        moto.counts(reset=True)
+        out = drain_once(ck, sandbox, ws, label, files)
+        counts = moto.counts()
+        total = sum(counts.values())
+        kinds = ", ".join(f"{k} {v / files:.2f}" for k, v in sorted(counts.items()))
+        out.append(Figure(f"{label}: S3 requests per object", f"{total / files:.2f} ({kinds})"))
+        return out
 
 
 def two_services(ck: common.Checkout, sandbox: common.Sandbox, redox_url: str, label: str,

@@ -9,11 +9,16 @@ One correction to moto, as in the tests: moto checks a conditional write's preco
 (If-None-Match / If-Match) and then writes, in two steps, so two concurrent conditional PUTs
 can both pass the check. S3 decides them atomically (one wins, the others get 412/409), and the
 pipeline's claims rely on that: conditional writes (and only they) are serialised here.
+
+It also counts the requests it serves by kind (LIST, HEAD, GET, PUT, COPY, DELETE): ``GET
+/__counts`` answers them as JSON and ``DELETE /__counts`` starts again from zero, so a benchmark
+can tell how many S3 requests a file cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -35,6 +40,37 @@ def atomic_conditional_writes(app: Callable[..., Iterable[bytes]]) -> Callable[.
     return wrapped
 
 
+def counting(app: Callable[..., Iterable[bytes]]) -> Callable[..., Any]:
+    """The WSGI ``app``, counting what it serves; ``/__counts`` reads (GET) or resets (DELETE)."""
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def kind(environ: dict) -> str:
+        method = environ.get("REQUEST_METHOD", "")
+        query = environ.get("QUERY_STRING", "")
+        if method == "GET" and environ.get("PATH_INFO", "").count("/") <= 1 and (
+                "list-type" in query or "prefix" in query):
+            return "LIST"
+        if method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ:
+            return "COPY"
+        return method
+
+    def wrapped(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/__counts":
+            with lock:
+                body = json.dumps(counts).encode()
+                if environ.get("REQUEST_METHOD") == "DELETE":
+                    counts.clear()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        what = kind(environ)
+        with lock:
+            counts[what] = counts.get(what, 0) + 1
+        return app(environ, start_response)
+    return wrapped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
@@ -42,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
     logging.getLogger("werkzeug").setLevel(logging.ERROR)      # no access log line per request
-    app = atomic_conditional_writes(DomainDispatcherApplication(create_backend_app))
+    app = counting(atomic_conditional_writes(DomainDispatcherApplication(create_backend_app)))
     server = make_server("127.0.0.1", args.port, app, threaded=True,
                          request_handler=MotoRequestHandler)
     # Many clients at once (the fill's threads, workers, the proxy's connections).
