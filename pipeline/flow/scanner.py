@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Iterator, Optional
 
 from pipeline.values import Drop
 
 CHUNK = 500          # drops per hand-over
 DEPTH = 4            # chunks the listing may run ahead of the runner
+FLUSH_SECONDS = 0.2  # a part-filled chunk is handed over once this old (a slow listing)
 _END = object()
 
 
@@ -36,13 +38,15 @@ class Pass:
 
     def _run(self, store) -> None:
         chunk: list[Drop] = []
+        since = time.monotonic()
         try:
             for drop in store.scan():
                 chunk.append(drop)
-                if len(chunk) >= CHUNK:
+                # full, or a slow listing's first finds held back long enough
+                if len(chunk) >= CHUNK or time.monotonic() - since > FLUSH_SECONDS:
                     if not self._put(chunk):
                         return
-                    chunk = []
+                    chunk, since = [], time.monotonic()
             self._put(chunk)
             self._put(_END)
         except BaseException as exc:      # handed to the runner, which decides
