@@ -266,3 +266,39 @@ def test_a_released_object_carries_its_send_progress_to_the_next_machine(
     carried = other.begin("a.json", "sha", again.size, again.source, again.location, "second", 0)
     assert carried.attempts == 1 and carried.possible_duplicate is seen
     assert carried.http_status == status
+
+
+def test_a_claim_from_the_listing_asks_no_head_and_still_carries_a_released_objects_progress(
+        moto_server, bucket, tmp_path):
+    bucket.put("in/a.json", b"{}")
+    first = store(moto_server, bucket, owner="first")
+    journal = first.wrap_journal(Journal(str(tmp_path / "first.db")))
+    claim = claim_of(first, "a.json")
+    record = journal.begin("a.json", "sha", claim.size, claim.source, claim.location, "first", 0)
+    journal.attempt_started(record.claim_id, "send", 1)
+    journal.attempt_ended(record.claim_id, "send", 1, result="transient", status=504,
+                          maybe_seen=True, error="504")
+    first.release(claim)
+    second = store(moto_server, bucket, owner="second")
+    [listed] = list(second.scan())
+    heads = []
+    second.stat = lambda name: heads.append(name)          # type: ignore[method-assign]
+    assert second.stat_to_claim(listed) == listed and heads == []
+    again = second.claim(listed)
+    with second.open(again) as handle:                     # the GET brings the metadata
+        assert handle.read() == b"{}"
+    other = second.wrap_journal(Journal(str(tmp_path / "second.db")))
+    carried = other.begin("a.json", "sha", again.size, again.source, again.location, "second", 0)
+    assert carried.attempts == 1 and carried.possible_duplicate is True
+    assert second.leases.get("a.json").body["progress"]["sends_started"] == 1
+
+
+def test_a_claim_from_a_listing_of_an_object_replaced_since_takes_nothing(moto_server, bucket):
+    bucket.put("in/a.json", b"{}")
+    s = store(moto_server, bucket)
+    [listed] = list(s.scan())
+    bucket.put("in/a.json", b'{"new": 1}')                 # rewritten after it was listed
+    assert s.stat_to_claim(listed) == listed
+    with pytest.raises(ClaimLost):
+        s.claim(listed)
+    assert bucket.keys("in/") == ["a.json"] and s.leases.get("a.json") is None

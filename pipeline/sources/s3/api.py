@@ -179,14 +179,19 @@ class Bucket:
         except BotoCoreError as exc:
             raise translate(exc, "reading", self.uri(key)) from None
 
-    def open(self, key: str, etag: Optional[str] = None) -> io.BufferedReader:
+    def open(self, key: str, etag: Optional[str] = None,
+             metadata: Optional[dict] = None) -> io.BufferedReader:
         """A streaming, read-only file object over the object (never the whole object in memory).
-        ClaimLost if it is gone (or, with ``etag``, was replaced)."""
+        ClaimLost if it is gone (or, with ``etag``, was replaced). ``metadata``, when given, is
+        filled with the object's user metadata (the same GET: no HEAD needed for it)."""
         args = {"Bucket": self.name, "Key": key}
         if etag:
             args["IfMatch"] = etag
         with _claimed_source("opening", self.uri(key), "the object vanished"):
-            body = self.client.get_object(**args)["Body"]
+            reply = self.client.get_object(**args)
+            body = reply["Body"]
+        if metadata is not None:
+            metadata.update(reply.get("Metadata") or {})
         return io.BufferedReader(_Stream(body, self.uri(key)), buffer_size=1 << 20)
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False,
@@ -201,10 +206,11 @@ class Bucket:
         return _call(self.client.put_object, "writing", self.uri(key), **args)["ETag"]
 
     def copy(self, src: str, dst: str, size: int, *, src_etag: Optional[str] = None,
-             metadata: Optional[dict] = None) -> None:
+             metadata: Optional[dict] = None) -> Optional[str]:
         """Server-side copy (nothing passes through this process). ClaimLost if ``src`` is gone
         (or, with ``src_etag``, was replaced). ``metadata`` is merged into the object's user
-        metadata (its content type kept). Above 5 GiB a managed multipart copy is used."""
+        metadata (its content type kept). Above 5 GiB a managed multipart copy is used.
+        Returns the copy's ETag (None for a multipart copy)."""
         source = {"Bucket": self.name, "Key": src}
         args: dict = {"CopySourceIfMatch": src_etag} if src_etag else {}
         if metadata:
@@ -213,11 +219,12 @@ class Bucket:
                         ContentType=head.get("ContentType", "application/octet-stream"))
         with _claimed_source("copying", self.uri(src), "the object vanished or was replaced"):
             if size < SINGLE_COPY_LIMIT:
-                self.client.copy_object(Bucket=self.name, Key=dst, CopySource=source,
-                                        **{"MetadataDirective": "COPY", **args})
-            else:
-                self.client.copy(CopySource=source, Bucket=self.name, Key=dst,
-                                 ExtraArgs={k: v for k, v in args.items() if k != "CopySourceIfMatch"})
+                reply = self.client.copy_object(Bucket=self.name, Key=dst, CopySource=source,
+                                                **{"MetadataDirective": "COPY", **args})
+                return (reply.get("CopyObjectResult") or {}).get("ETag")
+            self.client.copy(CopySource=source, Bucket=self.name, Key=dst,
+                             ExtraArgs={k: v for k, v in args.items() if k != "CopySourceIfMatch"})
+            return None
 
     def delete(self, key: str, *, if_match: Optional[str] = None) -> None:
         """Delete ``key`` (an absent key is not an error: moves are idempotent). With

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from pipeline.sources.s3.feed import Feed
 
 
+LISTED_MAX = 200_000      # listed ETags kept for claims (about 15 MB); past that, HEADs
+
+
 class S3Store(Recovery, Progress, Source):
     """One bucket's prefixes. ``owner`` identifies this process in leases; ``feed`` (an
     feed.Feed) switches discovery from listing to SQS notifications."""
@@ -53,6 +56,7 @@ class S3Store(Recovery, Progress, Source):
         self.feed: Optional[Feed] = None
         self._skip = tuple(p for p in (processing, done, failed) if p)
         self._seen: dict[str, tuple] = {}         # name → (ETag, carried progress) from stat()
+        self._listed: dict[str, str] = {}         # name → ETag, from the listing, until claimed
         self._inherited: dict[str, dict] = {}     # name → SEND progress of a dead owner
         self._beat: Optional[Heartbeat] = None
 
@@ -131,10 +135,26 @@ class S3Store(Recovery, Progress, Source):
             yield from self.feed.drops()
             return
         for page in self.bucket.pages(self.prefix, self.page_size):
+            if len(self._listed) > LISTED_MAX:
+                self._listed.clear()              # a claim then asks with a HEAD, as before
             for item in page:
                 name = self.name_of(item["Key"])
                 if name is not None:
+                    if item.get("ETag"):
+                        self._listed[name] = item["ETag"]
                     yield Drop(name, int(item["Size"]), epoch(item["LastModified"]))
+
+    def stat_to_claim(self, settled: Drop) -> Optional[Drop]:
+        """The object as the listing saw it, without a HEAD: the claim's copy is conditional on
+        the listed ETag (a replaced object is not taken: it settles again), and what a released
+        object carries in its metadata (its SEND progress) comes with the GET that reads it.
+        With ordering on (the drop time a released object carries decides its place) and in
+        SQS mode (names without a listing) it asks with a HEAD, as ``stat`` does."""
+        etag = self._listed.pop(settled.name, None)
+        if etag is None or self.feed is not None or self.claim_hooks is not None:
+            return self.stat(settled.name)
+        self._seen[settled.name] = (etag, None)
+        return settled
 
     def stat(self, name: str) -> Optional[Drop]:
         """The object ``name`` in the inbox as it is now, or None. In SQS mode a name that is
@@ -219,7 +239,12 @@ class S3Store(Recovery, Progress, Source):
                 return None
             etag, size, mtime = source["ETag"], int(source["ContentLength"]), epoch(source["LastModified"])
             self.leases.renew(lease, source_etag=etag, source_mtime=mtime, size=size)
-        self.bucket.copy(src, dst, size, src_etag=etag)
+        copied = self.bucket.copy(src, dst, size, src_etag=etag)
+        if copied and "-" not in etag and copied != etag:
+            # a store that ignores CopySourceIfMatch copied a newer object: not the one we
+            # leased, which is gone (the newer one waits in the inbox for a later claim)
+            self._undo_move(lease, dst)
+            raise ClaimLost("the object was replaced since it was seen", self.bucket.uri(src))
         try:
             self._delete_version(src, etag)
         except StorageError:
@@ -250,8 +275,24 @@ class S3Store(Recovery, Progress, Source):
         self.leases.release(lease)
 
     def open(self, claim: Claim) -> BinaryIO:
-        """A streaming, read-only file object over the claimed object."""
-        return self.bucket.open(claim.location)
+        """A streaming, read-only file object over the claimed object. The SEND progress a
+        released object carries in its metadata (not read at its claim when that came from a
+        listing) is taken from this GET before the journal hears of the claim."""
+        metadata: dict = {}
+        reader = self.bucket.open(claim.location, metadata=metadata)
+        self._carry_in(claim.name, metadata)
+        return reader
+
+    def _carry_in(self, name: str, metadata: dict) -> None:
+        carried = carried_progress({"Metadata": metadata})
+        lease = self.leases.get(name)
+        if not carried or lease is None or name in self._inherited:
+            return
+        with lease.lock:
+            if lease.body.get("progress") or not lease.body.get("source_etag"):
+                return              # adopted (its lease's progress counts) or known at the claim
+            lease.body = dict(lease.body, progress=carried)    # written with the next renewal
+        self._inherited[name] = carried
 
     # -- release / finish ------------------------------------------------------------------
     def _guard(self, claim: Claim) -> Lease:
