@@ -109,12 +109,12 @@ class Runner:
         self.store.prepare()
         watcher = self._start_watch()
         try:
+            if not self.ordered:
+                self.intake.start_pass()       # the listing runs while abandoned claims are sought
             self._recover()
             self.intake.also_initial(job.claim.name for job in self.ready)
             if self.ordered:
                 self.intake.rescan()
-            else:
-                self.intake.start_pass()
             self._loop()
             if (self.once and not self.fatal and not self.stop_reason and len(self.later)
                     and self.pulse.in_outage()):

@@ -10,6 +10,8 @@ for the same reason).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from pipeline.errors import ConfigError, Conflict, Denied, Missing
 from pipeline.sources.s3.api import Bucket, Queue
 from pipeline.sources.s3.keys import folder_prefix
@@ -27,8 +29,7 @@ def open_source(settings, owner: str) -> S3Store:
     # fix (exit 2, naming it); an endpoint that cannot be reached is an outage (StorageError:
     # exit 3), nothing touched either way. done/ and failed/ are only written, never listed
     # (docs/s3.md's policy does not let the service list them).
-    _check_listing(bucket, "source.prefix", src.prefix)
-    _check_listing(bucket, "folders.processing", folders.processing)
+    _check_listings(bucket, [("source.prefix", src.prefix), ("folders.processing", folders.processing)])
     store = S3Store(bucket, prefix=folder_prefix(src.prefix),
                     processing=folder_prefix(folders.processing),
                     done=folder_prefix(folders.done), failed=folder_prefix(folders.failed),
@@ -43,6 +44,15 @@ def open_source(settings, owner: str) -> S3Store:
                             prefetch=max(10, 2 * settings.worker_ceiling)))
     _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
     return store
+
+
+def _check_listings(bucket: Bucket, checks: list[tuple[str, str]]) -> None:
+    """``_check_listing`` for each (key, prefix), all at once (each is a round trip); the first
+    problem in the order given is raised."""
+    with ThreadPoolExecutor(len(checks)) as pool:
+        futures = [pool.submit(_check_listing, bucket, key, prefix) for key, prefix in checks]
+    for future in futures:
+        future.result()
 
 
 def _check_listing(bucket: Bucket, key: str, prefix: str) -> None:
