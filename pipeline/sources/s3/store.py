@@ -14,20 +14,17 @@ S3 event notifications on SQS (feed.py) instead of listings.
 
 from __future__ import annotations
 
-import posixpath
 import time
 from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional
 
-from pipeline import sidecar as sidecar_mod
 from pipeline.errors import ClaimLost, Conflict, PipelineError, StorageError
-from pipeline.names import candidates as _candidates
-from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import Source
 from pipeline.sources.s3.api import Bucket, epoch
+from pipeline.sources.s3.finishing import Finishing
 from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.lease import LEASE_DIR, Heartbeat, Lease, Leases
 from pipeline.sources.s3.orderstore import S3OrderStore
-from pipeline.sources.s3.progress import Progress, carried_progress, carry_progress, dropped_at
+from pipeline.sources.s3.progress import Progress, carried_progress, dropped_at
 from pipeline.sources.s3.recover import Recovery
 from pipeline.values import Claim, Drop
 
@@ -38,7 +35,7 @@ if TYPE_CHECKING:
 LISTED_MAX = 200_000      # listed ETags kept for claims (about 15 MB); past that, HEADs
 
 
-class S3Store(Recovery, Progress, Source):
+class S3Store(Finishing, Recovery, Progress, Source):
     """One bucket's prefixes. ``owner`` identifies this process in leases; ``feed`` (an
     feed.Feed) switches discovery from listing to SQS notifications."""
 
@@ -293,90 +290,3 @@ class S3Store(Recovery, Progress, Source):
                 return              # adopted (its lease's progress counts) or known at the claim
             lease.body = dict(lease.body, progress=carried)    # written with the next renewal
         self._inherited[name] = carried
-
-    # -- release / finish ------------------------------------------------------------------
-    def _guard(self, claim: Claim) -> Lease:
-        """Our lease on the claim, with at least two thirds of its life left (renewed now
-        unless it just was: nobody can take over a lease before it expires). ClaimLost (and
-        our books cleaned) if it was lost."""
-        lease = self.leases.get(claim.name)
-        if lease is None:
-            raise ClaimLost("we no longer hold its lease", self.bucket.uri(claim.location))
-        if not lease.lost and self.clock() < float(lease.body["renewed_at"]) + self.lease_seconds / 3:
-            return lease
-        try:
-            self.leases.renew(lease)
-        except ClaimLost:
-            self._abandon(claim.name)
-            raise
-        return lease
-
-    def _abandon(self, name: str) -> None:
-        lease = self.leases.get(name)
-        if lease is not None:
-            self.leases.forget(lease)
-        if self.feed:
-            self.feed.defer(name, self.lease_seconds / 2)
-
-    def release(self, claim: Claim) -> str:
-        """Put a claimed object back in the inbox (under its own name if free), carrying its
-        SEND progress in its metadata for whichever worker claims it next."""
-        lease = self._guard(claim)
-        folder, base = posixpath.split(claim.name)
-        for candidate in _candidates(base):
-            dst = self.prefix + posixpath.join(folder, candidate)
-            if self.bucket.head(dst) is None:
-                break
-        else:  # pragma: no cover - 100,000 objects under one name
-            raise StorageError("no free name to release to", self.inbox)
-        self.bucket.copy(claim.location, dst, claim.size,
-                         metadata=carry_progress(lease.body.get("progress"), claim.mtime))
-        self.bucket.delete(claim.location)
-        self.leases.release(lease)
-        if self.feed:
-            self.feed.release(claim.name)
-        return self.bucket.uri(dst)
-
-    def finish(self, claim: Claim, status: str, sidecar: bytes, claim_id: str) -> str:
-        """Sidecar first (create-only: it reserves the name), then the object beside it, then
-        out of processing/. Never overwrites: a taken name gets a ``-N`` suffix. Returns
-        ``s3://bucket/key`` of the finished object."""
-        lease = self._guard(claim)
-        folder, base = posixpath.split(claim.name)
-        for candidate in _candidates(base):
-            dest = self.folders[status] + posixpath.join(folder, candidate)
-            if self._finish_into(claim, dest, sidecar, claim_id):
-                break
-        else:  # pragma: no cover - 100,000 objects under one name
-            raise StorageError("no free name to finish to", self.bucket.uri(self.folders[status]))
-        self.bucket.delete(claim.location)
-        self.leases.release(lease)
-        if self.feed:
-            self.feed.finished(claim.name, lease.body.get("source_etag"))
-        return self.bucket.uri(dest)
-
-    def _finish_into(self, claim: Claim, dest: str, sidecar: bytes, claim_id: str) -> bool:
-        car = dest + SIDECAR_SUFFIX
-        if self.bucket.head(dest) is not None:
-            # taken, unless it is ours from an interrupted finish (sidecar says so)
-            return self._sidecar_is_ours(car, claim, sidecar, claim_id)
-        try:
-            self.bucket.put(car, sidecar, if_none_match=True)
-        except Conflict:
-            if not self._sidecar_is_ours(car, claim, sidecar, claim_id):
-                return False
-            self.bucket.put(car, sidecar)          # ours: refresh it
-        self.bucket.copy(claim.location, dest, claim.size)
-        return True
-
-    def _sidecar_is_ours(self, car: str, claim: Claim, sidecar: bytes, claim_id: str) -> bool:
-        """A sidecar written by our own claim, or by a dead worker's interrupted finish of the
-        very same object (same source key and bytes)."""
-        found = self.bucket.get_with_etag(car, sidecar_mod.MAX_BYTES + 1)
-        if found is None:
-            return False
-        theirs, mine = sidecar_mod.parse(found[0]) or {}, sidecar_mod.parse(sidecar) or {}
-        if theirs.get("claim_id") == claim_id:
-            return True
-        return (theirs.get("source") == claim.source and theirs.get("sha256") == mine.get("sha256")
-                and bool(mine.get("sha256")))
