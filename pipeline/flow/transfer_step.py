@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from pipeline import reasons
 from pipeline.errors import PermanentDelivery, PipelineError, RejectedFile, TransientDelivery
 from pipeline.flow.job import Job, Step, unexpected
 from pipeline.values import Outcome
@@ -33,10 +34,12 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
     try:
         job.message = work.routing.transfer(job, transfer).prepare(job.claim, record)
     except RejectedFile as exc:
-        return work.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        return work.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind,
+                                      reason=exc.reason))
     except PermanentDelivery as exc:
         work.breaker.record_success()   # Redox is up; the document is at fault
-        return work.done(job, Outcome("failed", errors=tuple(exc.errors), reason_kind="permanent"))
+        return work.done(job, Outcome("failed", errors=tuple(exc.errors), reason_kind="permanent",
+                                      reason=reasons.refused(exc, upload=True)))
     except TransientDelivery as exc:
         return _failed(work, job, failures, exc)
     except PipelineError:
@@ -54,8 +57,8 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
 def _failed(work: FileWork, job: Job, failures: int, exc: TransientDelivery) -> Step:
     """One more failed upload attempt (already in the journal): retry later, or give up."""
     work.breaker.record_failure()
-    job.last_error = "; ".join(exc.errors)
+    job.last_error, job.last_reason = "; ".join(exc.errors), reasons.attempt(exc)
     if work.policy.exhausted(failures + 1):
         return work.give_up(job, failures + 1, "upload attempts")
     return Step("retry", delay=work.policy.delay(failures + 1, work.rand(), exc.retry_after),
-                error=job.last_error, unreachable=exc.status is None and not exc.maybe_seen)
+                error=job.last_reason, unreachable=exc.status is None and not exc.maybe_seen)

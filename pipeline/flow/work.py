@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from pipeline import message as message_stage
+from pipeline import reasons
 from pipeline.errors import (
     AuthError,
     ClaimLost,
@@ -137,13 +138,15 @@ class FileWork:
             try:
                 message = message_stage.check(raw, self.routing.picker(job))
             except RejectedFile as exc:
-                return self.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+                return self.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind,
+                                              reason=exc.reason))
             decision = route(len(message.body), self.send_limit, self.transfer is not None)
             if decision.action == "send":
                 job.message = message
         if decision.action == "reject":
-            return self.done(job, Outcome("failed", errors=(decision.reason or "too large",),
-                                          reason_kind=decision.kind or "too_large"))
+            why = decision.reason or "too large"
+            return self.done(job, Outcome("failed", errors=(why,), reason_kind=decision.kind or "too_large",
+                                          reason=why))
         return None                              # "transfer": transfer_step builds the message
 
     def _read(self, job: Job, whole: bool) -> tuple[Optional[bytes], str] | Step:
@@ -190,7 +193,7 @@ class FileWork:
         claim = job.claim
         job.record = self.journal.begin(claim.name, "", claim.size, claim.source, claim.location,
                                         self.store.owner, claim.mtime)
-        return self.done(job, Outcome("failed", errors=(reason,), reason_kind=kind))
+        return self.done(job, Outcome("failed", errors=(reason,), reason_kind=kind, reason=reason))
 
     # -- shared by the attempts (send, transfer_step) ---------------------------------------------
     def auth_ready(self, job: Job, next_attempt: int) -> Optional[Step]:
@@ -200,20 +203,24 @@ class FileWork:
             self.client.tokens.token()
         except TransientDelivery as exc:
             self.breaker.record_failure()
-            job.last_error = "; ".join(exc.errors)
+            job.last_error, job.last_reason = "; ".join(exc.errors), reasons.attempt(exc)
             return Step("retry", delay=self.policy.delay(next_attempt, self.rand()),
-                        error=job.last_error, unreachable=True)
+                        error=job.last_reason, unreachable=True)
         return None
 
     def give_up(self, job: Job, attempts: Optional[int] = None, what: str = "attempts") -> Step:
-        """Fail the file: its attempts are exhausted (``gave_up``, with the last error)."""
+        """Fail the file: its attempts are exhausted (``gave_up``). The sidecar's errors end
+        with the last error as it was recorded (Redox's texts and all); the reason names the
+        last failure in our words (after a restart: from the journal's attempt rows)."""
         record = job.held()
         attempts = record.attempts if attempts is None else attempts
         errors = [f"gave up after {attempts} {what}"]
         last = job.last_error or self.journal.last_error(record.claim_id)
         if last:
             errors.append(f"last error: {last}")
-        return self.done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up"))
+        last_reason = job.last_reason or reasons.last_attempt(self.journal.attempts_of(record.claim_id))
+        return self.done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up",
+                                      reason=reasons.gave_up(attempts, what, last_reason)))
 
     # -- finish ------------------------------------------------------------------------------------
     def _finish_recorded(self, job: Job, r: Record) -> Step:
@@ -235,5 +242,4 @@ class FileWork:
         self.routing.before_finish(job, outcome)
         dest, job.record = finish(self.store, self.journal, job.claim, job.held(), outcome, extra, view)
         self.routing.after_finish(job, outcome, dest)
-        return Step("finished", status=outcome.status, dest=dest,
-                    error="; ".join(outcome.errors) or None)
+        return Step("finished", status=outcome.status, dest=dest, error=reasons.of_outcome(outcome))
