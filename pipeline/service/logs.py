@@ -3,6 +3,10 @@
 Events log a short message plus fields passed as ``extra`` (file name, sha256 prefix, attempt,
 status, Log IDs, duration, error reason). With ``json`` every line on stdout and stderr is one
 JSON object.
+
+No character of a line is a terminal command: in text lines every non-printable character of
+the message and of each field is escaped (a file name can neither forge a line nor drive the
+terminal), and JSON lines escape the ones json would leave raw (pipeline/terminal.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import re
 import sys
 import time
 from datetime import datetime, timezone
+
+from pipeline.terminal import dumps, visible
 
 # the fields a log call may add through ``extra``; anything else is not printed
 FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "delay", "path",
@@ -39,14 +45,14 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = record.__dict__[key]
         if record.exc_info:
             doc["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return dumps(doc)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = record.__dict__
         parts = [time.strftime("%H:%M:%S", time.localtime(record.created)),
-                 record.levelname.lower(), record.getMessage()]
+                 record.levelname.lower(), visible(record.getMessage())]
         for key in FIELDS:
             value = fields.get(key)
             if value is not None and value != [] and value != "":
@@ -93,8 +99,9 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
 
 
 def emit(fmt: str, message: str, **fields) -> None:
-    """A command's own output line on stdout: plain text, or one JSON object."""
+    """A command's own output line on stdout: plain text, or one JSON object. Either way no
+    character of it is a terminal command (a file name in it is escaped: terminal.py)."""
     if fmt == "json":
-        print(json.dumps(dict(fields, event=message), ensure_ascii=False, default=str), flush=True)
+        print(dumps(dict(fields, event=message)), flush=True)
     else:
-        print(message, flush=True)
+        print(visible(message), flush=True)
