@@ -69,6 +69,9 @@ class RedoxSettings(_Model):
     upload_limit_bytes: int = Field(30 * 1024 * 1024, gt=0)
     # TLS verification is always on, except for a sandbox on loopback (and then loudly logged).
     insecure_skip_tls_verify: bool = False
+    # http:// to a Redox URL that is not on this machine is refused (tokens and patient data in
+    # clear text) unless this is true; then every start warns
+    allow_insecure_http: bool = False
     auth: AuthSettings = AuthSettings()
 
     @property
