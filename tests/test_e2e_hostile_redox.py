@@ -381,10 +381,6 @@ def test_an_unusable_token_reply_stops_the_run_cleanly_and_status_says_so(tmp_pa
     assert line.startswith("Redox auth: refused") and "unusable" in line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "service/run.py _check_credentials prefixes every AuthError with 'Redox refused the "
-    "credentials:', also when the credentials were accepted and only the token reply was "
-    "unusable: the operator is sent to rotate a key that works"))
 def test_an_unusable_token_reply_is_not_called_refused_credentials(tmp_path, sandbox):
     env = make_env(tmp_path, sandbox)
     env.drop("a.json", message("a"))
