@@ -22,9 +22,9 @@ from pipeline.flow.work import FileWork
 from pipeline.journal import Journal
 from pipeline.journal.ledger import DeliveryLedger
 from pipeline.redox.auth import make_tokens
-from pipeline.redox.client import RedoxClient, Transport
+from pipeline.redox.client import PAUSE_PATIENCE, RedoxClient, Transport
 from pipeline.redox.platform import PlatformClient
-from pipeline.redox.ratelimit import RateLimiter
+from pipeline.redox.ratelimit import LimitedTransport, RateLimiter
 from pipeline.redox.transfer.upload import Transfer
 from pipeline.sources.base import DoneFolder, FolderView, Source
 
@@ -69,16 +69,25 @@ def tls_verify(settings: Settings) -> bool:
     return False
 
 
+def make_limiter(settings: Settings) -> RateLimiter:
+    """The host's rate limit: one budget shared through a file beside the journal by every
+    process of this host that uses it (services, --once runs, reconcile). No Retry-After,
+    however large, holds anything back longer than the retry policy's longest wait."""
+    return RateLimiter.for_host(settings.redox.max_requests_per_second, settings.state.path,
+                                max_pause=settings.retry.backoff_max_seconds)
+
+
 def make_client(settings: Settings) -> RedoxClient:
     """The SEND/upload client: one transport (a requests Session with a connection per worker,
-    plus the token fetch and a spare), the shared rate limit. No Retry-After, however large,
-    holds anything back longer than the retry policy's longest wait."""
+    plus the token fetch and a spare), the host's rate limit, which token requests wait for
+    too."""
     redox, cap = settings.redox, settings.retry.backoff_max_seconds
     transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, tls_verify(settings),
-                          pool_size=settings.workers + 2)
-    tokens = make_tokens(redox.auth, redox.token_url, redox.base_url, transport)
-    return RedoxClient(redox.base_url, redox.upload_url, transport, tokens,
-                       RateLimiter(redox.max_requests_per_second, max_pause=cap), retry_cap=cap)
+                          pool_size=settings.worker_ceiling + 2)
+    limiter = make_limiter(settings)
+    tokens = make_tokens(redox.auth, redox.token_url, redox.base_url,
+                         LimitedTransport(transport, limiter, PAUSE_PATIENCE))
+    return RedoxClient(redox.base_url, redox.upload_url, transport, tokens, limiter, retry_cap=cap)
 
 
 def make_runner(settings: Settings, store: Source, journal: Journal, client: RedoxClient, *, once: bool,
@@ -100,7 +109,7 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
                     addressing=make_addressing(settings, store, once=once), observe=observe)
-    return Runner(store, journal, work, workers=settings.workers,
+    return Runner(store, journal, work, workers=settings.fixed_workers,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,
                   once_wait=retry.once_wait_seconds, grace=settings.shutdown_grace_seconds,
@@ -121,18 +130,19 @@ def make_done_folder(settings: Settings) -> DoneFolder:
 
 def make_platform_client(settings: Settings, tokens=None, limiter=None) -> PlatformClient:
     """The Platform API client. ``tokens``/``limiter`` may be shared with the SEND client
-    (the same key, and one request budget per IP: a 429 on either slows both)."""
+    (the same key, and one request budget per IP: a 429 on either slows both); otherwise it
+    draws from the host's rate limit all the same, its token requests included."""
     dc, redox, cap = settings.delivery_check, settings.redox, settings.retry.backoff_max_seconds
     verify = tls_verify(settings)
     if not verify and urlparse(dc.platform_url).hostname not in LOOPBACK:
         raise ConfigError("redox.insecure_skip_tls_verify: delivery_check.platform_url is not on "
                           "localhost")
     transport = Transport(redox.connect_timeout_seconds, redox.timeout_seconds, verify, pool_size=2)
+    limiter = limiter or make_limiter(settings)
     if tokens is None:
         tokens = make_tokens(dc.auth or redox.auth, settings.platform_token_url, redox.base_url,
-                             transport)
-    return PlatformClient(dc.platform_url, dc.organization_id or "", transport, tokens,
-                          limiter or RateLimiter(redox.max_requests_per_second, max_pause=cap),
+                             LimitedTransport(transport, limiter, PAUSE_PATIENCE))
+    return PlatformClient(dc.platform_url, dc.organization_id or "", transport, tokens, limiter,
                           retry_cap=cap)
 
 

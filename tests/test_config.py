@@ -58,7 +58,7 @@ def test_environment_values_defaults_and_paths_relative_to_the_config(tmp_path):
     assert settings.redox.auth.private_key_file == str(tmp_path / "key.pem")
     assert settings.redox.token_url == "https://api.redoxengine.com/v2/auth/token"
     assert (settings.workers, settings.retry.max_attempts, settings.redox.max_requests_per_second,
-            settings.redox.send_limit_bytes, settings.dedupe) == (4, 10, 20.0, 10485760, True)
+            settings.redox.send_limit_bytes, settings.dedupe) == ("auto", 10, 20.0, 10485760, True)
 
 
 def test_the_shipped_config_yaml_is_valid():

@@ -6,11 +6,34 @@ errors (``extra="forbid"``); cross-key rules live in :mod:`pipeline.config.check
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, SecretStr
+from pydantic_core import PydanticCustomError
 
+# ``workers: auto`` keeps as many files in flight as the rate limit and Redox's latency call
+# for (pipeline/flow/concurrency.py), at most this many; a number is a fixed cap
+AUTO_WORKERS_CEILING = 64
+# what a runner that does not follow the concurrency controller runs ``auto`` with (the old
+# default), until it does
+AUTO_WORKERS_FIXED = 4
+MAX_WORKERS = 256
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+def _workers(value: Any) -> Union[Literal["auto"], int]:
+    """``auto`` (any case) or a whole number from 1 to MAX_WORKERS (a YAML number or a string
+    of digits); one message for anything else."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return value
+    raise PydanticCustomError("workers", f"must be auto or a whole number from 1 to {MAX_WORKERS}")
+
+
+Workers = Annotated[Union[Literal["auto"], int], PlainValidator(_workers)]
 
 
 class _Model(BaseModel):
@@ -178,7 +201,7 @@ class Settings(_Model):
     routes: tuple[Route, ...] = ()
     ordering: OrderingSettings = OrderingSettings()
     retry: RetrySettings = RetrySettings()
-    workers: int = Field(4, ge=1, le=256)
+    workers: Workers = "auto"
     state: StateSettings = StateSettings()
     dedupe: bool = True
     shutdown_grace_seconds: float = Field(30.0, ge=0)
@@ -189,6 +212,18 @@ class Settings(_Model):
     # octal string; output files hold patient data, so the default lets only the owner read them
     umask: str = Field("077", pattern=r"^0?[0-7]{3}$")
     config_path: str = ""   # set by load(); where the settings came from
+
+    @property
+    def worker_ceiling(self) -> int:
+        """The most files in flight: ``workers``, or for ``auto`` its ceiling. Thread and
+        connection pools are sized for this."""
+        return AUTO_WORKERS_CEILING if self.workers == "auto" else self.workers
+
+    @property
+    def fixed_workers(self) -> int:
+        """Files in flight for a runner with a fixed count: ``workers``, or for ``auto`` the
+        old default until the runner follows pipeline.flow.concurrency."""
+        return AUTO_WORKERS_FIXED if self.workers == "auto" else self.workers
 
     @property
     def umask_value(self) -> int:

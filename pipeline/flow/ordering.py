@@ -65,7 +65,7 @@ def make_sequencer(settings, store, *, once: bool) -> Optional["Sequencer"]:
     s3 = settings.source.kind == "s3"
     # S3: every look is a request; an item written by a worker that has not taken its lease
     # yet is given a lease's time (docs/routing.md)
-    timing = Timing(poll=0.5 if s3 else 0.1, hold_poll=10.0 if s3 else 5.0, cap=settings.workers)
+    timing = Timing(poll=0.5 if s3 else 0.1, hold_poll=10.0 if s3 else 5.0, cap=settings.fixed_workers)
     stale_after = settings.source.lease_seconds / 2 if s3 else 2.0
     board = Board(space, store.owner, stale_after)
     board.key("", "")                # the salt, read (or made) now: keys need no I/O later

@@ -23,7 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import BinaryIO, Callable, Iterable, Optional
+from typing import BinaryIO, Callable, Optional
 
 from pipeline import jsonsplice, message
 from pipeline.errors import RejectedFile

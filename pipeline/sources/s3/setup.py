@@ -21,7 +21,7 @@ def open_source(settings, owner: str) -> S3Store:
     """The S3 store for ``settings`` (source.kind s3), with its SQS feed when configured."""
     src, folders = settings.source, settings.folders
     bucket = Bucket(src.bucket, endpoint_url=src.endpoint_url, region=src.region,
-                    pool=settings.workers + 6)
+                    pool=settings.worker_ceiling + 6)
     # the prefixes the run lists (the inbox; processing/ for recovery) must be listable: a
     # bucket that does not exist or an IAM policy that does not allow it is the operator's to
     # fix (exit 2, naming it); an endpoint that cannot be reached is an outage (StorageError:
@@ -40,7 +40,7 @@ def open_source(settings, owner: str) -> S3Store:
         _check(queue.check, "source.queue_url")
         store.use_feed(Feed(queue, bucket=src.bucket, name_of=store.name_of,
                             visibility=src.queue_visibility_seconds, wait=src.queue_wait_seconds,
-                            prefetch=max(10, 2 * settings.workers)))
+                            prefetch=max(10, 2 * settings.fixed_workers)))
     _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
     return store
 
