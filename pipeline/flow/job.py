@@ -42,9 +42,9 @@ class Job:
     """A claimed file and what is known about it so far.
 
     ``answer``: a SEND's answer the journal does not hold yet (its write failed): the next step
-    records it instead of sending. ``last_error`` / ``last_reason``: the last transient
-    failure as recorded and in our own words (only the latter is ever logged). ``outcome``: the file's outcome, decided; only its finish is
-    left (the journal may not know it yet either).
+    records it instead of sending. ``outcome``: the file's outcome, decided; only its finish is
+    left (the journal may not know it yet either). ``last_error`` / ``last_reason``: the last
+    transient failure as recorded and in our own words (only the latter is ever logged).
     """
     claim: Claim
     record: Optional[Record] = None
