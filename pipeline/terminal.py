@@ -23,10 +23,15 @@ import re
 _SUSPECT = re.compile(r"[^\x20-\x7e]")
 
 
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _escape(match: re.Match) -> str:
     char = match.group()
     if char.isprintable():
         return char
+    if char in _SHORT:
+        return _SHORT[char]
     code = ord(char)
     if code < 0x100:
         return f"\\x{code:02x}"
