@@ -260,7 +260,8 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _describe(err: dict) -> str:
+def _describe(err: Any) -> str:
+    """One pydantic error (its ErrorDetails) as ``key.path: what is wrong``."""
     path = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
     if kind == "missing":

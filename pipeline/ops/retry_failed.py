@@ -27,7 +27,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from pipeline import reasons, timefmt
 from pipeline.errors import ClaimLost, StorageError
@@ -151,6 +151,7 @@ def requeue(view, journal, choice: Choice, *, forced: bool, clock=time.time) -> 
 
 def _history(sidecar: Optional[dict], entry: Entry, now: float, forced: bool) -> list[dict]:
     """The earlier sidecars, flat and oldest first, the latest one noting the replay."""
+    latest: dict[str, Any]
     if sidecar is None:
         latest = {"status": "failed", "name": entry.name,
                   "errors": ["no sidecar was found beside the failed file"]}
