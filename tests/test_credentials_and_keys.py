@@ -126,3 +126,15 @@ def test_a_service_says_it_once_though_two_clients_load_the_key(tmp_path, sandbo
     assert code == 0, err
     assert err.count("the sandbox development key is in use") == 1
     assert "readable by group or others" not in err
+
+
+@pytest.mark.parametrize("faults, cause", [({"refuse_credentials": True}, "credentials"),
+                                           ({"token_reply": "html"}, "unusable_reply")])
+def test_status_says_which_kind_of_refusal_it_met(tmp_path, sandbox, faults, cause):
+    import json
+    env = PipelineEnv(tmp_path, sandbox.url)
+    sandbox.faults(**faults)
+    result = env.run("status", "--json", timeout=HANG_GUARD)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)["auth"]
+    assert (got["state"], got["cause"]) == ("refused", cause)

@@ -160,10 +160,12 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
 
 def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
     """Ask Redox for a token (short timeouts): ok | refused | unreachable | error, with a
-    sentence. Never raises: ``status`` reports the auth state, it does not fail because of it.
-    The token itself is never returned or printed."""
+    sentence (refused: ``cause`` credentials, or unusable_reply when the token endpoint
+    answered with something that is not a usable token). Never raises: ``status`` reports the
+    auth state, it does not fail because of it. The token itself is never returned or printed."""
     from pipeline.app import tls_verify
     from pipeline.redox.auth import make_tokens
+    from pipeline.redox.tokenreply import UnusableTokenReply
     from pipeline.redox.transport import Transport
     redox = settings.redox
     url = redox.token_url
@@ -173,8 +175,12 @@ def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
         return {"state": "error", "detail": "; ".join(exc.problems)}
     try:
         make_tokens(redox.auth, url, redox.base_url, transport).token()
+    except UnusableTokenReply as exc:
+        # no token either way; ``cause`` tells the operator that rotating the key would not help
+        return {"state": "refused", "cause": "unusable_reply",
+                "detail": f"{exc}; the reply is at fault, not the credentials ({url})"}
     except AuthError as exc:
-        return {"state": "refused", "detail": f"{exc} ({url})"}
+        return {"state": "refused", "cause": "credentials", "detail": f"{exc} ({url})"}
     except TransientDelivery as exc:
         return {"state": "unreachable", "detail": f"{'; '.join(exc.errors)} ({url})"}
     except ConfigError as exc:
