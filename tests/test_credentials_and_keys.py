@@ -138,3 +138,23 @@ def test_status_says_which_kind_of_refusal_it_met(tmp_path, sandbox, faults, cau
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)["auth"]
     assert (got["state"], got["cause"]) == ("refused", cause)
+
+
+def test_a_configuration_warning_is_written_once_per_run(capsys):
+    import logging
+
+    from pipeline.service import logs
+    logs.setup("text")
+    try:
+        for _ in range(3):
+            logging.getLogger("pipeline.app").warning("TLS VERIFICATION IS OFF for the local sandbox")
+            logging.getLogger("pipeline.redox.auth").warning("loose key", extra={"path": "/k"})
+        logging.getLogger("pipeline.redox.auth").warning("loose key", extra={"path": "/other"})
+        for _ in range(2):          # events about files are events: each is said
+            logging.getLogger("pipeline.run").warning("failed", extra={"file": "a.json"})
+    finally:
+        logging.getLogger().handlers[:] = []
+    err = capsys.readouterr().err
+    assert err.count("TLS VERIFICATION IS OFF") == 1
+    assert err.count("loose key path=/k") == 1 and err.count("loose key path=/other") == 1
+    assert err.count("failed file=a.json") == 2

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -33,6 +34,32 @@ FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "de
           "would_remove", "journal_rows")
 # fields only JSON lines carry (text lines already say it in their message)
 JSON_ONLY = ("startup",)
+# loggers whose warnings are about the configuration and the credentials: a run says each of
+# them once, however many clients load the same key or check the same setting
+ONCE_PER_RUN = ("pipeline.config", "pipeline.app", "pipeline.redox.auth")
+
+
+class OncePerRun(logging.Filter):
+    """Drops a configuration warning identical (message and fields) to one already written
+    by this process: the SEND client and the Platform client each load the key and check TLS,
+    and the operator should read each warning once. Warnings about files and requests (other
+    loggers) are events and always pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(ONCE_PER_RUN):
+            return True
+        key = (record.name, record.levelno, record.getMessage(),
+               tuple(repr(record.__dict__.get(k)) for k in FIELDS))
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -90,6 +117,7 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(OncePerRun())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
