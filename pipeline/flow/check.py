@@ -103,12 +103,12 @@ class Judge:
         checked = message_stage.check(raw, screen or self.screen(choose))
         return checked, route(len(checked.body), self.send_limit, self.can_transfer)
 
-    def screening(self, transfer: Any) -> Any:
-        """The Transferring Files path (redox/transfer/upload.py's Transfer, already given the
-        file's chooser by Addressing) with the schema check in front of its chooser: a copy, so
-        documents.plan checks the message before anything is measured or uploaded."""
+    def screening(self, transfer: Any, choose: message_stage.Destinations) -> Any:
+        """The Transferring Files path (redox/transfer/upload.py's Transfer) for one file: a
+        copy whose chooser is the file's ``choose`` with the schema check in front of it, so
+        documents.plan checks and routes the message before anything is measured or uploaded."""
         mine = copy.copy(transfer)
-        mine.destinations = self.screen(transfer.destinations)
+        mine.destinations = self.screen(choose)
         return mine
 
     def plan(self, handle: BinaryIO, size: int, upload_limit: int,

@@ -32,8 +32,9 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
     if not_now:
         return not_now
     try:
-        # routed and checked against its schema (flow/check.py) before anything is uploaded
-        mine = work.judge.screening(work.routing.transfer(job, transfer))
+        # routed (the file's route recorded, as for a SEND) and checked against its schema
+        # (flow/check.py) before anything is uploaded
+        mine = work.judge.screening(transfer, work.routing.picker(job))
         job.message = mine.prepare(job.claim, record)
     except RejectedFile as exc:
         return work.done(job, Outcome("failed", errors=rejection_errors(exc), reason_kind=exc.kind))
