@@ -2,7 +2,7 @@
 
 Two validators, one answer. Every message first goes through the schema compiled by
 fastjsonschema, a yes/no check (about 60 µs for a typical 8 KB NewPatient against a schema of
-400 properties, where jsonschema takes 1.6 ms: scripts/bench_validation.py). Only a message it
+400 properties, where jsonschema takes 1.6 ms: scripts/bench/validation.py). Only a message it
 refuses is given to jsonschema's Draft4Validator, which lists every problem with structured
 paths that can be rendered without quoting the message (render.py). jsonschema is the
 authority: when it finds nothing in a message that the fast check refused (they read a few
