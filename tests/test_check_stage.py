@@ -149,7 +149,8 @@ def test_judge_file_verdicts(tmp_path):
     judge = Judge(1000, True, gate)
     raw = large()
     verdict = judge_file(judge, opener(raw), len(raw), DEST, 1 << 20, lambda: "default")
-    assert verdict == Verdict("reject", "Media", "New", reason_kind="invalid", route="default",
+    assert verdict == Verdict("reject", "Media", "New", schema="Media/New.json", reason_kind="invalid",
+                              route="default",
                               errors=("does not match the schema Media/New.json",
                                       "Media.FileContents: too long (at most 10 characters)"))
     other = raw.replace(b'"New"', b'"Update"')

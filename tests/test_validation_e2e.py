@@ -303,3 +303,21 @@ def test_validate_reports_the_schemas(tmp_path, sandbox):
     result = env.run("validate")
     assert result.returncode == 0, result.stderr
     assert "config OK" in result.stdout and "3 schemas" in result.stdout
+
+
+def test_check_and_run_agree_on_routes_and_unrouted_files(tmp_path, sandbox):
+    lab = {"ID": "6c0e2d55-8d1e-4b51-9d0e-2b8a3e1f7d42", "Name": "Lab Vendor"}
+    env = make_env(tmp_path, sandbox, destinations=[],
+                   routes=[{"name": "patients", "match": {"data_model": "PatientAdmin"},
+                            "destinations": [lab]}])
+    env.drop("p.json", patient("p"))
+    env.drop("r.json", patient("r").replace(b'"PatientAdmin", "EventType": "NewPatient"',
+                                            b'"Results", "EventType": "New"'))
+    found = verdicts(check(env, "--json", str(env.inbox)).stdout)
+    assert (found["p.json"]["route"], found["p.json"]["destinations"]) == ("patients", [lab])
+    assert (found["r.json"]["ok"], found["r.json"]["reason_kind"]) == (False, "unrouted")
+    assert env.run("run", "--once").returncode == 1
+    assert env.sidecar("done", "p.json")["route"] == "patients"
+    car = env.sidecar("failed", "r.json")
+    assert (car["reason_kind"], car["errors"]) == ("unrouted", found["r.json"]["errors"])
+    assert sends(sandbox) == {"p": 200}

@@ -64,7 +64,7 @@ class Screen:
         self.gate, self.choose = gate, choose
         self.data_model: Optional[str] = None
         self.event_type: Optional[str] = None
-        self.schema: Optional[str] = None       # the schema file it matched (None: not checked)
+        self.schema: Optional[str] = None       # the schema file it is checked against (None: none)
         self.destinations: Optional[list[dict]] = None
 
     def __call__(self, doc: dict) -> list[dict]:
@@ -72,9 +72,10 @@ class Screen:
         data_model = self.data_model = meta["DataModel"]
         event_type = self.event_type = meta["EventType"]
         gate = self.gate
-        if gate is not None and gate.check(doc, data_model, event_type):
+        if gate is not None:
             found = gate.schemas.find(data_model, event_type)
             self.schema = found.name if found is not None else None
+            gate.check(doc, data_model, event_type)
         self.destinations = [dict(d) for d in message_stage.chosen(doc, self.choose)]
         return self.destinations
 
@@ -132,7 +133,7 @@ class Verdict:
     action: str
     data_model: Optional[str] = None
     event_type: Optional[str] = None
-    schema: Optional[str] = None         # the schema it matched; None: not checked against one
+    schema: Optional[str] = None         # the schema it was checked against; None: none
     route: Optional[str] = None          # the route's name ("default": destinations)
     destinations: tuple[dict, ...] = ()
     documents: tuple[Planned, ...] = ()
