@@ -12,7 +12,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import yaml
 from pydantic import ValidationError
@@ -30,8 +30,11 @@ def default_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("PIPELINE_CONFIG") or "config.yaml")
 
 
-def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Settings:
-    """Read, expand and validate ``path``. Raises ConfigError listing every problem."""
+def load(path: str | os.PathLike, environ: dict[str, str] | None = None, *,
+         tolerate: Optional[Callable[[str], bool]] = None) -> Settings:
+    """Read, expand and validate ``path``. Raises ConfigError listing every problem.
+
+    ``tolerate``: problems it returns True for are not errors (``check`` needs no credentials)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -61,8 +64,10 @@ def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Sett
         settings, problems = None, [_describe(err) for err in exc.errors()]
     unset_keys = {problem.split(":", 1)[0] for problem in unset}
     problems = unset + [p for p in problems if p.split(":", 1)[0] not in unset_keys]
-    if problems:
-        raise ConfigError(problems)
+    if tolerate is not None:
+        problems = [p for p in problems if not tolerate(p)]
+    if problems or settings is None:
+        raise ConfigError(problems or [f"{path}: not a valid config"])
     return _resolve_paths(settings, path.resolve().parent)
 
 
@@ -142,6 +147,7 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         "state": s.state.model_copy(update={"path": absolute(s.state.path)}),
         "redox": s.redox.model_copy(update={"auth": auth_paths(s.redox.auth)}),
         "delivery_check": s.delivery_check.model_copy(update={"auth": auth_paths(s.delivery_check.auth)}),
+        "validation": s.validation.model_copy(update={"schemas": absolute(s.validation.schemas)}),
     }
     if s.source.kind == "local":
         updates["source"] = s.source.model_copy(update={"inbox": absolute(s.source.inbox)})

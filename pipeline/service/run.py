@@ -31,9 +31,11 @@ def load_settings(args) -> config_mod.Settings:
 
 
 def cmd_validate(args) -> int:
-    """Every problem with its key path; the credentials' shape (the key file loads)."""
+    """Every problem with its key path; the credentials' shape (the key file loads); the
+    schemas (validation.schemas) read, checked and compiled."""
     settings = load_settings(args)
-    from pipeline.app import tls_verify
+    from pipeline.app import make_gate, tls_verify
+    gate = make_gate(settings)          # a broken schema file: ConfigError naming it
     from pipeline.redox.auth import load_private_key
     problems = []
     for where, auth in (("redox.auth", settings.redox.auth),
@@ -49,14 +51,16 @@ def cmd_validate(args) -> int:
         problems += exc.problems
     if problems:
         raise ConfigError(problems)
-    logsetup.emit(args.log_format, f"config OK: {settings.config_path}", ok=True,
-                  config=settings.config_path)
+    schemas = f"; {len(gate.schemas)} schemas" if gate is not None else ""
+    logsetup.emit(args.log_format, f"config OK: {settings.config_path}{schemas}", ok=True,
+                  config=settings.config_path, schemas=len(gate.schemas) if gate else None)
     return Exit.OK
 
 
 def cmd_run(args) -> int:
     settings = load_settings(args)
     from pipeline import app
+    gate = app.make_gate(settings)      # once, before anything is touched (a broken schema: exit 2)
     from pipeline.errors import LockBusy
     from pipeline.service.runlock import RunLock
     lock = None
@@ -70,13 +74,13 @@ def cmd_run(args) -> int:
         except OSError as exc:
             raise ConfigError(f"state.path: cannot create the run lock ({exc.strerror})") from None
     try:
-        return _run(settings, args.once, app)
+        return _run(settings, args.once, app, gate)
     finally:
         if lock:
             lock.release()
 
 
-def _run(settings, once: bool, app) -> int:
+def _run(settings, once: bool, app, gate=None) -> int:
     client = app.make_client(settings)
     try:
         store = app.make_source(settings, app.owner_id())
@@ -114,7 +118,7 @@ def _run(settings, once: bool, app) -> int:
         from pipeline.service.notify import Notifier
         notifier = Notifier() if not once else None
         runner = app.make_runner(settings, store, journal, client, once=once, progress=progress,
-                                 metrics=metrics, pulse=pulse,
+                                 metrics=metrics, pulse=pulse, gate=gate,
                                  on_turn=notifier.ping if notifier and notifier.enabled else None)
         code = _drive(settings, runner, journal, client, once, notifier)
         if progress:
