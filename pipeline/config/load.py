@@ -22,7 +22,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -41,11 +41,16 @@ def default_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("PIPELINE_CONFIG") or "config.yaml")
 
 
-def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Settings:
-    """Read, expand and validate ``path``. Raises ConfigError listing every problem."""
+def load(path: str | os.PathLike, environ: dict[str, str] | None = None, *,
+         tolerate: Optional[Callable[[str], bool]] = None) -> Settings:
+    """Read, expand and validate ``path``. Raises ConfigError listing every problem.
+
+    ``tolerate``: problems it returns True for are not errors (``check`` needs no credentials)."""
     settings, problems = examine(path, environ)
+    if tolerate is not None:
+        problems = [p for p in problems if not tolerate(p)]
     if problems or settings is None:
-        raise ConfigError(problems or [f"{path}: unusable"])
+        raise ConfigError(problems or [f"{path}: not a valid config"])
     return settings
 
 
@@ -290,6 +295,7 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         "state": s.state.model_copy(update={"path": absolute(s.state.path)}),
         "redox": s.redox.model_copy(update={"auth": auth_paths(s.redox.auth)}),
         "delivery_check": s.delivery_check.model_copy(update={"auth": auth_paths(s.delivery_check.auth)}),
+        "validation": s.validation.model_copy(update={"schemas": absolute(s.validation.schemas)}),
     }
     if s.source.kind == "local":
         updates["source"] = s.source.model_copy(update={"inbox": absolute(s.source.inbox)})

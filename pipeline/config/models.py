@@ -186,6 +186,16 @@ class RetentionSettings(_Model):
     interval_hours: float = Field(24.0, gt=0)           # the service prunes this often
 
 
+class ValidationSettings(_Model):
+    """Checking each message against Redox's JSON Schemas before it is sent (docs/validation.md)."""
+    # a folder of draft-04 schemas, <DataModel>/<EventType>.json (Redox's download unpacked as
+    # it is); relative to the config file. None: messages are not checked against a schema
+    schemas: Optional[str] = None
+    # a message whose DataModel/EventType has no schema in the folder: send it unchecked (one
+    # warning per DataModel/EventType), or fail it (reason_kind no_schema)
+    missing_schema: Literal["send", "fail"] = "send"
+
+
 class HealthSettings(_Model):
     """When ``GET /healthz`` (on the metrics port) answers 503 instead of 200."""
     breaker_open_minutes: float = Field(5.0, gt=0)      # the circuit breaker open this long
@@ -209,6 +219,7 @@ class Settings(_Model):
     delivery_check: DeliveryCheckSettings = DeliveryCheckSettings()
     retention: RetentionSettings = RetentionSettings()
     health: HealthSettings = HealthSettings()
+    validation: ValidationSettings = ValidationSettings()
     # octal string; output files hold patient data, so the default lets only the owner read them
     umask: str = Field("077", pattern=r"^0?[0-7]{3}$")
     config_path: str = ""   # set by load(); where the settings came from

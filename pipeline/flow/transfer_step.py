@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pipeline import reasons
 from pipeline.errors import PermanentDelivery, PipelineError, RejectedFile, TransientDelivery
+from pipeline.flow.check import rejection_errors
 from pipeline.flow.job import Job, Step, unexpected
 from pipeline.values import Outcome
 
@@ -32,9 +33,12 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
     if not_now:
         return not_now
     try:
-        job.message = work.routing.transfer(job, transfer).prepare(job.claim, record)
+        # routed (the file's route recorded, as for a SEND) and checked against its schema
+        # (flow/check.py) before anything is uploaded
+        mine = work.judge.screening(transfer, work.routing.picker(job))
+        job.message = mine.prepare(job.claim, record)
     except RejectedFile as exc:
-        return work.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind,
+        return work.done(job, Outcome("failed", errors=rejection_errors(exc), reason_kind=exc.kind,
                                       reason=exc.reason))
     except PermanentDelivery as exc:
         work.breaker.record_success()   # Redox is up; the document is at fault

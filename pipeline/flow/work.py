@@ -2,7 +2,8 @@
 
 ``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
 returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
-no worker. Every stage it calls is one module: message (read + check), route (by the size of
+no worker. Every stage it calls is one module: check (the decision before sending, shared
+with the ``check`` command: message read + check, the schema, routes, route by the size of
 the body that would be sent), transfer_step (messages too large to SEND as they are: upload
 their documents, then build the small message; retried step by step like SEND until
 ``job.message`` is set), send (deliver, and record Redox's answer), finish.
@@ -18,9 +19,8 @@ import logging
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from pipeline import message as message_stage
 from pipeline import reasons
 from pipeline.errors import (
     AuthError,
@@ -33,14 +33,18 @@ from pipeline.errors import (
 )
 from pipeline.flow import send, transfer_step
 from pipeline.flow.addressing import Addressing
+from pipeline.flow.check import Judge, rejection_errors
 from pipeline.flow.finish import finish
 from pipeline.flow.job import Answer, Client, Job, Step
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
-from pipeline.flow.route import Decision, route
+from pipeline.flow.route import Decision
 from pipeline.journal import Journal, Record, SidecarView
 from pipeline.redox.transfer.upload import Transfer
 from pipeline.sources.base import Source
 from pipeline.values import Claim, Outcome
+
+if TYPE_CHECKING:
+    from pipeline.validation import Gate
 
 __all__ = ["Answer", "FileWork", "Job", "Step"]
 
@@ -63,9 +67,21 @@ class FileWork:
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
+    gate: Optional[Gate] = None               # validation.schemas (None: no schema check)
 
     def __post_init__(self) -> None:
         self.routing: Addressing = self.addressing or Addressing.fixed(self.destinations)
+        self._judge = Judge(self.send_limit, self.transfer is not None, self.gate)
+
+    @property
+    def judge(self) -> Judge:
+        """The decision before sending, shared with the check command (flow/check.py), for
+        the current send_limit, transfer and gate."""
+        judge = self._judge
+        if (judge.send_limit, judge.can_transfer, judge.gate) != (
+                self.send_limit, self.transfer is not None, self.gate):
+            judge = self._judge = Judge(self.send_limit, self.transfer is not None, self.gate)
+        return judge
 
     def run(self, job: Job) -> Step:
         """One step of ``job``'s file. Storage trouble, refused credentials and a vanished
@@ -116,7 +132,7 @@ class FileWork:
         None to go on (``job.message`` set: SEND it; unset: the transfer path), or a Step."""
         claim = job.claim
         # a file over the limit is not read whole: only the transfer path can take it
-        first = route(claim.size, self.send_limit, self.transfer is not None, measured="file")
+        first = self.judge.by_file_size(claim.size)
         got = self._read(job, whole=first.action == "send")
         if isinstance(got, Step):
             return got
@@ -132,15 +148,15 @@ class FileWork:
         return self._route(job, raw, first)
 
     def _route(self, job: Job, raw: Optional[bytes], decision: Decision) -> Optional[Step]:
-        """Check the message and route it by the size of the body that would be sent: Redox's
-        limit applies to the body, Meta.Destinations written in, not to the file as dropped."""
+        """Check the message (JSON, Meta, its schema, its route) and route it by the size of the
+        body that would be sent: Redox's limit applies to the body, Meta.Destinations written
+        in, not to the file as dropped (flow/check.py: the same Judge as the check command)."""
         if raw is not None:
             try:
-                message = message_stage.check(raw, self.routing.picker(job))
+                message, decision = self.judge.message(raw, self.routing.picker(job))
             except RejectedFile as exc:
-                return self.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind,
-                                              reason=exc.reason))
-            decision = route(len(message.body), self.send_limit, self.transfer is not None)
+                return self.done(job, Outcome("failed", errors=rejection_errors(exc),
+                                              reason_kind=exc.kind, reason=exc.reason))
             if decision.action == "send":
                 job.message = message
         if decision.action == "reject":

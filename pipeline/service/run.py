@@ -32,15 +32,23 @@ def load_settings(args) -> config_mod.Settings:
 
 def cmd_validate(args) -> int:
     """Every problem with its key path, all of them at once: the config's own (config.examine
-    goes on past a key the model refuses), then what needs the filesystem: the key files load,
-    TLS, the inbox and processing/ on one filesystem. Touches nothing."""
+    goes on past a key the model refuses), the schemas (validation.schemas) read, checked and
+    compiled, then what needs the filesystem: the key files load, TLS, the inbox and
+    processing/ on one filesystem. Touches nothing."""
     settings, problems = config_mod.examine(config_mod.default_path(args.config))
+    gate = None
     if settings is not None:
+        from pipeline.app import make_gate
+        try:
+            gate = make_gate(settings)      # a broken schema file: ConfigError naming it
+        except ConfigError as exc:
+            problems += exc.problems
         problems += _file_problems(settings)
     if problems or settings is None:
         raise ConfigError(problems)
-    logsetup.emit(args.log_format, f"config OK: {settings.config_path}", ok=True,
-                  config=settings.config_path)
+    schemas = f"; {len(gate.schemas)} schemas" if gate is not None else ""
+    logsetup.emit(args.log_format, f"config OK: {settings.config_path}{schemas}", ok=True,
+                  config=settings.config_path, schemas=len(gate.schemas) if gate else None)
     return Exit.OK
 
 
@@ -70,6 +78,7 @@ def cmd_run(args) -> int:
     if problems:
         raise ConfigError(problems)
     from pipeline import app
+    gate = app.make_gate(settings)      # once, before anything is touched (a broken schema: exit 2)
     from pipeline.errors import LockBusy
     from pipeline.service.runlock import RunLock
     lock = None
@@ -83,13 +92,13 @@ def cmd_run(args) -> int:
         except OSError as exc:
             raise ConfigError(f"state.path: cannot create the run lock ({exc.strerror})") from None
     try:
-        return _run(settings, args.once, app)
+        return _run(settings, args.once, app, gate)
     finally:
         if lock:
             lock.release()
 
 
-def _run(settings, once: bool, app) -> int:
+def _run(settings, once: bool, app, gate=None) -> int:
     client = app.make_client(settings)
     try:
         store = app.make_source(settings, app.owner_id())
@@ -127,7 +136,7 @@ def _run(settings, once: bool, app) -> int:
         from pipeline.service.notify import Notifier
         notifier = Notifier() if not once else None
         runner = app.make_runner(settings, store, journal, client, once=once, progress=progress,
-                                 metrics=metrics, pulse=pulse,
+                                 metrics=metrics, pulse=pulse, gate=gate,
                                  on_turn=notifier.ping if notifier and notifier.enabled else None)
         code = _drive(settings, runner, journal, client, once, notifier)
         if progress:
