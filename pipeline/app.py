@@ -92,10 +92,28 @@ def make_client(settings: Settings) -> RedoxClient:
     return RedoxClient(redox.base_url, redox.upload_url, transport, tokens, limiter, retry_cap=cap)
 
 
+def make_gate(settings: Settings):
+    """The schema check (``validation``): None when ``validation.schemas`` is not set, else a
+    validation.Gate over every schema of the folder, read, checked and compiled now, once
+    (run, validate and check call this at start-up, before anything is touched). A folder or
+    schema file that cannot be used is a ConfigError that names it (exit 2)."""
+    folder = settings.validation.schemas
+    if folder is None:
+        return None
+    from pipeline.validation import Gate, load_schemas  # jsonschema only when configured
+    schemas = load_schemas(folder)
+    log.info(f"schemas loaded: {len(schemas)} event schema{'s' if len(schemas) != 1 else ''} "
+             f"from {folder} (validation.missing_schema: {settings.validation.missing_schema})",
+             extra={"schemas": len(schemas), "folder": folder,
+                    "missing_schema": settings.validation.missing_schema})
+    return Gate(schemas, settings.validation.missing_schema)
+
+
 def make_runner(settings: Settings, store: Source, journal: Journal, client: RedoxClient, *, once: bool,
-                progress=None, metrics=None, pulse=None, on_turn=None) -> Runner:
+                progress=None, metrics=None, pulse=None, on_turn=None, gate=None) -> Runner:
     """The runner and its per-file work. ``pulse`` (flow.pulse.Pulse) hears every Redox answer
-    (the --once outage rule and /healthz read it); ``on_turn`` is called at each loop turn."""
+    (the --once outage rule and /healthz read it); ``on_turn`` is called at each loop turn;
+    ``gate`` (make_gate) checks each message against its schema before it is sent."""
     retry = settings.retry
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
     breaker = CircuitBreaker(retry.breaker_threshold, max(0.05, retry.backoff_initial_seconds),
@@ -111,7 +129,8 @@ def make_runner(settings: Settings, store: Source, journal: Journal, client: Red
     work = FileWork(store=store, journal=journal, client=client, policy=policy, breaker=breaker,
                     destinations=settings.destinations, send_limit=settings.redox.send_limit_bytes,
                     dedupe=settings.dedupe, transfer=transfer,
-                    addressing=make_addressing(settings, store, once=once), observe=observe)
+                    addressing=make_addressing(settings, store, once=once), observe=observe,
+                    gate=gate)
     return Runner(store, journal, work, workers=concurrency,
                   settle_seconds=settings.source.settle_seconds,
                   rescan_seconds=settings.source.rescan_seconds, once=once,

@@ -5,6 +5,9 @@
                                      timeouts for once_wait_seconds) or credentials refused,
                                      128+N stopped by signal N (--once; the service exits 0)
     validate [--config PATH]         0 or 2, every problem with its key path
+    check [--config PATH] [--json] FILE|DIR...
+                                     what run would do with these files, doing none of it:
+                                     0 all would be sent, 1 some would fail, 2 bad config/usage
     status [--config PATH] [--json]  counts, oldest waiting file, retries, last errors, auth; 0 or 2
     retry-failed [--config PATH] [--since DATE] [--reason TEXT] [--dry-run] [--force] [FILE...]
                                      0 (refusals included), 1 a move failed, 2 bad config/usage
@@ -70,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="send what is in the inbox")
     run.add_argument("--once", action="store_true", help="the cron form: take what is there, then exit")
     sub.add_parser("validate", parents=[common], help="check the config and the credentials' shape")
+    check = sub.add_parser("check", parents=[common], help="judge files as run would; send, move and write nothing",
+                           description=CHECK_HELP, epilog=CHECK_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--json", action="store_true",
+                       help="one JSON object per file and line: file, ok, action, reason_kind, errors, "
+                            "data_model, event_type, schema, route, destinations, documents")
+    check.add_argument("paths", nargs="+", metavar="FILE|DIR",
+                       help="a file (judged whatever its name), or a folder: the files run would take "
+                            "from it as an inbox (source.pattern; subfolders when source.recursive)")
     status = sub.add_parser("status", parents=[common], help="what is waiting, in flight, done and failed")
     status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     status.add_argument("--no-auth-check", action="store_true", help="do not ask Redox for a token")
@@ -101,6 +113,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CHECK_HELP = """\
+Judge each file exactly as `run` would before sending it: JSON and Meta, the schema of its
+DataModel/EventType (validation.schemas), its route and destinations (routes, destinations),
+and how it would travel: SEND, or the Transferring Files path with the documents it would
+upload (field, decoded size); or why it would fail, with the reason_kind and errors its
+sidecar would hold. Nothing is sent, moved or written (no journal, no lock, no folder), and
+Redox is never asked for a token: it runs in an upstream system's CI with the production
+config and no credentials (redox.auth and delivery_check may be missing or name unset
+environment variables). It cannot know whether the same bytes were delivered before (dedupe)
+or what Redox itself will answer.
+
+Output: one line per file on stdout, `PATH  OK  SEND  route NAME -> DESTINATIONS`, or
+`PATH  FAIL  REASON_KIND: ERRORS`; errors are JSON paths and rules, never message values."""
+
+CHECK_EPILOG = """\
+exit status: 0 every file would be sent, 1 some would fail, 2 bad usage or config (a FILE or
+DIR that does not exist, a broken schema file)
+
+examples:
+  redox-pipeline check drop/inbox                    # the files waiting in the inbox
+  redox-pipeline check --json samples/*.json | jq 'select(.ok | not)'"""
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:
@@ -129,6 +164,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _handler(command: str):
+    if command == "check":
+        from pipeline.ops.check import cmd_check
+        return cmd_check
     if command in ("run", "validate"):
         from pipeline.service import run as runcmd
         return {"run": runcmd.cmd_run, "validate": runcmd.cmd_validate}[command]

@@ -13,7 +13,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, BinaryIO, Optional
 
-from pipeline import __version__
+from pipeline import __version__, reasons
 from pipeline.jsondoc import parse_object
 from pipeline.timefmt import iso
 from pipeline.values import Claim, Outcome
@@ -29,7 +29,10 @@ _HOST = socket.gethostname()
 def build(claim: Claim, record: Record, outcome: Outcome, attempts: list[dict],
           extra: Optional[dict] = None) -> dict:
     """Every documented sidecar field, plus the history an auditor needs (attempts, times,
-    which process finished it). ``extra`` (data model, event type, ...) is merged in last."""
+    which process finished it). ``extra`` (data model, event type, ...) is merged in last.
+
+    ``errors`` keeps Redox's texts as Redox sent them; ``reason`` (failed files) says the same
+    in our own words, and is what ``status`` and ``report`` show."""
     sends = [a for a in attempts if a["kind"] == "send"]
     doc = {
         "status": outcome.status,
@@ -44,6 +47,7 @@ def build(claim: Claim, record: Record, outcome: Outcome, attempts: list[dict],
         "name": claim.name,
         "size": claim.size,
         "reason_kind": outcome.reason_kind,
+        "reason": reasons.of_outcome(outcome),
         "claim_id": record.claim_id,
         "dropped_at": iso(claim.mtime),
         "claimed_at": iso(claim.claimed_at),

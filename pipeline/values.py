@@ -66,7 +66,12 @@ class Sent:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a file ended: everything the sidecar records."""
+    """How a file ended: everything the sidecar records.
+
+    ``errors`` may hold Redox's own texts, which can quote the message: they stay with the file
+    (sidecar, journal). ``reason`` is the failure in our own words (pipeline/reasons.py), the
+    only account of it that log lines, metrics, ``status`` and ``report`` carry; None for a
+    failure lets reasons.of_outcome build one from ``reason_kind`` and ``http_status``."""
     status: str                          # "done" | "failed"
     errors: tuple[str, ...] = ()
     logs: tuple[dict, ...] = ()
@@ -74,6 +79,7 @@ class Outcome:
     reason_kind: Optional[str] = None    # failed only: invalid | too_large | permanent | gave_up | ...
     duplicate_of: Optional[str] = None
     uploads: tuple[Upload, ...] = field(default_factory=tuple)
+    reason: Optional[str] = None         # failed only: a summary that quotes nothing of a reply
 
 
 DELIVERY_STATUSES = ("succeeded", "failed", "filtered", "pending")

@@ -20,10 +20,11 @@ from pipeline.ops.report_html import DONE_COLOUR, FAILED_COLOUR
 
 DAY1 = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
 EVIL = "<script>alert('x')</script> & more"
+REDOX_TEXT = "Patient Zebulon Quaxley, born 1931-07-04, not accepted"   # what Redox may echo
 
 
 def write_outcome(env, folder, name, *, finished, waited, model=None, kind=None, errors=(),
-                  claim_id=None, history=None, subfolder=""):
+                  claim_id=None, history=None, subfolder="", reason=None, http_status=None):
     """A file and its sidecar as the pipeline writes them (only the fields a report reads)."""
     base = env.folder(folder) / subfolder
     base.mkdir(parents=True, exist_ok=True)
@@ -34,6 +35,10 @@ def write_outcome(env, folder, name, *, finished, waited, model=None, kind=None,
            "finished_at": finished.isoformat()}
     if model:
         car["data_model"] = model
+    if reason is not None:
+        car["reason"] = reason
+    if http_status is not None:
+        car["http_status"] = http_status
     if history:
         car["history"] = history
     (base / f"{name}.redox.json").write_text(json.dumps(car))
@@ -47,15 +52,17 @@ def env(tmp_path):
     write_outcome(env, "done", "a.json", finished=DAY1, waited=2, model="PatientAdmin")
     write_outcome(env, "done", "b.json", finished=DAY1 + timedelta(hours=1), waited=4, model="Results")
     write_outcome(env, "failed", "c.json", finished=DAY1, waited=1, kind="invalid",
-                  errors=["not valid JSON (line 1, column 1: Expecting value)"], subfolder="2024-05-01")
+                  errors=["not valid JSON (line 1, column 1: Expecting value)"], subfolder="2024-05-01",
+                  reason="not valid JSON (line 1, column 1: Expecting value)")
     earlier = {"status": "failed", "claim_id": "first-try", "name": "d.json", "reason_kind": "gave_up",
                "errors": ["gave up after 10 attempts"], "data_model": "Results",
                "finished_at": (d2 - timedelta(hours=2)).isoformat(), "replayed_from": "d.json"}
     write_outcome(env, "done", "d.json", finished=d2, waited=30, model="Results", history=[earlier])
     write_outcome(env, "failed", "e.json", finished=d4, waited=1, model="PatientAdmin",
-                  kind="permanent", errors=[EVIL])
+                  kind="permanent", errors=[REDOX_TEXT], reason=EVIL, http_status=400)
     write_outcome(env, "failed", "f.json", finished=d4, waited=1, kind="invalid",
-                  errors=["not valid JSON (line 1, column 1: Expecting value)"])
+                  errors=["not valid JSON (line 1, column 1: Expecting value)"],
+                  reason="not valid JSON (line 1, column 1: Expecting value)")
     # an outcome whose file has since been moved on downstream: only the journal knows it
     journal = Journal(str(env.folder("state.db")), clock=lambda: d2.timestamp())
     record = journal.begin("g.json", "ab" * 32, 2, "inbox/g.json", "proc/g.json", "me",

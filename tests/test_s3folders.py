@@ -15,7 +15,8 @@ def s3_env(tmp_path, moto_server, bucket):
 
 def test_status_and_report_count_an_s3_source(tmp_path, moto_server, bucket):
     car = {"status": "failed", "errors": ["not valid JSON"], "reason_kind": "invalid",
-           "finished_at": "2026-11-26T10:00:00+00:00", "dropped_at": "2026-11-26T09:59:00+00:00"}
+           "reason": "not valid JSON", "finished_at": "2026-11-26T10:00:00+00:00",
+           "dropped_at": "2026-11-26T09:59:00+00:00"}
     for key, data in {
         "incoming/a.json": message("a"), "incoming/sub/b.json": message("b"),
         "incoming/.hidden.json": b"{}", "incoming/c.json.part": b"{}", "incoming/notes.txt": b"x",

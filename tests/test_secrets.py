@@ -152,10 +152,10 @@ def test_a_key_file_others_can_read_gets_a_warning(tmp_path, sandbox, keypair):
 
 
 def test_credentials_written_into_the_config_file_work_but_warn(tmp_path, caplog):
-    for key in ("api_key", "secret"):
+    for key, other, var in (("api_key", "secret", "S"), ("secret", "api_key", "K")):
         (tmp_path / "c.yaml").write_text(
             "source: {inbox: in}\ndestinations: [{ID: af394f14-b34a-464f-8d24-895f370af4c9, Name: x}]\n"
-            f"redox: {{auth: {{method: legacy, api_key: '${{K}}', secret: '${{S}}', {key}: {SECRET}}}}}\n")
+            f"redox: {{auth: {{method: legacy, {other}: '${{{var}}}', {key}: {SECRET}}}}}\n")
         caplog.clear()
         with caplog.at_level("WARNING"):
             settings = config.load(tmp_path / "c.yaml", environ={"K": "k", "S": "s"})

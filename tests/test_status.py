@@ -51,7 +51,8 @@ def test_counts_retries_last_errors_and_auth_as_json(env, sandbox):
     assert retry["last_error"]
     [last] = doc["last_errors"]
     assert last["file"] == "bad.json" and last["reason_kind"] == "invalid"
-    assert any("Meta" in e for e in last["errors"])
+    assert "Meta" in last["reason"] and "errors" not in last      # our words, never Redox's
+    assert last["sidecar"] == str(env.folder("failed") / "bad.json.redox.json")
     assert doc["auth"]["state"] == "ok"
     assert doc["sections"] == {} and doc["journal"] == "ok"
     assert MARK not in json.dumps(doc)

@@ -7,8 +7,12 @@ returned: the config still works as written.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import re
+from typing import Optional
+from urllib.parse import urlparse
 
 from pipeline.config.models import AuthSettings, Settings
 from pipeline.flow.routes import RESERVED, covers, glob_problem, route_names
@@ -39,7 +43,138 @@ def semantic_problems(s: Settings) -> list[str]:
         if not re.match(r"^https?://[^/\s]+", url):
             problems.append(f"redox.{key}: not an http(s) URL")
     problems += delivery_problems(s, required=s.delivery_check.enabled)
+    problems += clear_text_problems(s)
     return problems
+
+
+def redox_urls(s: Settings) -> list[tuple[str, Optional[str]]]:
+    """Every URL the pipeline sends a token, a credential or a message to, by key path."""
+    dc = s.delivery_check
+    return [("redox.base_url", s.redox.base_url), ("redox.upload_url", s.redox.upload_url),
+            ("redox.auth.token_url", s.redox.auth.token_url),
+            ("delivery_check.platform_url", dc.platform_url),
+            ("delivery_check.auth.token_url", dc.auth.token_url if dc.auth else None)]
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """``localhost`` (or a name below it) or a loopback address: this machine."""
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def clear_text_urls(s: Settings) -> list[tuple[str, str]]:
+    """(key path, host) of each ``http://`` URL to a host that is not this machine."""
+    found = []
+    for key, url in redox_urls(s):
+        if not url:
+            continue
+        try:
+            parsed = urlparse(url)
+            host = parsed.hostname
+        except ValueError:
+            continue
+        if parsed.scheme.lower() == "http" and not is_loopback(host):
+            found.append((key, host or "?"))
+    return found
+
+
+def clear_text_problems(s: Settings) -> list[str]:
+    """``http://`` to Redox anywhere but this machine would send tokens, credentials and
+    patient data in clear text: refused, unless ``redox.allow_insecure_http`` says otherwise
+    (then a warning at every start)."""
+    found = clear_text_urls(s)
+    if s.redox.allow_insecure_http:
+        for key, host in found:
+            log.warning(f"INSECURE HTTP: {key} sends tokens and patient data to {host} in clear "
+                        "text (redox.allow_insecure_http is true)")
+        return []
+    return [f"{key}: http:// to {host} would send tokens and patient data in clear text; use "
+            "https:// (http:// is allowed only to this machine, or with "
+            "redox.allow_insecure_http: true)" for key, host in found]
+
+
+def folder_problems(s: Settings) -> list[str]:
+    """Local folders (paths resolved): the inbox, processing, done and failed are four
+    folders, none of them inside another, symlinks and ``..`` resolved.
+
+    An output folder in the inbox (or the inbox itself) makes the service claim its own
+    output again and again (with ``dedupe: false`` it re-sends it); that is so with
+    ``source.recursive``, and a done/ inside a flat inbox is one switch away from it, lies
+    where upstream systems write (the folder's looser permissions, the exporter able to
+    rename it) and is refused as well. The inbox inside an output folder would be counted,
+    reported and pruned as that folder's files; one output folder inside another likewise.
+    """
+    if s.source.kind != "local" or not s.source.inbox:
+        return []
+    named = [("source.inbox", s.source.inbox), ("folders.processing", s.folders.processing),
+             ("folders.done", s.folders.done), ("folders.failed", s.folders.failed)]
+    real = [(key, os.path.realpath(path)) for key, path in named]
+    problems = []
+    for i, (outer_key, outer) in enumerate(real):
+        for inner_key, inner in real[i + 1:]:
+            if inner == outer:
+                problems.append(f"{inner_key}: the same folder as {outer_key} ({inner}); "
+                                f"{_why(outer_key, s.source.recursive)}")
+            elif _inside(inner, outer):
+                problems.append(f"{inner_key}: {inner} is inside {outer_key} ({outer}); "
+                                f"{_why(outer_key, s.source.recursive)}")
+            elif _inside(outer, inner):
+                problems.append(f"{outer_key}: {outer} is inside {inner_key} ({inner}); "
+                                f"{_why(inner_key, s.source.recursive)}")
+    return problems
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _why(outer_key: str, recursive: bool) -> str:
+    if outer_key == "source.inbox":
+        if recursive:
+            return ("the pipeline would take its own files back from the inbox, again and again; "
+                    "put the folders beside the inbox, not in it")
+        return ("the inbox is where upstream systems write, and with source.recursive the "
+                "pipeline would take its own files back; put the folders beside it, not in it")
+    return "status, report, prune and recovery list each folder whole; give each its own folder"
+
+
+def filesystem_problems(s: Settings) -> list[str]:
+    """A claim is an atomic rename from the inbox into processing/, which cannot cross
+    filesystems (EXDEV on every claim). Compares the devices of the two folders (processing/
+    not made yet: the nearest folder above it that exists); creates nothing. Reads the
+    filesystem, so ``validate`` and ``run`` call it, not ``load``."""
+    if s.source.kind != "local" or not s.source.inbox:
+        return []
+    try:
+        inbox = os.stat(s.source.inbox).st_dev
+    except OSError:
+        return []                    # a missing inbox is reported by run (and is not created)
+    where, processing = _existing(s.folders.processing)
+    if where is None or processing == inbox:
+        return []
+    return [f"folders.processing: {s.folders.processing} is on another filesystem than "
+            f"source.inbox ({s.source.inbox}): claiming a file is an atomic rename from one to "
+            "the other, which cannot cross filesystems; put them on one filesystem"]
+
+
+def _existing(path: str) -> tuple[Optional[str], Optional[int]]:
+    """The nearest existing folder at or above ``path``, and its device."""
+    current = os.path.abspath(path)
+    while True:
+        try:
+            return current, os.stat(current).st_dev
+        except OSError:
+            parent = os.path.dirname(current)
+            if parent == current:
+                return None, None
+            current = parent
 
 
 def route_problems(s: Settings) -> list[str]:

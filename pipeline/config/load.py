@@ -3,23 +3,34 @@
 Contract: ``load(path)`` returns a :class:`Settings` or raises :class:`ConfigError` whose
 ``problems`` name every key path that is wrong (``redox.auth.client_id: missing``). Values of the
 form ``${NAME}`` come from the environment at load time; relative paths are relative to the
-config file's folder. Unknown keys are errors. Loading touches no file but the config itself.
+config file's folder. Unknown keys are errors (with the closest known key, when one is close: "did
+you mean client_id?"); so is a key given twice in one mapping, which YAML would otherwise settle
+silently with the last value. Loading reads no file but the config itself (it resolves the
+folders' symlinks to tell whether one lies inside another).
+
+No problem hides another: when the model itself cannot be built, the offending keys are left
+out and the checks that span keys still run on the rest (:func:`examine`), so one run of
+``validate`` lists everything that is wrong.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
 import logging
 import os
 import re
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from pipeline.config.checks import semantic_problems
+from pipeline.config.checks import folder_problems, semantic_problems
 from pipeline.config.models import UUID_PATTERN, AuthSettings, FolderSettings, Settings
 from pipeline.errors import ConfigError
+from pipeline.terminal import visible
 
 log = logging.getLogger("pipeline.config")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -30,40 +41,62 @@ def default_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("PIPELINE_CONFIG") or "config.yaml")
 
 
-def load(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Settings:
-    """Read, expand and validate ``path``. Raises ConfigError listing every problem."""
+def load(path: str | os.PathLike, environ: dict[str, str] | None = None, *,
+         tolerate: Optional[Callable[[str], bool]] = None) -> Settings:
+    """Read, expand and validate ``path``. Raises ConfigError listing every problem.
+
+    ``tolerate``: problems it returns True for are not errors (``check`` needs no credentials)."""
+    settings, problems = examine(path, environ)
+    if tolerate is not None:
+        problems = [p for p in problems if not tolerate(p)]
+    if problems or settings is None:
+        raise ConfigError(problems or [f"{path}: not a valid config"])
+    return settings
+
+
+def examine(path: str | os.PathLike,
+            environ: dict[str, str] | None = None) -> tuple[Optional[Settings], list[str]]:
+    """Every problem of the config at ``path`` (``key.path: what is wrong``), and the settings
+    as far as they could be built, paths resolved: complete when there is no problem; with
+    the offending keys left out when the model could not take them (``validate`` still checks
+    the key files and folders of the rest); None when the file cannot be read as a mapping."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw, twice = _parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        return None, [f"{path}: no such config file"]
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+        return None, [f"{path}: cannot read ({exc.__class__.__name__})"]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+        return None, [f"{path}: not valid YAML{where}"]
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        return None, [f"{path}: the top level must be a mapping of keys"]
     for warning in literal_secrets(raw):
         log.warning(warning)
     unset: list[str] = []
     expanded = _expand(raw, os.environ if environ is None else environ, "", unset)
     expanded["config_path"] = str(path.resolve())
-    # Every problem at once (a missing variable does not hide an unknown key elsewhere); a key
-    # whose variable is unset is reported once, for the variable.
+    # Every problem at once (a missing variable does not hide an unknown key elsewhere, an
+    # unknown key does not hide a missing destination); a key whose variable is unset is
+    # reported once, for the variable.
     try:
-        settings = Settings.model_validate(expanded)
-        problems = semantic_problems(settings)
+        settings: Optional[Settings] = Settings.model_validate(expanded)
+        found: list[str] = []
     except ValidationError as exc:
-        settings, problems = None, [_describe(err) for err in exc.errors()]
+        found = [_describe(err) for err in exc.errors()]
+        settings = _without_offenders(expanded, exc)
+    if settings is not None:
+        settings = _resolve_paths(settings, path.resolve().parent)
+        more = semantic_problems(settings) + folder_problems(settings)
+        reported = [p.split(":", 1)[0] for p in found]
+        found += [p for p in more if not _overlaps(p.split(":", 1)[0], reported)]
     unset_keys = {problem.split(":", 1)[0] for problem in unset}
-    problems = unset + [p for p in problems if p.split(":", 1)[0] not in unset_keys]
-    if problems:
-        raise ConfigError(problems)
-    return _resolve_paths(settings, path.resolve().parent)
+    problems = unset + twice + [p for p in found if p.split(":", 1)[0] not in unset_keys]
+    return settings, [visible(p) for p in problems]
 
 
 def load_for_command(path: str | os.PathLike) -> Settings:
@@ -114,13 +147,133 @@ def literal_secrets(raw: dict) -> list[str]:
     return problems
 
 
-def _describe(err: dict) -> str:
+def _parse_yaml(text: str) -> tuple[Any, list[str]]:
+    """The document (as yaml.safe_load reads it) and a problem for every key given twice in
+    one mapping (YAML keeps the last silently: a second ``redox:`` block would replace the
+    first without a word)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        return loader.construct_document(node), _given_twice(node)
+    finally:
+        loader.dispose()
+
+
+def _given_twice(node: yaml.Node, where: str = "", seen: Optional[set] = None) -> list[str]:
+    seen = set() if seen is None else seen
+    if id(node) in seen:            # an alias of a node already walked
+        return []
+    seen.add(id(node))
+    found: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            inner = where
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = key_node.value
+                inner = f"{where}.{key}" if where else key
+                line = key_node.start_mark.line + 1
+                if key in lines:
+                    found.append(f"{inner}: given twice (lines {lines[key]} and {line}); "
+                                 "YAML would silently keep the last one")
+                else:
+                    lines[key] = line
+            found += _given_twice(value_node, inner, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _given_twice(item, f"{where}.{i}" if where else str(i), seen)
+    return found
+
+
+_GONE = object()
+
+
+def _without_offenders(expanded: dict, exc: ValidationError) -> Optional[Settings]:
+    """The settings with every key the model refused left out (a list item that cannot be
+    read goes whole), so the checks that span keys can still run; None when even that fails."""
+    data = copy.deepcopy(expanded)
+    errors = exc.errors()
+    for _ in range(8):
+        for err in errors:
+            _drop(data, err["loc"])
+        data = _compact(data)
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as again:
+            errors = again.errors()
+    return None
+
+
+def _drop(data: Any, loc: tuple) -> None:
+    """Remove the deepest value on ``loc`` that exists (a missing key: the mapping that lacks
+    it; the member-type parts pydantic adds to union locations are not in the data)."""
+    parent: Any = None
+    key: Any = None
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            parent, key, node = node, part, node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            parent, key, node = node, part, node[part]
+        else:
+            break
+    if parent is None or key == "config_path":
+        return
+    if isinstance(parent, dict):
+        parent.pop(key, None)
+    else:
+        parent[key] = _GONE             # removed by _compact: indices of later errors hold
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not _GONE}
+    if isinstance(value, list):
+        return [_compact(v) for v in value if v is not _GONE]
+    return value
+
+
+def _overlaps(key: str, reported: list[str]) -> bool:
+    """A problem about ``key`` follows from one already reported (the same key, or one above
+    or below it: a destination left out for its bad ID leaves "destinations" empty)."""
+    return any(key == r or key.startswith(r + ".") or r.startswith(key + ".") for r in reported)
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys the model knows where ``loc`` points (a mapping), or [] when it cannot tell."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = _model_in(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    return [name for name in model.model_fields if name != "config_path"]
+
+
+def _model_in(annotation: Any) -> Any:
+    """The settings model an annotation holds (directly, Optional, or as tuple items)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(err: Any) -> str:
+    """One pydantic error (its ErrorDetails) as ``key.path: what is wrong``."""
     path = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
     if kind == "missing":
         return f"{path}: missing"
     if kind == "extra_forbidden":
-        return f"{path}: unknown key"
+        close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1)
+        return f"{path}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == UUID_PATTERN:
         return f"{path}: must be a UUID (like af394f14-b34a-464f-8d24-895f370af4c9)"
     return f"{path}: {err['msg']}"
@@ -142,6 +295,7 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         "state": s.state.model_copy(update={"path": absolute(s.state.path)}),
         "redox": s.redox.model_copy(update={"auth": auth_paths(s.redox.auth)}),
         "delivery_check": s.delivery_check.model_copy(update={"auth": auth_paths(s.delivery_check.auth)}),
+        "validation": s.validation.model_copy(update={"schemas": absolute(s.validation.schemas)}),
     }
     if s.source.kind == "local":
         updates["source"] = s.source.model_copy(update={"inbox": absolute(s.source.inbox)})

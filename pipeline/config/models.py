@@ -89,6 +89,9 @@ class RedoxSettings(_Model):
     upload_limit_bytes: int = Field(30 * 1024 * 1024, gt=0)
     # TLS verification is always on, except for a sandbox on loopback (and then loudly logged).
     insecure_skip_tls_verify: bool = False
+    # http:// to a Redox URL that is not on this machine is refused (tokens and patient data in
+    # clear text) unless this is true; then every start warns
+    allow_insecure_http: bool = False
     auth: AuthSettings = AuthSettings()
 
     @property
@@ -180,6 +183,16 @@ class RetentionSettings(_Model):
     interval_hours: float = Field(24.0, gt=0)           # the service prunes this often
 
 
+class ValidationSettings(_Model):
+    """Checking each message against Redox's JSON Schemas before it is sent (docs/validation.md)."""
+    # a folder of draft-04 schemas, <DataModel>/<EventType>.json (Redox's download unpacked as
+    # it is); relative to the config file. None: messages are not checked against a schema
+    schemas: Optional[str] = None
+    # a message whose DataModel/EventType has no schema in the folder: send it unchecked (one
+    # warning per DataModel/EventType), or fail it (reason_kind no_schema)
+    missing_schema: Literal["send", "fail"] = "send"
+
+
 class HealthSettings(_Model):
     """When ``GET /healthz`` (on the metrics port) answers 503 instead of 200."""
     breaker_open_minutes: float = Field(5.0, gt=0)      # the circuit breaker open this long
@@ -203,6 +216,7 @@ class Settings(_Model):
     delivery_check: DeliveryCheckSettings = DeliveryCheckSettings()
     retention: RetentionSettings = RetentionSettings()
     health: HealthSettings = HealthSettings()
+    validation: ValidationSettings = ValidationSettings()
     # octal string; output files hold patient data, so the default lets only the owner read them
     umask: str = Field("077", pattern=r"^0?[0-7]{3}$")
     config_path: str = ""   # set by load(); where the settings came from

@@ -11,6 +11,10 @@ still pending ``give_up_after_hours`` after its SEND (then it is *given up* and 
 Platform 5xx/429 and lost connections are retried within the pass with the same RetryPolicy as
 SEND (the sleep is a seam); refused credentials stop the pass (exit 3), as does a Platform API
 that cannot be reached at all. Nothing here sends a message or moves a file.
+
+What the Platform API says when a look-up fails (its ``errors[].message`` may quote the message
+the Log ID is about) is kept in the journal and the sidecar's ``delivery`` entry; log lines and
+the pass's result carry our own account of it (pipeline/reasons.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from pipeline import reasons
 from pipeline.delivery.records import as_sidecar, count, from_sidecar, log_ids_of, sent_time
 from pipeline.errors import (
     AuthError,
@@ -129,9 +134,9 @@ class Reconciler:
         try:
             for log_id in log_ids:
                 if not rows[log_id].final:
-                    rows[log_id], unreachable = self._check(rows[log_id])
+                    rows[log_id], unreachable, why = self._check(rows[log_id])
                     if unreachable:
-                        raise PlatformUnreachable(rows[log_id].error)
+                        raise PlatformUnreachable(why)
         finally:
             written = self._write_back(ref, doc, rows)
         if written and all(row.final for row in rows.values()):
@@ -158,16 +163,20 @@ class Reconciler:
         self.ledger.save(changed)
         return known
 
-    def _check(self, row: Delivery) -> tuple[Delivery, bool]:
+    def _check(self, row: Delivery) -> tuple[Delivery, bool, Optional[str]]:
         """Look one Log ID up, record it, and give up on it when its time has run out.
-        Returns the new row and whether the Platform API is to be taken as unreachable."""
+        Returns the new row, whether the Platform API is to be taken as unreachable, and why
+        the look-up gave no status in our own words (the row's ``error`` keeps the Platform
+        API's texts for the journal and the sidecar)."""
         give_up, unreachable = True, False
         try:
             status = self._look_up(row.log_id)
             row = row.replace(status=status.status, total=status.total,
                               attempt_at=status.attempt_at, error=status.note)
+            why = status.note
         except PermanentDelivery as exc:
             row = row.replace(error="; ".join(exc.errors)[:500])
+            why = reasons.attempt(exc)
         except TransientDelivery as exc:
             self._exhausted_streak += 1
             # Give up on a Log ID only when the Platform API answers others: an outage must
@@ -177,13 +186,14 @@ class Reconciler:
             last = f"HTTP {exc.status}" if exc.status else "no reply"
             row = row.replace(error=f"no answer after {self.policy.max_attempts} tries "
                                     f"(last: {last}): " + "; ".join(exc.errors)[:400])
+            why = f"no answer after {self.policy.max_attempts} tries (last: {reasons.attempt(exc)})"
         now = self.clock()
         row = row.replace(checked_at=now, checks=row.checks + 1)
         if give_up and not row.final and now - (row.sent_at or now) >= self.give_up_seconds:
             row = row.replace(gave_up=True)
         self.ledger.save([row])
-        _report(row)
-        return row, unreachable
+        _report(row, why)
+        return row, unreachable, why
 
     def _look_up(self, log_id: str) -> LogStatus:
         """One Log ID, retried on transient failures with the SEND retry policy."""
@@ -204,7 +214,7 @@ class Reconciler:
                 delay = self.policy.delay(n, self.rand(), exc.retry_after)
                 log.info("Platform API look-up will be retried",
                          extra={"log_id": log_id, "status": exc.status, "delay": round(delay, 3),
-                                "attempt": n, "error": "; ".join(exc.errors)[:200]})
+                                "attempt": n, "error": reasons.attempt(exc)})
                 self.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -292,16 +302,17 @@ def log_pass(result: PassResult) -> None:
         log.info("reconcile pass finished", extra=fields)
 
 
-def _report(row: Delivery) -> None:
+def _report(row: Delivery, why: Optional[str]) -> None:
+    """One line for a Log ID looked up; ``why`` a failed look-up in our own words."""
     fields = {"file": row.name or row.ref, "log_id": row.log_id, "status": row.status,
               "attempt": row.total}
     outcome = row.outcome()
     if outcome in ("failed", "gave_up"):
         event = "delivery failed" if outcome == "failed" else "gave up waiting for delivery"
-        log.warning(event, extra=dict(fields, error=row.error))
+        log.warning(event, extra=dict(fields, error=why))
     elif outcome == "pending":
         # every pass sees the same pending ones: only a look-up that failed is worth a line
-        log.log(logging.INFO if row.error else logging.DEBUG, "delivery still pending",
-                extra=dict(fields, error=row.error))
+        log.log(logging.INFO if why else logging.DEBUG, "delivery still pending",
+                extra=dict(fields, error=why))
     else:
         log.info("delivered" if outcome == "delivered" else "delivery filtered by Redox", extra=fields)

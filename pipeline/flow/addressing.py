@@ -2,10 +2,11 @@
 
 FileWork asks this module, at fixed points of a file's path:
 
-- ``picker(job)``: the per-file Meta.Destinations chooser handed to message.check (and, through
-  ``transfer(job, ...)``, to the Transferring Files path). It is called with the checked message,
-  records the decision on ``job.route`` and, with ordering on, registers the file under its
-  key; a file no route matches fails as ``unrouted`` there and is never sent;
+- ``picker(job)``: the per-file Meta.Destinations chooser handed to message.check and to the
+  Transferring Files path (through flow/check.py's Judge, which checks the schema first). It
+  is called with the checked message, records the decision on ``job.route`` and, with
+  ordering on, registers the file under its key; a file no route matches fails as
+  ``unrouted`` there and is never sent;
 - ``gate(job)``: just before an attempt: None (go), or a :class:`Wait` while an earlier file of
   its key must go first (ordering.py);
 - ``before_finish`` / ``after_finish`` / ``lost``: the file's place in its key's sequence ends
@@ -19,7 +20,6 @@ Nothing here logs message content; an ordering key is only ever shown as a short
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -77,16 +77,6 @@ class Addressing:
                                    UNROUTED)
             return [dict(d) for d in choice.destinations]
         return pick
-
-    def transfer(self, job, transfer):
-        """``transfer`` (the shared upload path) for this one file: the same object with the
-        file's destinations chooser in place of the configured list (it hands them to
-        message.address unchanged, so the route is decided before anything is uploaded)."""
-        if transfer is None or (not self.router.configured and self.sequencer is None):
-            return transfer
-        mine = copy.copy(transfer)
-        mine.destinations = self.picker(job)
-        return mine
 
     def described(self, job) -> tuple:
         """What the journal records with a SEND: (data model, event type, route, destinations)."""

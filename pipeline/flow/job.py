@@ -43,12 +43,14 @@ class Job:
 
     ``answer``: a SEND's answer the journal does not hold yet (its write failed): the next step
     records it instead of sending. ``outcome``: the file's outcome, decided; only its finish is
-    left (the journal may not know it yet either).
+    left (the journal may not know it yet either). ``last_error`` / ``last_reason``: the last
+    transient failure as recorded and in our own words (only the latter is ever logged).
     """
     claim: Claim
     record: Optional[Record] = None
     message: Optional[Message] = None
-    last_error: Optional[str] = None
+    last_error: Optional[str] = None       # as recorded, Redox's texts and all (for the sidecar)
+    last_reason: Optional[str] = None      # the same in our own words (logs, status): reasons.py
     answer: Optional[Answer] = None
     outcome: Optional[Outcome] = None
     route: Optional[Routed] = None         # its route and ordering key, once checked
@@ -62,7 +64,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Step:
-    """What happened: ``finished`` (status done|failed), ``retry`` (after ``delay`` s), ``auth``
+    """What happened (``error``, when set, is in our own words: it is logged): ``finished``
+    (status done|failed), ``retry`` (after ``delay`` s), ``auth``
     (credentials refused: stop), ``lost`` (the file vanished), ``released`` (not a regular
     file after all: put back in the inbox, where it is left alone), ``stuck`` (could not read it
     consistently or could not finish: try again later, the file stays claimed), ``wait``

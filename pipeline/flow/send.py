@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Optional
 
-from pipeline import failpoints
+from pipeline import failpoints, reasons
 from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
 from pipeline.flow.job import Answer, Job, Step, unexpected
 from pipeline.values import Message, Outcome
@@ -46,7 +46,7 @@ def attempt(work: FileWork, job: Job, message: Message) -> Step:
         return work.give_up(job)
     wait = (record.next_retry_at or 0) - work.wall()
     if wait > 0:          # recovered after a restart: its retry is not due yet
-        return Step("retry", delay=wait, error=job.last_error)
+        return Step("retry", delay=wait, error=job.last_reason)
     n = record.attempts + 1
     not_now = work.auth_ready(job, n)
     if not_now:
@@ -116,7 +116,7 @@ def _report(work: FileWork, job: Job, answer: Answer) -> None:
     permanent = isinstance(exc, PermanentDelivery)
     work.observe("send", status=exc.status, elapsed=exc.elapsed)
     log_send(job, answer.n, "permanent" if permanent else "transient", exc.status, exc.elapsed,
-             error=describe(exc))
+             error=reasons.attempt(exc))
     if permanent:
         work.breaker.record_success()   # Redox is up; the message is at fault
     else:
@@ -145,17 +145,18 @@ def conclude(work: FileWork, job: Job) -> Step:
     job.answer = None
     if permanent:
         return work.done(job, Outcome("failed", errors=tuple(exc.errors), http_status=exc.status,
-                                      reason_kind="permanent"))
-    job.last_error = describe(exc)
+                                      reason_kind="permanent", reason=reasons.refused(exc)))
+    job.last_error, job.last_reason = describe(exc), reasons.attempt(exc)
     job.record = work.journal.get(record.claim_id)
     if work.policy.exhausted(answer.n):
         return work.give_up(job)
     return Step("retry", delay=work.policy.delay(answer.n, work.rand(), exc.retry_after),
-                error=job.last_error, unreachable=exc.status is None and not exc.maybe_seen)
+                error=job.last_reason, unreachable=exc.status is None and not exc.maybe_seen)
 
 
 def describe(exc: DeliveryError) -> str:
-    """One line for the journal and logs: the status, then Redox's own error texts."""
+    """One line for the journal (and so the sidecar's attempt_history): the status, then
+    Redox's own error texts. Never logged: log lines carry reasons.attempt(exc)."""
     text = "; ".join(exc.errors)
     prefix = f"HTTP {exc.status}" if exc.status else ""
     return f"{prefix}: {text}" if prefix and prefix not in text else (text or prefix)
@@ -163,7 +164,8 @@ def describe(exc: DeliveryError) -> str:
 
 def log_send(job: Job, n: int, result: str, status: Optional[int], elapsed: Optional[float], *,
              log_ids: Optional[list] = None, error: Optional[str] = None) -> None:
-    """One line per SEND: which file, which attempt, what Redox answered, how long it took."""
+    """One line per SEND: which file, which attempt, what Redox answered, how long it took.
+    ``error`` is in our own words (reasons.py): Redox's texts stay with the file."""
     log.info("send " + result, extra={
         "file": job.claim.name, "sha256": ((job.record.sha256 if job.record else None) or "")[:12],
         "attempt": n, "status": status, "log_ids": log_ids or [],

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from pipeline import reasons
 from pipeline.errors import PermanentDelivery, PipelineError, RejectedFile, TransientDelivery
+from pipeline.flow.check import rejection_errors
 from pipeline.flow.job import Job, Step, unexpected
 from pipeline.values import Outcome
 
@@ -31,12 +33,17 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
     if not_now:
         return not_now
     try:
-        job.message = work.routing.transfer(job, transfer).prepare(job.claim, record)
+        # routed (the file's route recorded, as for a SEND) and checked against its schema
+        # (flow/check.py) before anything is uploaded
+        mine = work.judge.screening(transfer, work.routing.picker(job))
+        job.message = mine.prepare(job.claim, record)
     except RejectedFile as exc:
-        return work.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
+        return work.done(job, Outcome("failed", errors=rejection_errors(exc), reason_kind=exc.kind,
+                                      reason=exc.reason))
     except PermanentDelivery as exc:
         work.breaker.record_success()   # Redox is up; the document is at fault
-        return work.done(job, Outcome("failed", errors=tuple(exc.errors), reason_kind="permanent"))
+        return work.done(job, Outcome("failed", errors=tuple(exc.errors), reason_kind="permanent",
+                                      reason=reasons.refused(exc, upload=True)))
     except TransientDelivery as exc:
         return _failed(work, job, failures, exc)
     except PipelineError:
@@ -54,8 +61,8 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
 def _failed(work: FileWork, job: Job, failures: int, exc: TransientDelivery) -> Step:
     """One more failed upload attempt (already in the journal): retry later, or give up."""
     work.breaker.record_failure()
-    job.last_error = "; ".join(exc.errors)
+    job.last_error, job.last_reason = "; ".join(exc.errors), reasons.attempt(exc)
     if work.policy.exhausted(failures + 1):
         return work.give_up(job, failures + 1, "upload attempts")
     return Step("retry", delay=work.policy.delay(failures + 1, work.rand(), exc.retry_after),
-                error=job.last_error, unreachable=exc.status is None and not exc.maybe_seen)
+                error=job.last_reason, unreachable=exc.status is None and not exc.maybe_seen)

@@ -2,7 +2,8 @@
 
 ``FileWork.run(job)`` reads and checks the file (first time only), then makes one attempt, and
 returns what the runner should do next: it never sleeps, so a file waiting for a retry holds
-no worker. Every stage it calls is one module: message (read + check), route (by the size of
+no worker. Every stage it calls is one module: check (the decision before sending, shared
+with the ``check`` command: message read + check, the schema, routes, route by the size of
 the body that would be sent), transfer_step (messages too large to SEND as they are: upload
 their documents, then build the small message; retried step by step like SEND until
 ``job.message`` is set), send (deliver, and record Redox's answer), finish.
@@ -18,9 +19,9 @@ import logging
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from pipeline import message as message_stage
+from pipeline import reasons
 from pipeline.errors import (
     AuthError,
     ClaimLost,
@@ -32,14 +33,18 @@ from pipeline.errors import (
 )
 from pipeline.flow import send, transfer_step
 from pipeline.flow.addressing import Addressing
+from pipeline.flow.check import Judge, rejection_errors
 from pipeline.flow.finish import finish
 from pipeline.flow.job import Answer, Client, Job, Step
 from pipeline.flow.retry import CircuitBreaker, RetryPolicy
-from pipeline.flow.route import Decision, route
+from pipeline.flow.route import Decision
 from pipeline.journal import Journal, Record, SidecarView
 from pipeline.redox.transfer.upload import Transfer
 from pipeline.sources.base import Source
 from pipeline.values import Claim, Outcome
+
+if TYPE_CHECKING:
+    from pipeline.validation import Gate
 
 __all__ = ["Answer", "FileWork", "Job", "Step"]
 
@@ -62,9 +67,21 @@ class FileWork:
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     observe: Callable[..., None] = lambda *a, **k: None   # metrics hook
+    gate: Optional[Gate] = None               # validation.schemas (None: no schema check)
 
     def __post_init__(self) -> None:
         self.routing: Addressing = self.addressing or Addressing.fixed(self.destinations)
+        self._judge = Judge(self.send_limit, self.transfer is not None, self.gate)
+
+    @property
+    def judge(self) -> Judge:
+        """The decision before sending, shared with the check command (flow/check.py), for
+        the current send_limit, transfer and gate."""
+        judge = self._judge
+        if (judge.send_limit, judge.can_transfer, judge.gate) != (
+                self.send_limit, self.transfer is not None, self.gate):
+            judge = self._judge = Judge(self.send_limit, self.transfer is not None, self.gate)
+        return judge
 
     def run(self, job: Job) -> Step:
         """One step of ``job``'s file. Storage trouble, refused credentials and a vanished
@@ -115,7 +132,7 @@ class FileWork:
         None to go on (``job.message`` set: SEND it; unset: the transfer path), or a Step."""
         claim = job.claim
         # a file over the limit is not read whole: only the transfer path can take it
-        first = route(claim.size, self.send_limit, self.transfer is not None, measured="file")
+        first = self.judge.by_file_size(claim.size)
         got = self._read(job, whole=first.action == "send")
         if isinstance(got, Step):
             return got
@@ -131,19 +148,21 @@ class FileWork:
         return self._route(job, raw, first)
 
     def _route(self, job: Job, raw: Optional[bytes], decision: Decision) -> Optional[Step]:
-        """Check the message and route it by the size of the body that would be sent: Redox's
-        limit applies to the body, Meta.Destinations written in, not to the file as dropped."""
+        """Check the message (JSON, Meta, its schema, its route) and route it by the size of the
+        body that would be sent: Redox's limit applies to the body, Meta.Destinations written
+        in, not to the file as dropped (flow/check.py: the same Judge as the check command)."""
         if raw is not None:
             try:
-                message = message_stage.check(raw, self.routing.picker(job))
+                message, decision = self.judge.message(raw, self.routing.picker(job))
             except RejectedFile as exc:
-                return self.done(job, Outcome("failed", errors=(exc.reason,), reason_kind=exc.kind))
-            decision = route(len(message.body), self.send_limit, self.transfer is not None)
+                return self.done(job, Outcome("failed", errors=rejection_errors(exc),
+                                              reason_kind=exc.kind, reason=exc.reason))
             if decision.action == "send":
                 job.message = message
         if decision.action == "reject":
-            return self.done(job, Outcome("failed", errors=(decision.reason or "too large",),
-                                          reason_kind=decision.kind or "too_large"))
+            why = decision.reason or "too large"
+            return self.done(job, Outcome("failed", errors=(why,), reason_kind=decision.kind or "too_large",
+                                          reason=why))
         return None                              # "transfer": transfer_step builds the message
 
     def _read(self, job: Job, whole: bool) -> tuple[Optional[bytes], str] | Step:
@@ -190,7 +209,7 @@ class FileWork:
         claim = job.claim
         job.record = self.journal.begin(claim.name, "", claim.size, claim.source, claim.location,
                                         self.store.owner, claim.mtime)
-        return self.done(job, Outcome("failed", errors=(reason,), reason_kind=kind))
+        return self.done(job, Outcome("failed", errors=(reason,), reason_kind=kind, reason=reason))
 
     # -- shared by the attempts (send, transfer_step) ---------------------------------------------
     def auth_ready(self, job: Job, next_attempt: int) -> Optional[Step]:
@@ -200,20 +219,24 @@ class FileWork:
             self.client.tokens.token()
         except TransientDelivery as exc:
             self.breaker.record_failure()
-            job.last_error = "; ".join(exc.errors)
+            job.last_error, job.last_reason = "; ".join(exc.errors), reasons.attempt(exc)
             return Step("retry", delay=self.policy.delay(next_attempt, self.rand()),
-                        error=job.last_error, unreachable=True)
+                        error=job.last_reason, unreachable=True)
         return None
 
     def give_up(self, job: Job, attempts: Optional[int] = None, what: str = "attempts") -> Step:
-        """Fail the file: its attempts are exhausted (``gave_up``, with the last error)."""
+        """Fail the file: its attempts are exhausted (``gave_up``). The sidecar's errors end
+        with the last error as it was recorded (Redox's texts and all); the reason names the
+        last failure in our words (after a restart: from the journal's attempt rows)."""
         record = job.held()
         attempts = record.attempts if attempts is None else attempts
         errors = [f"gave up after {attempts} {what}"]
         last = job.last_error or self.journal.last_error(record.claim_id)
         if last:
             errors.append(f"last error: {last}")
-        return self.done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up"))
+        last_reason = job.last_reason or reasons.last_attempt(self.journal.attempts_of(record.claim_id))
+        return self.done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up",
+                                      reason=reasons.gave_up(attempts, what, last_reason)))
 
     # -- finish ------------------------------------------------------------------------------------
     def _finish_recorded(self, job: Job, r: Record) -> Step:
@@ -235,5 +258,4 @@ class FileWork:
         self.routing.before_finish(job, outcome)
         dest, job.record = finish(self.store, self.journal, job.claim, job.held(), outcome, extra, view)
         self.routing.after_finish(job, outcome, dest)
-        return Step("finished", status=outcome.status, dest=dest,
-                    error="; ".join(outcome.errors) or None)
+        return Step("finished", status=outcome.status, dest=dest, error=reasons.of_outcome(outcome))

@@ -42,8 +42,6 @@ class SidecarView:
     attempts: list
     replay_ids: list
     history: list
-    replay_ids: list
-    history: list
 
 
 def sidecar_view(db, claim_id: str, name: str) -> SidecarView:

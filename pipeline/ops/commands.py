@@ -10,7 +10,6 @@ printed by the cli).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Optional
@@ -24,6 +23,7 @@ from pipeline.ops import report_html as reporthtml
 from pipeline.ops import retry_failed as replay
 from pipeline.ops import status as status_mod
 from pipeline.service import logs as logsetup
+from pipeline.terminal import dumps, visible
 from pipeline.timefmt import parse_since
 
 
@@ -34,7 +34,7 @@ def status(args) -> int:
     probe = None if args.no_auth_check else (lambda: status_mod.probe_auth(settings))
     doc = status_mod.collect(settings, view, probe=probe, errors=args.errors)
     if args.json or args.log_format == "json":
-        print(json.dumps(doc, ensure_ascii=False), flush=True)
+        print(dumps(doc), flush=True)
     else:
         print(status_mod.render(doc), flush=True)
     return 0
@@ -75,10 +75,10 @@ def report(args) -> int:
             raise UsageError(f"--html: cannot write {args.html} ({exc.strerror})") from None
         doc["html"] = os.path.abspath(args.html)
     if args.json or args.log_format == "json":
-        print(json.dumps(doc, ensure_ascii=False), flush=True)
+        print(dumps(doc), flush=True)
     else:
-        print(report_mod.render(doc) + (f"\n\nHTML report written to {doc['html']}" if args.html else ""),
-              flush=True)
+        print(report_mod.render(doc) + (f"\n\nHTML report written to {visible(doc['html'])}"
+                                        if args.html else ""), flush=True)
     return 0
 
 
@@ -164,7 +164,7 @@ def health(args) -> int:
     except (OSError, ValueError) as exc:
         logsetup.emit(args.log_format, f"unhealthy: {url} does not answer ({exc})", ok=False, url=url)
         return 1
-    print(body.decode("utf-8", "replace").strip(), flush=True)
+    print(visible(body.decode("utf-8", "replace").strip()), flush=True)
     return 0 if status == 200 else 1
 
 
@@ -183,7 +183,7 @@ def _print_pass(args, result) -> None:
     if args.log_format != "json":
         for p in problems:
             what = "gave up waiting (still pending)" if p["gave_up"] else p["status"]
-            print(f"  {what}: {p['file']} (Log ID {p['log_id']})", flush=True)
+            print(visible(f"  {what}: {p['file']} (Log ID {p['log_id']})"), flush=True)
 
 
 def _delivery(settings, since: Optional[float]) -> Optional[dict]:

@@ -6,7 +6,11 @@ then finished journal rows whose files are no longer in the folders (moved on do
 Days are UTC days of the moment the file finished. ``--since`` keeps outcomes finished at or
 after it (sidecars written before it are not even opened).
 
-Only names, counts, times, DataModels and reasons are reported: never message content.
+Only names, counts, times, DataModels and reasons are reported: never message content, never
+Redox's error texts (they may quote the message). A failure counts under its ``reason``, in our
+own words (pipeline/reasons.py); for sidecars written before that field existed, and journal
+rows, one is built from ``reason_kind`` and ``http_status``, never from ``errors``. Every
+character the text tables print is visible (pipeline/terminal.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from pipeline import timefmt
+from pipeline import reasons, timefmt
+from pipeline.terminal import visible
 
 UNKNOWN_MODEL = "(not read)"     # rejected before its Meta could be read
 NOT_ROUTED = "(not routed)"      # finished before a route was chosen (rejected, a duplicate)
@@ -75,12 +80,11 @@ def _from_sidecar(car: dict, file: str, origin: str, fallback: Optional[float]) 
     finished = timefmt.parse_iso(car.get("finished_at")) or fallback
     if status not in ("done", "failed") or finished is None:
         return None
-    errors = [str(e) for e in car.get("errors") or []]
     return Row(key=car.get("claim_id") or f"{origin}:{file}:{finished}", file=file, status=status,
                finished_at=finished, dropped_at=timefmt.parse_iso(car.get("dropped_at")),
                data_model=str(car.get("data_model") or UNKNOWN_MODEL),
                reason_kind=car.get("reason_kind") if status == "failed" else None,
-               reason=(errors[0] if errors else None) if status == "failed" else None, origin=origin,
+               reason=reasons.of_sidecar(car) if status == "failed" else None, origin=origin,
                route=_route(car.get("route"), car.get("reason_kind")))
 
 
@@ -103,7 +107,8 @@ def _journal_rows(path: str, since: Optional[float]) -> tuple[str, list[Row]]:
                         status=r.state, finished_at=r.finished_at, dropped_at=r.dropped_at,
                         data_model=r.data_model or UNKNOWN_MODEL,
                         reason_kind=r.reason_kind if failed else None,
-                        reason=(r.errors[0] if r.errors else None) if failed else None, origin="journal",
+                        reason=reasons.fallback(r.reason_kind, r.http_status, len(r.errors))
+                        if failed else None, origin="journal",
                         route=_route(r.route, r.reason_kind)))
     return "ok", rows
 
@@ -167,7 +172,7 @@ def _reasons(rows: list[Row]) -> list[dict]:
 
 
 def render(doc: dict) -> str:
-    """The report as terminal tables."""
+    """The report as terminal tables, every character visible (names and reasons escaped)."""
     since = f" since {doc['since']}" if doc["since"] else ""
     t = doc["totals"]
     out = [f"redox-pipeline report{since} (generated {doc['generated_at']}, days in UTC)",
@@ -193,7 +198,7 @@ def render(doc: dict) -> str:
                   "failure reasons: none")
     if doc.get("delivery"):
         out += ["", "delivery confirmation (per Log ID): " + delivery_line(doc["delivery"])]
-    return "\n".join(out)
+    return "\n".join(visible(line) for line in out)
 
 
 def delivery_line(summary: dict) -> str:
@@ -205,7 +210,7 @@ def _table(header: list[str], rows: list[list], empty: Optional[str]) -> list[st
     """Aligned columns (numbers to the right); ``empty`` instead when there are no rows."""
     if not rows:
         return [empty] if empty else []
-    cells = [[str(c) for c in row] for row in [header] + rows]
+    cells = [[visible(c) for c in row] for row in [header] + rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     numeric = [all(str(row[i]).isdigit() for row in rows) for i in range(len(header))]
 

@@ -3,16 +3,26 @@
 An inline SVG bar chart of the daily counts (done and failed side by side, or stacked when
 there are many days; a y axis with round ticks and grid lines, day labels thinned out so they
 never overlap, a legend, a tooltip per bar), then the
-same tables as the terminal report. Every piece of text is HTML-escaped: file names and
-Redox's error texts are data, not markup. Colours are a colour-blind-safe blue/orange pair.
+same tables as the terminal report. Every piece of text is made visible first (a control or
+bidi character in a file name becomes its escape, ``\x1b``, ``\u202e``: pipeline/terminal.py),
+then HTML-escaped: file names and reasons are data, not markup. Colours are a colour-blind-safe
+blue/orange pair.
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
+from html import escape as _html_escape
 
 from pipeline import timefmt
+from pipeline.terminal import visible
+
+
+def escape(text: object) -> str:
+    """``text`` as HTML text or attribute value: nothing in it is markup or a control
+    character (quotes escaped too)."""
+    return _html_escape(visible(text), quote=True)
+
 
 DONE_COLOUR, FAILED_COLOUR = "#1f6fb4", "#e07b00"
 PLOT_HEIGHT, LEFT, TOP, BOTTOM, RIGHT = 260, 64, 44, 78, 24

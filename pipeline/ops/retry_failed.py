@@ -10,6 +10,10 @@ Which failures are worth another try: everything except the file's own fault, un
                                         (destinations, subscriptions) and are retried
     possible_duplicate                  Redox may already hold it: another SEND could duplicate it
 
+Whatever the options, an entry of failed/ that is not a regular file (a FIFO, a symlink, a
+folder) is never opened or moved: it is listed as skipped. What is printed of a failure is its
+reason in our own words (pipeline/reasons.py), never Redox's error texts.
+
 How the history is kept (end to end): before a file is moved, its failed sidecar (with any
 older ``history`` it carried, flattened, oldest first) is stored in the journal's ``replays``
 table under the inbox name it is put back as and the sha256 of its bytes. The move never
@@ -23,9 +27,9 @@ from __future__ import annotations
 import fnmatch
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
-from pipeline import timefmt
+from pipeline import reasons, timefmt
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.flow.board import operator_board, unhold
 from pipeline.names import candidates as _candidates
@@ -37,7 +41,8 @@ OWN_FAULT_STATUSES = frozenset({400, 413, 422})
 
 @dataclass(frozen=True)
 class Choice:
-    """What to do with one failed file: ``action`` requeue | refuse; ``why`` for a refusal."""
+    """What to do with one failed file: ``action`` requeue | refuse | skip (not a regular
+    file: never touched); ``why`` for a refusal or a skip."""
     entry: Entry
     sidecar: Optional[dict]
     failed_at: float
@@ -50,11 +55,14 @@ def own_fault(sidecar: Optional[dict]) -> Optional[str]:
     if not sidecar:
         return None                     # no record of why: nothing says it is the file's fault
     kind, status = sidecar.get("reason_kind"), sidecar.get("http_status")
-    reason = "; ".join(str(e) for e in sidecar.get("errors") or [])[:200]
+    reason = reasons.of_sidecar(dict(sidecar, status="failed"))
     if kind in OWN_FAULT_KINDS:
         return f"the file's own fault ({kind}: {reason})"
     if kind == "permanent" and status in OWN_FAULT_STATUSES:
-        return f"Redox refused the message itself (HTTP {status}: {reason})"
+        errors = sidecar.get("errors")
+        n = len(errors) if isinstance(errors, list) else 0
+        return (f"Redox refused the message itself (HTTP {status}: "
+                f"{reasons.texts(n, 'in the sidecar') if n else 'no error text'})")
     if sidecar.get("possible_duplicate"):
         return "Redox may already have accepted an earlier SEND of it (possible_duplicate)"
     return None
@@ -74,6 +82,11 @@ def choose(view, *, since: Optional[float], reason: Optional[str], force: bool,
         if names and not any(fnmatch.fnmatchcase(entry.path, p) or fnmatch.fnmatchcase(entry.name, p)
                              for p in names):
             continue
+        if not entry.regular:      # a FIFO would block a read; a symlink leads out of failed/
+            chosen.append(Choice(entry, None, entry.mtime, "skip",
+                                 "not a regular file (a FIFO, symbolic link, folder or device); "
+                                 "left where it is"))
+            continue
         sidecar = view.read_sidecar("failed", entry.path)
         failed_at = timefmt.parse_iso((sidecar or {}).get("finished_at")) or entry.mtime
         if since is not None and failed_at < since:
@@ -90,6 +103,7 @@ def _mentions(sidecar: Optional[dict], text: str) -> bool:
         return False
     needle = text.lower()
     haystack = [str(e) for e in sidecar.get("errors") or []] + [str(sidecar.get("reason_kind") or "")]
+    haystack.append(reasons.of_sidecar(dict(sidecar, status="failed")) or "")
     if sidecar.get("http_status") is not None:
         haystack.append(f"HTTP {sidecar['http_status']}")
     return any(needle in h.lower() for h in haystack)
@@ -127,13 +141,17 @@ def requeue(view, journal, choice: Choice, *, forced: bool, clock=time.time) -> 
                                view.where("failed", entry.path)) from None
         if held:
             held(True)
-        view.remove_sidecar(entry)
+        try:
+            view.remove_sidecar(entry)
+        except OSError:            # not a file (a folder by that name): not ours to remove
+            pass
         return dest
     raise StorageError("no free name in the inbox", view.where("inbox"))  # pragma: no cover
 
 
 def _history(sidecar: Optional[dict], entry: Entry, now: float, forced: bool) -> list[dict]:
     """The earlier sidecars, flat and oldest first, the latest one noting the replay."""
+    latest: dict[str, Any]
     if sidecar is None:
         latest = {"status": "failed", "name": entry.name,
                   "errors": ["no sidecar was found beside the failed file"]}
@@ -157,9 +175,13 @@ def retry_failed(view, open_journal, emit, *, since: Optional[float], reason: Op
     """
     choices = choose(view, since=since, reason=reason, force=force, names=names)
     journal = None
-    counts = {"requeued": 0, "refused": 0, "vanished": 0, "errors": 0}
+    counts = {"requeued": 0, "refused": 0, "skipped": 0, "vanished": 0, "errors": 0}
     for choice in choices:
         where = f"failed/{choice.entry.path}"
+        if choice.action == "skip":
+            counts["skipped"] += 1
+            emit(f"skipped {where}: {choice.why}", action="skipped", file=where, reason=choice.why)
+            continue
         if choice.action == "refuse":
             counts["refused"] += 1
             emit(f"refused {where}: {choice.why}; --force retries it anyway",
@@ -189,6 +211,7 @@ def retry_failed(view, open_journal, emit, *, since: Optional[float], reason: Op
 def _summary(counts: dict, dry_run: bool, matched: bool) -> str:
     verb = "would be requeued" if dry_run else "requeued"
     return (f"{counts['requeued']} {verb}, {counts['refused']} refused"
+            + (f", {counts['skipped']} skipped (not regular files)" if counts["skipped"] else "")
             + (f", {counts['vanished']} gone meanwhile" if counts["vanished"] else "")
             + (f", {counts['errors']} could not be moved" if counts["errors"] else "")
             + ("" if matched else " (no failed file matched)"))

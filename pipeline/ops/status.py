@@ -2,7 +2,11 @@
 
 ``collect()`` builds one JSON-able object from the folders (through the folders seam), the
 journal (retries) and a short token request; ``render()`` turns it into text. Only names,
-counts, times, statuses and reasons appear: never message content, never the token.
+counts, times, statuses and reasons appear: never message content, never the token, never
+Redox's error texts (they may quote the message): a failure is shown by its ``reason`` in our
+own words (pipeline/reasons.py) and the path of the sidecar that holds the texts. Every
+character ``render()`` prints is visible (pipeline/terminal.py): a file name with an ESC, a
+newline or a bidi override is shown escaped.
 
 Other features add their own part of the picture through :data:`SECTIONS` (e.g. delivery
 confirmation's counts): each provider gets the settings and returns a JSON-able dict (or None
@@ -14,10 +18,11 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from pipeline import timefmt
+from pipeline import reasons, timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import FOLDERS, age
+from pipeline.terminal import visible
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}
 AUTH_TIMEOUT_SECONDS = 5.0
@@ -35,8 +40,17 @@ def delivery_section(settings) -> Optional[dict]:
     except StorageError as exc:
         return {"error": f"the journal cannot be read ({exc})"}
     summary["problems_total"] = len(summary["problems"])
-    summary["problems"] = summary["problems"][:PROBLEMS_SHOWN]
+    summary["problems"] = [_safe_problem(p) for p in summary["problems"][:PROBLEMS_SHOWN]]
     return summary
+
+
+def _safe_problem(problem: dict) -> dict:
+    """A failed or given-up delivery without the Platform API's text (``error``), which the
+    sidecar's ``delivery`` entry and the journal keep."""
+    shown = {k: v for k, v in problem.items() if k != "error"}
+    if problem.get("error"):
+        shown["reason"] = "the last look-up gave no status (why: the sidecar's delivery entry)"
+    return shown
 
 
 SECTIONS["delivery"] = delivery_section
@@ -84,17 +98,22 @@ def _oldest(inbox: list, now: float) -> Optional[dict]:
 
 def last_errors(view, limit: int, present: set[str]) -> list[dict]:
     """The most recent failures (by when their sidecar was written) whose file is still in
-    failed/ (``present``): file, when, reasons. A sidecar left without its file (a replay
-    interrupted between its two steps) is not a current failure."""
+    failed/ (``present``): file, when, kind, status, the reason in our own words (sidecars
+    written before ``reason`` existed: one built from kind and status) and where the sidecar
+    is; never its ``errors``. A sidecar left without its file (a replay interrupted between its
+    two steps) is not a current failure."""
     cars = [e for e in view.sidecars("failed") if e.path[: -len(SIDECAR_SUFFIX)] in present]
     newest = sorted(cars, key=lambda e: e.mtime, reverse=True)[:max(0, limit)]
     found = []
     for entry in newest:
         car = view.read_sidecar("failed", entry.path) or {}
+        errors = car.get("errors")
         found.append({"file": entry.path[: -len(SIDECAR_SUFFIX)],
                       "failed_at": car.get("finished_at") or timefmt.iso(entry.mtime),
                       "reason_kind": car.get("reason_kind"), "http_status": car.get("http_status"),
-                      "errors": [str(e) for e in car.get("errors") or []]})
+                      "reason": reasons.of_sidecar(dict(car, status="failed")),
+                      "error_texts": len(errors) if isinstance(errors, list) else 0,
+                      "sidecar": view.where("failed", entry.path)})
     return found
 
 
@@ -117,8 +136,10 @@ def held_keys(view) -> list[dict]:
 
 def _retries(path: str, view, inbox: list, processing: list, now: float) -> tuple[str, list, list]:
     """Files with a retry scheduled in the journal that are still where the journal says:
-    ``released`` (back in the inbox, untouched until due) or ``waiting`` (held by a service);
-    and the journal's outcomes by route."""
+    ``released`` (back in the inbox, untouched until due) or ``waiting`` (held by a service),
+    each with its last failure in our own words (from the attempt's kind, status and whether
+    it may have arrived; the journal keeps what Redox said); and the journal's outcomes by
+    route."""
     from pipeline.journal import read_existing
     with read_existing(path) as (state, journal):
         if journal is None:
@@ -132,17 +153,19 @@ def _retries(path: str, view, inbox: list, processing: list, now: float) -> tupl
             retries.append({"file": record.name, "state": record.state, "attempts": record.attempts,
                             "next_retry_at": timefmt.iso(record.next_retry_at),
                             "due_in_seconds": round(max(0.0, record.next_retry_at - now), 3),
-                            "last_error": journal.last_error(record.claim_id)})
+                            "last_error": reasons.last_attempt(journal.attempts_of(record.claim_id))})
         routes = [{"route": name, **counts} for name, counts in sorted(journal.outcomes_by_route().items())]
         return "ok", retries, routes
 
 
 def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
     """Ask Redox for a token (short timeouts): ok | refused | unreachable | error, with a
-    sentence. Never raises: ``status`` reports the auth state, it does not fail because of it.
-    The token itself is never returned or printed."""
+    sentence (refused: ``cause`` credentials, or unusable_reply when the token endpoint
+    answered with something that is not a usable token). Never raises: ``status`` reports the
+    auth state, it does not fail because of it. The token itself is never returned or printed."""
     from pipeline.app import tls_verify
     from pipeline.redox.auth import make_tokens
+    from pipeline.redox.tokenreply import UnusableTokenReply
     from pipeline.redox.transport import Transport
     redox = settings.redox
     url = redox.token_url
@@ -152,8 +175,12 @@ def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
         return {"state": "error", "detail": "; ".join(exc.problems)}
     try:
         make_tokens(redox.auth, url, redox.base_url, transport).token()
+    except UnusableTokenReply as exc:
+        # no token either way; ``cause`` tells the operator that rotating the key would not help
+        return {"state": "refused", "cause": "unusable_reply",
+                "detail": f"{exc}; the reply is at fault, not the credentials ({url})"}
     except AuthError as exc:
-        return {"state": "refused", "detail": f"{exc} ({url})"}
+        return {"state": "refused", "cause": "credentials", "detail": f"{exc} ({url})"}
     except TransientDelivery as exc:
         return {"state": "unreachable", "detail": f"{'; '.join(exc.errors)} ({url})"}
     except ConfigError as exc:
@@ -167,7 +194,8 @@ def probe_auth(settings, timeout: float = AUTH_TIMEOUT_SECONDS) -> dict:
 
 
 def render(doc: dict) -> str:
-    """The status object as text for a terminal."""
+    """The status object as text for a terminal: one line per entry, every character of it
+    visible (a newline or ESC in a file name is escaped, never printed)."""
     lines = [f"redox-pipeline status at {doc['checked_at']} (config {doc['config']})"]
     oldest = doc["oldest_waiting"]
     for folder in FOLDERS:
@@ -199,11 +227,11 @@ def render(doc: dict) -> str:
     lines.append(f"Last errors: {len(doc['last_errors']) or 'none'}")
     for e in doc["last_errors"]:
         kind = e["reason_kind"] or "?"
-        lines.append(f"  {e['failed_at']}  {e['file']}  {kind}: {'; '.join(e['errors']) or '-'}")
+        lines.append(f"  {e['failed_at']}  {e['file']}  {kind}: {e['reason'] or '-'}")
     for name, section in doc["sections"].items():
         lines.append(f"{name}:")
         lines += _section_lines(section)
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)
 
 
 def _section_lines(section: dict) -> list[str]:

@@ -10,6 +10,8 @@ message or a log line.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import os
 import re
@@ -43,29 +45,67 @@ _OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")
 T = TypeVar("T")
 
 
+# SHA-256 of the public half (DER SubjectPublicKeyInfo) of examples/sandbox-client-key.pem,
+# the development key the local sandbox trusts (pipeline/sandbox/dev_client_public.pem)
+SANDBOX_KEY_FINGERPRINT = "04654f801e2a725acaa3e552487d9c2a07cf33acbe450e6beab3a496ea90a230"
+MAX_KEY_BYTES = 1 << 20
+_noted: set[tuple[str, str]] = set()        # (what, path): said once per process
+_noted_lock = threading.Lock()
+
+
 def load_private_key(path: str, where: str = "redox.auth.private_key_file"):
     """Load a PEM private key (RSA → RS384, EC → ES384). ConfigError names the key path.
 
-    A key file that group or others can read gets a warning: it signs for a system that
-    holds patient data.
+    A key file that group or others can read gets a warning (once per process, however many
+    times the key is loaded): it signs for a system that holds patient data. The public
+    sandbox development key is recognised by its public key, wherever it lies: a fresh clone
+    leaves it world-readable, and no permission protects a key that is published; it is said,
+    once, that it is in use. Only a regular file is opened (a FIFO would block).
     """
     try:
-        info = os.stat(path)
-        data = open(path, "rb").read()
+        info, data = _read_key_file(path)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {path} ({exc.strerror})") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("private key file is readable by group or others; chmod 600 it",
-                     extra={"path": path})
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise ConfigError(f"{where}: {path} is not an unencrypted PEM private key") from None
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key, "RS384"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key, "ES384"
-    raise ConfigError(f"{where}: {path} is neither an RSA nor an EC key")
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise ConfigError(f"{where}: {path} is neither an RSA nor an EC key")
+    if fingerprint(key) == SANDBOX_KEY_FINGERPRINT:
+        _once(logging.INFO, "the sandbox development key is in use: it is public and trusted only "
+                            "by the local sandbox, useless against Redox", path)
+    elif info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        _once(logging.WARNING, "private key file is readable by group or others; chmod 600 it", path)
+    return key, ("RS384" if isinstance(key, rsa.RSAPrivateKey) else "ES384")
+
+
+def fingerprint(key) -> str:
+    """SHA-256 (hex) of a private key's public half, as DER SubjectPublicKeyInfo."""
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _read_key_file(path: str) -> tuple[os.stat_result, bytes]:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return info, handle.read(MAX_KEY_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _once(level: int, message: str, path: str) -> None:
+    with _noted_lock:
+        if (message, path) in _noted:
+            return
+        _noted.add((message, path))
+    log.log(level, message, extra={"path": path})
 
 
 class _CachedToken:

@@ -4,8 +4,9 @@ A token goes into an ``Authorization`` header of every request: one with a CR or
 headers of its own, and one with other control or non-Latin-1 characters makes the HTTP library
 raise mid-request. Its lifetime decides when it is renewed: a lifetime that is not a number, or
 is negative, infinite or absurd, would renew it on every request or never. Either way the reply
-is unusable, which is Redox's (or something in between's) fault, not the files': AuthError,
-whose message names the field and what is wrong with it, never its value.
+is unusable, which is Redox's (or something in between's) fault, not the files' and not the
+credentials': UnusableTokenReply (an AuthError: the run stops all the same), whose message names
+the field and what is wrong with it, never its value.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ ABSURD_LIFETIME = 10 * 365 * 24 * 3600.0
 _TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
 
 
-def unusable(what: str) -> AuthError:
-    return AuthError(f"Redox's token reply is unusable: {what}")
+class UnusableTokenReply(AuthError):
+    """The token endpoint answered, but not with a token and lifetime that can be used: the
+    credentials were not refused (rotating them would not help), the reply is at fault."""
+
+
+def unusable(what: str) -> UnusableTokenReply:
+    return UnusableTokenReply(f"Redox's token reply is unusable: {what}")
 
 
 def token_field(doc: Mapping, name: str) -> str:

@@ -3,6 +3,10 @@
 Events log a short message plus fields passed as ``extra`` (file name, sha256 prefix, attempt,
 status, Log IDs, duration, error reason). With ``json`` every line on stdout and stderr is one
 JSON object.
+
+No character of a line is a terminal command: in text lines every non-printable character of
+the message and of each field is escaped (a file name can neither forge a line nor drive the
+terminal), and JSON lines escape the ones json would leave raw (pipeline/terminal.py).
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from datetime import datetime, timezone
+
+from pipeline.terminal import dumps, visible
 
 # the fields a log call may add through ``extra``; anything else is not printed
 FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "delay", "path",
@@ -27,6 +34,32 @@ FIELDS = ("file", "status", "dest", "sha256", "attempt", "log_ids", "error", "de
           "would_remove", "journal_rows")
 # fields only JSON lines carry (text lines already say it in their message)
 JSON_ONLY = ("startup",)
+# loggers whose warnings are about the configuration and the credentials: a run says each of
+# them once, however many clients load the same key or check the same setting
+ONCE_PER_RUN = ("pipeline.config", "pipeline.app", "pipeline.redox.auth")
+
+
+class OncePerRun(logging.Filter):
+    """Drops a configuration warning identical (message and fields) to one already written
+    by this process: the SEND client and the Platform client each load the key and check TLS,
+    and the operator should read each warning once. Warnings about files and requests (other
+    loggers) are events and always pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(ONCE_PER_RUN):
+            return True
+        key = (record.name, record.levelno, record.getMessage(),
+               tuple(repr(record.__dict__.get(k)) for k in FIELDS))
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,14 +72,14 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = record.__dict__[key]
         if record.exc_info:
             doc["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return dumps(doc)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = record.__dict__
         parts = [time.strftime("%H:%M:%S", time.localtime(record.created)),
-                 record.levelname.lower(), record.getMessage()]
+                 record.levelname.lower(), visible(record.getMessage())]
         for key in FIELDS:
             value = fields.get(key)
             if value is not None and value != [] and value != "":
@@ -84,6 +117,7 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(OncePerRun())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -93,8 +127,9 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
 
 
 def emit(fmt: str, message: str, **fields) -> None:
-    """A command's own output line on stdout: plain text, or one JSON object."""
+    """A command's own output line on stdout: plain text, or one JSON object. Either way no
+    character of it is a terminal command (a file name in it is escaped: terminal.py)."""
     if fmt == "json":
-        print(json.dumps(dict(fields, event=message), ensure_ascii=False, default=str), flush=True)
+        print(dumps(dict(fields, event=message)), flush=True)
     else:
-        print(message, flush=True)
+        print(visible(message), flush=True)

@@ -31,32 +31,54 @@ def load_settings(args) -> config_mod.Settings:
 
 
 def cmd_validate(args) -> int:
-    """Every problem with its key path; the credentials' shape (the key file loads)."""
-    settings = load_settings(args)
+    """Every problem with its key path, all of them at once: the config's own (config.examine
+    goes on past a key the model refuses), the schemas (validation.schemas) read, checked and
+    compiled, then what needs the filesystem: the key files load, TLS, the inbox and
+    processing/ on one filesystem. Touches nothing."""
+    settings, problems = config_mod.examine(config_mod.default_path(args.config))
+    gate = None
+    if settings is not None:
+        from pipeline.app import make_gate
+        try:
+            gate = make_gate(settings)      # a broken schema file: ConfigError naming it
+        except ConfigError as exc:
+            problems += exc.problems
+        problems += _file_problems(settings)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    schemas = f"; {len(gate.schemas)} schemas" if gate is not None else ""
+    logsetup.emit(args.log_format, f"config OK: {settings.config_path}{schemas}", ok=True,
+                  config=settings.config_path, schemas=len(gate.schemas) if gate else None)
+    return Exit.OK
+
+
+def _file_problems(settings) -> list[str]:
+    """What ``validate`` checks beyond the config itself, each problem on its own (a key file
+    that cannot be read is reported whatever else is wrong)."""
     from pipeline.app import tls_verify
     from pipeline.redox.auth import load_private_key
-    problems = []
+    problems: list[str] = []
     for where, auth in (("redox.auth", settings.redox.auth),
                         ("delivery_check.auth", settings.delivery_check.auth)):
-        if auth is not None and auth.method == "oauth":
+        if auth is not None and auth.method == "oauth" and auth.private_key_file:
             try:
-                load_private_key(auth.private_key_file or "", f"{where}.private_key_file")
+                load_private_key(auth.private_key_file, f"{where}.private_key_file")
             except ConfigError as exc:
                 problems += exc.problems
     try:
         tls_verify(settings)
     except ConfigError as exc:
         problems += exc.problems
-    if problems:
-        raise ConfigError(problems)
-    logsetup.emit(args.log_format, f"config OK: {settings.config_path}", ok=True,
-                  config=settings.config_path)
-    return Exit.OK
+    return problems + config_mod.filesystem_problems(settings)
 
 
 def cmd_run(args) -> int:
     settings = load_settings(args)
+    problems = config_mod.filesystem_problems(settings)    # before anything is created
+    if problems:
+        raise ConfigError(problems)
     from pipeline import app
+    gate = app.make_gate(settings)      # once, before anything is touched (a broken schema: exit 2)
     from pipeline.errors import LockBusy
     from pipeline.service.runlock import RunLock
     lock = None
@@ -70,13 +92,13 @@ def cmd_run(args) -> int:
         except OSError as exc:
             raise ConfigError(f"state.path: cannot create the run lock ({exc.strerror})") from None
     try:
-        return _run(settings, args.once, app)
+        return _run(settings, args.once, app, gate)
     finally:
         if lock:
             lock.release()
 
 
-def _run(settings, once: bool, app) -> int:
+def _run(settings, once: bool, app, gate=None) -> int:
     client = app.make_client(settings)
     try:
         store = app.make_source(settings, app.owner_id())
@@ -114,7 +136,7 @@ def _run(settings, once: bool, app) -> int:
         from pipeline.service.notify import Notifier
         notifier = Notifier() if not once else None
         runner = app.make_runner(settings, store, journal, client, once=once, progress=progress,
-                                 metrics=metrics, pulse=pulse,
+                                 metrics=metrics, pulse=pulse, gate=gate,
                                  on_turn=notifier.ping if notifier and notifier.enabled else None)
         code = _drive(settings, runner, journal, client, once, notifier)
         if progress:
@@ -212,16 +234,26 @@ def _start_metrics(settings, pulse):
 
 
 def _check_credentials(client, once: bool) -> Optional[int]:
-    """Get a token before touching any file: refused credentials or an unreachable Redox are
-    not the files' fault (exit 3, nothing moved). A service keeps trying while unreachable."""
+    """Get a token before touching any file. Three different failures, none of them the
+    files' fault (exit 3, nothing moved), each told as what it is, since each asks the
+    operator for something else: refused credentials (rotate or fix the key), a token reply
+    that cannot be used (the credentials were not refused: Redox or a proxy in between is at
+    fault), an auth endpoint that cannot be reached (the network; a service keeps trying)."""
+    from pipeline.redox.tokenreply import UnusableTokenReply
     try:
         client.tokens.token()
+    except UnusableTokenReply as exc:
+        log.error(f"stopped: {exc}. The token endpoint answered, but not with a token that can be "
+                  "used: the reply is at fault (Redox, or a proxy in between), not the credentials; "
+                  "nothing was touched")
+        return Exit.REDOX
     except AuthError as exc:
-        log.error(f"Redox refused the credentials: {exc}")
+        log.error(f"stopped: {exc}; check the credentials in redox.auth (client_id, key_id and "
+                  "the private key, or api_key and secret); nothing was touched")
         return Exit.REDOX
     except TransientDelivery as exc:
         if once:
-            log.error(f"Redox could not be reached: {exc}")
+            log.error(f"stopped: Redox could not be reached: {exc}; nothing was touched")
             return Exit.REDOX
         log.warning("Redox cannot be reached yet; files wait until it can", extra={"error": str(exc)})
     return None

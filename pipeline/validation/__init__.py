@@ -11,16 +11,17 @@ Public API (the lead wires it into config and the run path):
   ``... and N more``); :data:`NO_SCHEMA` when the folder has no schema for that pair.
 * :class:`Gate` ``(schemas, missing_schema="send")``: ``check(doc, data_model, event_type)``
   returns True (checked) or False (no schema, sent unchecked, warned once), or raises
-  ``RejectedFile`` (kind ``invalid`` with the problems, or ``no_schema``).
+  ``RejectedFile`` (:class:`SchemaMismatch`, kind ``invalid``, with the problems; or kind
+  ``no_schema``).
 * :class:`MissingSchema`: the values of ``validation.missing_schema`` (``send`` | ``fail``).
 
 No problem line, reason or log line holds a value from a message, nor an object key that the
 schema does not name: only paths, keywords and schema text (render.py).
 """
 
-from pipeline.validation.gate import NO_SCHEMA_KIND, Gate, MissingSchema
+from pipeline.validation.gate import NO_SCHEMA_KIND, Gate, MissingSchema, SchemaMismatch
 from pipeline.validation.loader import load_schemas
 from pipeline.validation.schemaset import MAX_PROBLEMS, NO_SCHEMA, NoSchema, SchemaSet
 
 __all__ = ["MAX_PROBLEMS", "NO_SCHEMA", "NO_SCHEMA_KIND", "Gate", "MissingSchema", "NoSchema",
-           "SchemaSet", "load_schemas"]
+           "SchemaMismatch", "SchemaSet", "load_schemas"]

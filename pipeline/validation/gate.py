@@ -32,6 +32,21 @@ NO_SCHEMA_KIND = "no_schema"
 MAX_WARNED = 1000       # distinct names remembered for the once-only warning: memory stays bounded
 
 
+class SchemaMismatch(RejectedFile):
+    """A message that does not match its schema (kind ``invalid``). ``reason`` is one line,
+    ``does not match the schema <file>: <problem>; <problem>; ...``; :attr:`errors` is what the
+    sidecar lists: the first line names the schema (reports rank reasons by it), then each
+    problem on its own line."""
+
+    def __init__(self, schema: str, problems: list[str]):
+        self.schema, self.problems = schema, tuple(problems)
+        super().__init__(f"does not match the schema {schema}: " + "; ".join(problems), "invalid")
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        return (f"does not match the schema {self.schema}", *self.problems)
+
+
 class MissingSchema(str, enum.Enum):
     """The values of ``validation.missing_schema``."""
     SEND = "send"
@@ -57,9 +72,10 @@ class Gate:
         ``event_type``, already checked to be plain names) or refuse it.
 
         Returns True when it was checked against a schema and matches it, False when there
-        is no schema for it and the policy is ``send``. Raises RejectedFile: kind ``invalid``
-        with reason ``does not match the schema <file>: <problem>; <problem>; ...`` when it
-        does not match; kind ``no_schema`` when there is no schema and the policy is ``fail``.
+        is no schema for it and the policy is ``send``. Raises :class:`SchemaMismatch` (a
+        RejectedFile of kind ``invalid``, reason ``does not match the schema <file>:
+        <problem>; <problem>; ...``) when it does not match; kind ``no_schema`` when there is
+        no schema and the policy is ``fail``.
         Reasons and the warning hold schema names, file names and paths, never message values.
         """
         problems = self.schemas.validate(doc, data_model, event_type)
@@ -72,8 +88,7 @@ class Gate:
         if problems:
             found = self.schemas.find(data_model, event_type)
             name = found.name if found else f"{data_model}/{event_type}"
-            raise RejectedFile(f"does not match the schema {name}: " + "; ".join(problems),
-                               "invalid")
+            raise SchemaMismatch(name, problems)
         return True
 
     def _warn_once(self, data_model: str, event_type: str) -> None:

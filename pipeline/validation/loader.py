@@ -165,7 +165,8 @@ def _compile(layout: Layout, path: Path, contents: dict[str, Any], registry: Reg
     except Exception as exc:        # noqa: BLE001 - any failure to compile is this file's problem
         raise _fail(layout, path, f"cannot be compiled ({type(exc).__name__}: "
                                   f"{_cut(str(exc))})") from None
-    return EventSchema(layout.shown(path), quick, full)
+    return EventSchema(layout.shown(path), quick, full, root,
+                       registry.resolver(base_uri=contents["id"]))
 
 
 def _rooted(contents: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Two validators, one answer. Every message first goes through the schema compiled by
 fastjsonschema, a yes/no check (about 60 µs for a typical 8 KB NewPatient against a schema of
-400 properties, where jsonschema takes 1.6 ms: scripts/bench_validation.py). Only a message it
+400 properties, where jsonschema takes 1.6 ms: scripts/bench/validation.py). Only a message it
 refuses is given to jsonschema's Draft4Validator, which lists every problem with structured
 paths that can be rendered without quoting the message (render.py). jsonschema is the
 authority: when it finds nothing in a message that the fast check refused (they read a few
@@ -23,6 +23,7 @@ from jsonschema import Draft4Validator
 
 from pipeline.validation.layout import normalise
 from pipeline.validation.render import render
+from pipeline.validation.textpaths import reads_text
 
 MAX_PROBLEMS = 20
 
@@ -42,6 +43,21 @@ class EventSchema:
     name: str
     quick: Callable[[Any], Any]          # fastjsonschema: returns, or raises when invalid
     full: Draft4Validator                # jsonschema: lists the problems
+    root: dict[str, Any] = field(default_factory=dict, compare=False)   # as both validators read it
+    resolver: Any = field(default=None, compare=False)  # referencing: resolves root's $ref
+    _reads: dict[tuple, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    def reads_text(self, path: tuple) -> bool:
+        """Does a rule of this schema read the text of a string at ``path`` (textpaths.py)?
+        Remembered per path: the same few document fields are asked about again and again."""
+        found = self._reads.get(path)
+        if found is None:
+            # a schema built without its source (root, resolver) cannot tell: assume it reads
+            known = bool(self.root) and self.resolver is not None
+            found = reads_text(self.root, self.resolver, path) if known else True
+            if len(self._reads) < 1000:      # paths of a few fields; bounded all the same
+                self._reads[path] = found
+        return found
 
 
 @dataclass
@@ -71,6 +87,12 @@ class SchemaSet:
     def find(self, data_model: str, event_type: str) -> EventSchema | None:
         """The schema for this DataModel/EventType, matched as layout.normalise says."""
         return self.events.get((normalise(data_model), normalise(event_type)))
+
+    def reads_text(self, data_model: str, event_type: str, path: tuple) -> bool:
+        """Would validating a message of this DataModel/EventType read the text of the string
+        at ``path``, or only its type? False when there is no schema for it."""
+        schema = self.find(data_model, event_type)
+        return schema is not None and schema.reads_text(path)
 
     def validate(self, doc: Any, data_model: str, event_type: str) -> list[str] | NoSchema:
         """The problems of ``doc`` against its schema: ``[]`` when it is valid, else up to

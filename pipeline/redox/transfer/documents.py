@@ -19,11 +19,12 @@ to line breaks by the scan).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO, Callable, Iterator, Optional
 
 from pipeline import jsonsplice, message
 from pipeline.errors import RejectedFile
@@ -82,7 +83,13 @@ def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
          destinations: message.Destinations) -> Plan:
     """Check the file in ``handle`` (``size`` bytes) for the Transferring Files path: the
     caller found it, or its message with Meta.Destinations set, over ``send_limit``. Raises
-    RejectedFile with the reason when it cannot travel."""
+    RejectedFile with the reason when it cannot travel.
+
+    A chooser (``destinations`` callable) is called once with the parsed message as dropped,
+    before anything is measured or uploaded: the strings that are not documents in place, each
+    document a placeholder string, or its text when the chooser's ``wants_text(data_model,
+    event_type, path)`` says so (flow/check.py's Screen checks the message against its schema
+    there: a placeholder is a string like the text, enough for every rule but a few)."""
     skeleton = jsonscan.scan(handle, is_candidate, send_limit)
     if skeleton.text is None:
         if not skeleton.spans:
@@ -91,14 +98,16 @@ def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
     text = message.decode(skeleton.text)
     doc = message.parse_text(text)
     data_model, event_type = message.describe(doc)
-    chosen_destinations = message.chosen(doc, destinations)   # routed before anything is uploaded
     found = [(span, _container(doc, span)) for span in skeleton.spans]
     chosen = [_is_document(handle, span, container) for span, container in found]
     documents = [pair for pair, is_doc in zip(found, chosen) if is_doc]
     if not documents:
         raise _no_document(size, send_limit)
-    edits = _restore(handle, text, [s for (s, _), is_doc in zip(found, chosen) if not is_doc],
-                     skeleton.size, send_limit)
+    others = [pair for pair, is_doc in zip(found, chosen) if not is_doc]
+    edits, values = _restore(handle, text, [span for span, _ in others], skeleton.size, send_limit)
+    # routed (and checked) before anything is measured or uploaded, on the message as dropped
+    with _in_place(handle, data_model, event_type, destinations, documents, others, values):
+        chosen_destinations = message.chosen(doc, destinations)
     edits.append(message.destinations_edit(text, doc, chosen_destinations))
     if any(span.path == ("Note", "FileContents") for span, _ in documents):
         edits.append(jsonsplice.replace_member(text, ("Note",), "ContentType",
@@ -212,28 +221,65 @@ def _placeholder(text: str, span: Span, replacement: str) -> jsonsplice.Edit:
 
 
 def _restore(handle: BinaryIO, text: str, others: list[Span], skeleton_size: int,
-             send_limit: int) -> list[jsonsplice.Edit]:
+             send_limit: int) -> tuple[list[jsonsplice.Edit], list[str]]:
     """The edits that put back the set-aside strings that are not documents (they travel in
-    the message, as the file wrote them); refused first, unread, when they alone would take
-    the message over the limit."""
+    the message, as the file wrote them), and their values; refused first, unread, when they
+    alone would take the message over the limit."""
     size = skeleton_size + sum(span.length for span in others)
     if size > send_limit:
         raise _still_over(size, send_limit)
-    return [_placeholder(text, span, '"' + _string_text(handle, span) + '"') for span in others]
+    edits, values = [], []
+    for span in others:
+        content, value = _string_text(handle, span)
+        edits.append(_placeholder(text, span, '"' + content + '"'))
+        values.append(value)
+    return edits, values
 
 
-def _string_text(handle: BinaryIO, span: Span) -> str:
+def _string_text(handle: BinaryIO, span: Span) -> tuple[str, str]:
     """A set-aside string's content as the file wrote it (escapes kept), once checked as
-    strictly as message.parse checks strings."""
+    strictly as message.parse checks strings, and its value."""
     handle.seek(span.start)
     raw = handle.read(span.length)
     try:
         content = raw.decode("utf-8")
-        json.loads('"' + content + '"').encode("utf-8")    # a lone surrogate is not text
+        value = json.loads('"' + content + '"')
+        value.encode("utf-8")                               # a lone surrogate is not text
     except (ValueError, UnicodeEncodeError):
         raise RejectedFile(f"not valid JSON (the string in {field_name(span.path)})",
                            "invalid") from None
-    return content
+    return content, value
+
+
+@contextlib.contextmanager
+def _in_place(handle: BinaryIO, data_model: str, event_type: str,
+              destinations: message.Destinations, documents: list[tuple[Span, dict]],
+              others: list[tuple[Span, dict]], values: list[str]) -> Iterator[None]:
+    """The parsed skeleton as the message was dropped, while the chooser looks at it: the
+    strings that are not documents put back, and the text of each document the chooser asks
+    for (``wants_text``); the documents' placeholders come back afterwards (the text of a
+    large document is not kept)."""
+    for (span, container), value in zip(others, values):
+        container[span.path[-1]] = value
+    wants = getattr(destinations, "wants_text", None)
+    read = [(span, container) for span, container in documents
+            if wants is not None and wants(data_model, event_type, span.path)]
+    try:
+        for span, container in read:
+            container[span.path[-1]] = _document_text(handle, span)
+        yield
+    finally:
+        for span, container in read:
+            container[span.path[-1]] = span.placeholder
+
+
+def _document_text(handle: BinaryIO, span: Span) -> str:
+    """A document's whole text (for a schema rule that reads it): memory for its size."""
+    try:
+        return b"".join(jsonscan.read_span(handle, span)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise RejectedFile(f"not valid JSON (the string in {field_name(span.path)})",
+                           "invalid") from None
 
 
 def _check_estimate(text: str, edits: list[jsonsplice.Edit], spans: list[Span],

@@ -19,7 +19,7 @@ import os
 import secrets
 from typing import Optional
 
-from pipeline.errors import StorageError
+from pipeline.errors import ClaimLost, NotRegular, StorageError
 from pipeline.names import candidates
 from pipeline.sources.local import fsops, paths
 from pipeline.sources.local.claims import LOCK
@@ -52,11 +52,16 @@ class LocalOrderStore(OrderStore):
         return found
 
     def read(self, path: str) -> Optional[bytes]:
+        """An item's bytes; None when it is gone, or is not a regular file (never opened for
+        reading: a FIFO would block)."""
         try:
-            with open(paths.join(self.root, path), "rb") as handle:
+            with fsops.open_regular(paths.join(self.root, path)) as handle:
                 return handle.read(1 << 16)
-        except FileNotFoundError:
+        except (ClaimLost, NotRegular):
             return None
+        except StorageError as exc:      # Unreadable and the like: the reason, then the path
+            raise StorageError(f"cannot read the ordering board ({str(exc).split(':')[0]})",
+                               self.root) from None
         except OSError as exc:
             raise StorageError(f"cannot read the ordering board ({exc.strerror})", self.root) from None
 

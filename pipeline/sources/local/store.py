@@ -9,6 +9,7 @@ done/ and failed/.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import stat
@@ -110,6 +111,9 @@ class LocalStore(Source):
 
     def _drop(self, name: str, lstat, noted: Optional[set] = None) -> Drop | None:
         if not paths.is_candidate(name, self.pattern, self.recursive):
+            if self._looks_like_a_sidecar(name):
+                self._note(name, "names ending in .redox.json are sidecars, never taken from the "
+                                 "inbox", noted)
             return None
         try:
             info = lstat(follow_symlinks=False)
@@ -120,12 +124,25 @@ class LocalStore(Source):
             why = f"it is {fsops.describe_mode(info.st_mode)}, not a regular file"
         if why is None:
             return Drop(name, info.st_size, info.st_mtime)
+        self._note(name, why, noted)
+        return None
+
+    def _looks_like_a_sidecar(self, name: str) -> bool:
+        """A name the pattern would take but for its sidecar suffix (``a.redox.json``
+        dropped into the inbox): left alone, which deserves a word."""
+        if not name.endswith(SIDECAR_SUFFIX) or paths.shape_problem(name, self.recursive):
+            return False
+        base = paths.split(name)[1]
+        return not base.startswith(".") and fnmatch.fnmatchcase(base, self.pattern)
+
+    def _note(self, name: str, why: str, noted: Optional[set]) -> None:
+        """One warning per name left alone while it stays there (``noted``: the names seen by
+        this scan, so a name that went away is warned about again when it comes back)."""
         if noted is not None:
             noted.add(name)
         if name not in self._noted:
             self._noted.add(name)
             log.warning(f"left alone in the inbox: {why}", extra={"file": _printable(name)})
-        return None
 
     def claim(self, drop: Drop) -> Claim:
         """Atomically move the inbox file into our claim folder. ClaimLost if someone was first.
@@ -313,9 +330,11 @@ def _check_inbox(path: str) -> None:
 
 
 def _sidecar_claim_id(path: str) -> str | None:
+    """The claim_id of the sidecar at ``path``; None when there is none, it is not a regular
+    file (a FIFO there would block the read: it is not ours) or not one of ours."""
     try:
-        with open(path, "rb") as handle:
+        with fsops.open_regular(path) as handle:
             doc = sidecar.read(handle)
-    except OSError:
+    except (OSError, StorageError):
         return None
     return doc.get("claim_id") if doc else None
