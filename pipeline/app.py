@@ -186,12 +186,12 @@ def make_reconciler(settings: Settings, journal: Journal, *, folder=None, client
     make_platform_client); with ``stop_event`` it sleeps on it and stops when it is set."""
     retry, dc = settings.retry, settings.delivery_check
     policy = RetryPolicy(retry.max_attempts, retry.backoff_initial_seconds, retry.backoff_max_seconds)
-    seams = {}
+    reconciler = Reconciler(folder or make_done_folder(settings), DeliveryLedger(journal),
+                            client or make_platform_client(settings), policy,
+                            dc.give_up_after_hours * 3600.0)
     if stop_event is not None:
-        seams = {"sleep": stop_event.wait, "should_stop": stop_event.is_set}
-    return Reconciler(folder or make_done_folder(settings), DeliveryLedger(journal),
-                      client or make_platform_client(settings), policy,
-                      dc.give_up_after_hours * 3600.0, **seams)
+        reconciler.sleep, reconciler.should_stop = stop_event.wait, stop_event.is_set
+    return reconciler
 
 
 def reconcile_lock_path(settings: Settings) -> str:

@@ -21,9 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from pipeline.errors import ClaimLost, PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.sources.s3.api import Bucket
+    from pipeline.sources.s3.lease import Leases
 
 log = logging.getLogger("pipeline.s3")
 
@@ -75,6 +79,12 @@ def carried_progress(head: dict) -> Optional[dict]:
 
 class Progress:
     """Mixed into S3Store: SEND progress kept in our leases (uses ``leases``, ``_abandon``)."""
+
+    bucket: Bucket
+    leases: Leases
+    processing: str
+    _inherited: dict[str, dict]
+    _abandon: Callable[[str], None]             # Finishing's
 
     def inherited(self, name: str) -> Optional[dict]:
         """The SEND progress a dead owner left in the lease we took over, kept until

@@ -15,7 +15,7 @@ An object in processing/ with no lease at all (an operator's doing) is leased an
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from pipeline.errors import ClaimLost
 from pipeline.sources.s3.api import epoch
@@ -23,12 +23,25 @@ from pipeline.sources.s3.keys import is_ours
 from pipeline.sources.s3.lease import LEASE_DIR, Lease
 from pipeline.values import Claim
 
+if TYPE_CHECKING:
+    from pipeline.sources.s3.api import Bucket
+    from pipeline.sources.s3.feed import Feed
+    from pipeline.sources.s3.lease import Leases
+
 log = logging.getLogger("pipeline.s3")
 
 
 class Recovery:
     """Mixed into S3Store (uses its bucket, leases, prefixes and ``_move_in``)."""
 
+    bucket: Bucket
+    leases: Leases
+    owner: str
+    processing: str
+    page_size: int
+    feed: Optional[Feed]
+    _inherited: dict[str, dict]
+    _move_in: Callable[..., Optional[Claim]]      # S3Store's
     _announce: Callable[[str, float], None]       # Source's: ordering hears of a take-over first
     _withdraw: Callable[[str, float], None]
 
