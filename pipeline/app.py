@@ -28,6 +28,7 @@ from pipeline.redox.client import PAUSE_PATIENCE, RedoxClient, Transport
 from pipeline.redox.platform import PlatformClient
 from pipeline.redox.ratelimit import LimitedTransport, RateLimiter
 from pipeline.redox.transfer.upload import Transfer
+from pipeline.retention import BackgroundPrune
 from pipeline.sources.base import DoneFolder, FolderView, Source
 
 log = logging.getLogger("pipeline.app")
@@ -209,3 +210,11 @@ def make_background_reconcile(settings: Settings, journal: Journal,
     reconciler = make_reconciler(settings, journal, client=platform, stop_event=stop)
     return BackgroundReconcile(reconciler, settings.delivery_check.interval_seconds,
                                reconcile_lock_path(settings), stop)
+
+
+def make_background_prune(settings: Settings, journal: Journal) -> Optional[BackgroundPrune]:
+    """Service mode: the retention passes, or None when every retention limit is off."""
+    keep = settings.retention
+    if keep.done_days is None and keep.failed_days is None and keep.journal_days is None:
+        return None
+    return BackgroundPrune(settings, journal, lambda: make_view(settings))
