@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.flow.retry import RetryPolicy
 from pipeline.journal import Journal
 from pipeline.journal.ledger import DeliveryLedger
-from pipeline.service.runlock import RunLock
+from pipeline.runlock import RunLock
 from pipeline.sources.base import DoneFolder
 from pipeline.sources.local.view import LocalView
 from pipeline.timefmt import iso

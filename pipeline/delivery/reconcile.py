@@ -41,7 +41,7 @@ from pipeline.errors import (
 from pipeline.exits import Exit
 from pipeline.flow.retry import RetryPolicy
 from pipeline.journal.ledger import Delivery, DeliveryLedger
-from pipeline.service.runlock import RunLock
+from pipeline.runlock import RunLock
 from pipeline.sidecar import encode
 from pipeline.values import LogStatus
 

@@ -91,7 +91,7 @@ def reconcile(args) -> int:
         raise ConfigError(problems)
     since = _since(args)
     from pipeline.delivery.reconcile import log_pass
-    from pipeline.service.runlock import RunLock
+    from pipeline.runlock import RunLock
     folder, platform = app.make_done_folder(settings), app.make_platform_client(settings)
     try:   # one pass at a time per journal: wait for the service's (or another cron's) to end
         lock = RunLock(app.reconcile_lock_path(settings)).acquire(wait=True)

@@ -80,7 +80,7 @@ def cmd_run(args) -> int:
     from pipeline import app
     gate = app.make_gate(settings)      # once, before anything is touched (a broken schema: exit 2)
     from pipeline.errors import LockBusy
-    from pipeline.service.runlock import RunLock
+    from pipeline.runlock import RunLock
     lock = None
     if args.once:
         try:
