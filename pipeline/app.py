@@ -12,7 +12,8 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from pipeline.config import Settings
-from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
+from pipeline.delivery.background import BackgroundReconcile
+from pipeline.delivery.reconcile import Reconciler
 from pipeline.errors import ConfigError
 from pipeline.flow.addressing import Addressing
 from pipeline.flow.concurrency import Concurrency

@@ -16,7 +16,8 @@ from pipeline_env import DESTINATION, PipelineEnv, message
 
 from pipeline import app, config
 from pipeline import message as message_stage
-from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
+from pipeline.delivery.background import BackgroundReconcile
+from pipeline.delivery.reconcile import Reconciler
 from pipeline.delivery.records import delivery_summary, parse_since
 from pipeline.errors import ConfigError
 from pipeline.flow.retry import RetryPolicy
