@@ -30,7 +30,8 @@ from pipeline.redox.platform import PlatformClient
 from pipeline.redox.ratelimit import LimitedTransport, RateLimiter
 from pipeline.redox.transfer.upload import Transfer
 from pipeline.retention import BackgroundPrune
-from pipeline.sources.base import DoneFolder, FolderView, Source
+from pipeline.sources.base import Source
+from pipeline.sources.view import DoneFolder, FolderView
 
 log = logging.getLogger("pipeline.app")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

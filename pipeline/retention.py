@@ -29,7 +29,7 @@ from pipeline.errors import StorageError
 from pipeline.journal import Journal
 from pipeline.journal import retention as journal_retention
 from pipeline.sidecar import SUFFIX
-from pipeline.sources.base import FolderView
+from pipeline.sources.view import FolderView
 from pipeline.timefmt import iso, parse_iso
 
 log = logging.getLogger("pipeline.prune")

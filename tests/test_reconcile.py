@@ -24,8 +24,8 @@ from pipeline.flow.retry import RetryPolicy
 from pipeline.journal import Journal
 from pipeline.journal.ledger import DeliveryLedger
 from pipeline.runlock import RunLock
-from pipeline.sources.base import DoneFolder
 from pipeline.sources.local.view import LocalView
+from pipeline.sources.view import DoneFolder
 from pipeline.timefmt import iso
 
 DAY = 24 * 3600.0
