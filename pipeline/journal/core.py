@@ -229,7 +229,7 @@ class Journal(Lookups):
         already (a finish redone after a crash builds the same sidecar again)."""
         return self._in_tx(lambda db: sidecar_view(db, claim_id, name), "BEGIN")
 
-    # -- companion tables (delivery_ledger.py keeps its own table in this database) ------------
+    # -- companion tables (ledger.py keeps its own table in this database) ---------------------
 
 
 @contextlib.contextmanager

@@ -3,9 +3,9 @@
 
 Each reads the settings, looks at the folders through the folders seam (local only so far:
 another source kind is refused with a clear config error, exit 2) and hands the work to its
-own module (status.py, replay.py, report.py / reporthtml.py). Exit statuses: 0; 1 only when
-retry-failed could not move a chosen file; 2 for bad usage or config (raised as ConfigError,
-printed by the cli).
+own module (status.py, retry_failed.py, report.py / report_html.py). Exit statuses: 0; 1 only
+when retry-failed could not move a chosen file; 2 for bad usage or config (raised as
+ConfigError, printed by the cli).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def status(args) -> int:
 
 
 def retry_failed(args) -> int:
-    """Failed files back into the inbox, their sidecars kept as history (replay.py)."""
+    """Failed files back into the inbox, their sidecars kept as history (retry_failed.py)."""
     settings = _settings(args)
     since = _since(args)
     view = app.make_view(settings)
