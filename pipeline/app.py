@@ -12,7 +12,8 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from pipeline.config import Settings
-from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
+from pipeline.delivery.background import BackgroundReconcile
+from pipeline.delivery.reconcile import Reconciler
 from pipeline.errors import ConfigError
 from pipeline.flow.addressing import Addressing
 from pipeline.flow.concurrency import Concurrency
@@ -28,7 +29,9 @@ from pipeline.redox.client import PAUSE_PATIENCE, RedoxClient, Transport
 from pipeline.redox.platform import PlatformClient
 from pipeline.redox.ratelimit import LimitedTransport, RateLimiter
 from pipeline.redox.transfer.upload import Transfer
-from pipeline.sources.base import DoneFolder, FolderView, Source
+from pipeline.retention import BackgroundPrune
+from pipeline.sources.base import Source
+from pipeline.sources.view import DoneFolder, FolderView
 
 log = logging.getLogger("pipeline.app")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -209,3 +212,11 @@ def make_background_reconcile(settings: Settings, journal: Journal,
     reconciler = make_reconciler(settings, journal, client=platform, stop_event=stop)
     return BackgroundReconcile(reconciler, settings.delivery_check.interval_seconds,
                                reconcile_lock_path(settings), stop)
+
+
+def make_background_prune(settings: Settings, journal: Journal) -> Optional[BackgroundPrune]:
+    """Service mode: the retention passes, or None when every retention limit is off."""
+    keep = settings.retention
+    if keep.done_days is None and keep.failed_days is None and keep.journal_days is None:
+        return None
+    return BackgroundPrune(settings, journal, lambda: make_view(settings))

@@ -167,13 +167,16 @@ def _handler(command: str):
     if command == "check":
         from pipeline.ops.check import cmd_check
         return cmd_check
+    if command == "prune":
+        from pipeline.ops.prune import cmd_prune
+        return cmd_prune
     if command in ("run", "validate"):
         from pipeline.service import run as runcmd
         return {"run": runcmd.cmd_run, "validate": runcmd.cmd_validate}[command]
     from pipeline.ops import commands  # imported only when needed: `run` starts fast
     return {"status": commands.status, "retry-failed": commands.retry_failed,
             "report": commands.report, "reconcile": commands.reconcile,
-            "prune": commands.prune, "health": commands.health}[command]
+            "health": commands.health}[command]
 
 
 def report_config_problems(args, exc: ConfigError) -> None:

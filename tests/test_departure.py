@@ -199,5 +199,5 @@ def test_a_departure_recorded_late_is_counted_when_it_really_left(tmp_path, shar
     limiter.acquire()
     before = clock.now
     limiter.acquire()
-    from pipeline.redox.ratelimit import MARGIN
+    from pipeline.redox.ratebucket import MARGIN
     assert clock.now - before == pytest.approx(0.8 + MARGIN)

@@ -2,7 +2,7 @@
 left behind, and the run ends by itself.
 
 The drop folders sit on a tmpfs where the machine allows it: this tests what the pipeline does
-with ten thousand files, not the disk's fsync rate (scripts/bench_* measure throughput). On a
+with ten thousand files, not the disk's fsync rate (scripts/bench/ measures throughput). On a
 plain disk it takes about a minute on two cores.
 """
 

@@ -16,7 +16,7 @@ from pipeline_env import PipelineEnv, message
 from service_lines import Lines
 
 from pipeline.config import Settings
-from pipeline.ops.prune import prune
+from pipeline.retention import prune
 from pipeline.sources.s3.api import Bucket as S3Bucket
 from pipeline.sources.s3.view import S3View
 

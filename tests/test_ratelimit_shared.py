@@ -24,21 +24,16 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import TransientDelivery
-from pipeline.redox import ratelimit
+from pipeline.redox import ratefile, sharedbucket
 from pipeline.redox.client import PAUSE_PATIENCE
-from pipeline.redox.ratelimit import (
-    FILE_SIZE,
-    MARGIN,
-    LimitedTransport,
-    Paused,
-    RateLimiter,
-    _Turns,
-    host_clock,
-)
+from pipeline.redox.ratebucket import MARGIN, Paused
+from pipeline.redox.ratefile import FILE_SIZE, host_clock
+from pipeline.redox.ratelimit import LimitedTransport, RateLimiter
 from pipeline.redox.transport import Reply
+from pipeline.redox.turns import Turns
 
 REPO = Path(__file__).resolve().parents[1]
-HEADER_BYTES = ratelimit._HEADER.size + ratelimit._CRC.size
+HEADER_BYTES = ratefile.HEADER.size + ratefile.CRC.size
 
 
 class Clock:
@@ -212,8 +207,8 @@ def test_a_corrupt_state_file_is_recovered_by_the_next_process(tmp_path):
 
 def valid(path) -> bool:
     raw = Path(path).read_bytes()
-    return len(raw) == FILE_SIZE and raw.startswith(ratelimit._MAGIC) and \
-        ratelimit._header_problem(raw[:HEADER_BYTES]) is None
+    return len(raw) == FILE_SIZE and raw.startswith(ratefile.MAGIC) and \
+        ratefile.header_problem(raw[:HEADER_BYTES]) is None
 
 
 # -- one process, clocks injected ------------------------------------------------------------------
@@ -285,8 +280,8 @@ def test_a_damaged_file_is_reset_and_holds_everyone_back_one_second(tmp_path, da
     elif damage == "truncated-ring":
         raw = raw[:100]
     elif damage == "nan":
-        head = ratelimit._HEADER.pack(ratelimit._MAGIC, ratelimit.RING, 0, 12, math.nan, 0.0, 0.0, 0.0)
-        raw[:HEADER_BYTES] = head + ratelimit._CRC.pack(zlib.crc32(head))
+        head = ratefile.HEADER.pack(ratefile.MAGIC, ratefile.RING, 0, 12, math.nan, 0.0, 0.0, 0.0)
+        raw[:HEADER_BYTES] = head + ratefile.CRC.pack(zlib.crc32(head))
     path.write_bytes(bytes(raw))
     second = limiter(path, clock)
     before = clock.now
@@ -319,7 +314,7 @@ def test_a_removed_file_is_made_again_and_everyone_moves_to_it(tmp_path):
     first.acquire()
     second.acquire()
     path.unlink()
-    clock.sleep(ratelimit.REOPEN_CHECK_SECONDS)
+    clock.sleep(sharedbucket.REOPEN_CHECK_SECONDS)
     first.acquire()
     second.acquire()
     assert path.exists()
@@ -350,7 +345,7 @@ def test_a_file_that_cannot_be_used_leaves_the_process_limiting_itself(tmp_path,
     assert busiest_second(departures) == 10
     assert "limits itself alone" in caplog.text
     path.rmdir()
-    clock.sleep(ratelimit.RETRY_FILE_SECONDS)
+    clock.sleep(sharedbucket.RETRY_FILE_SECONDS)
     alone.acquire()
     assert valid(path)                                # tried again, and shared again
 
@@ -377,7 +372,7 @@ def test_the_host_file_sits_beside_the_journal_named_for_the_boot(tmp_path):
     made = RateLimiter.for_host(20, str(tmp_path / "state.db"), max_pause=60)
     assert made.shared_path == f"{tmp_path / 'state.db'}.ratelimit-{tag}"
     assert made.max_pause == 60 and made.clock is clock
-    if Path(ratelimit.BOOT_ID).exists():
+    if Path(ratefile.BOOT_ID).exists():
         assert tag.startswith("boot-") and clock is time.monotonic
 
 
@@ -401,11 +396,11 @@ def test_a_process_that_may_go_lets_an_older_waiter_have_the_slot(tmp_path):
     clock.sleep(0.05)
     assert younger._bucket.take() == pytest.approx(0.05)
     clock.sleep(0.05)                                  # the slot: the younger one wakes first
-    assert younger._bucket.take() == ratelimit.DEFER
+    assert younger._bucket.take() == sharedbucket.DEFER
     assert older._bucket.take() == 0.0                 # and the older one goes
     assert younger._bucket.take() == pytest.approx(0.1)    # refused: the next slot is its
     clock.sleep(0.1)
-    assert older._bucket.take() == ratelimit.DEFER     # (older asks again: now the younger)
+    assert older._bucket.take() == sharedbucket.DEFER     # (older asks again: now the younger)
     assert younger._bucket.take() == 0.0
 
 
@@ -417,8 +412,8 @@ def test_an_older_waiter_that_never_comes_back_holds_nobody_for_long(tmp_path):
     clock.sleep(0.01)
     before = clock.now
     alive.acquire()                                    # defers a few times, then goes
-    assert clock.now - before <= 0.09 + ratelimit.MAX_DEFER + ratelimit.DEFER + 1e-9
-    clock.sleep(ratelimit.WAITER_SLACK + 0.1)          # and once its promise is stale ...
+    assert clock.now - before <= 0.09 + sharedbucket.MAX_DEFER + sharedbucket.DEFER + 1e-9
+    clock.sleep(sharedbucket.WAITER_SLACK + 0.1)          # and once its promise is stale ...
     assert alive.acquire() == 0.0                      # ... it is ignored altogether
 
 
@@ -443,7 +438,7 @@ def test_a_forked_child_is_a_process_of_its_own(tmp_path):
 # -- threads ----------------------------------------------------------------------------------------
 
 def test_threads_are_served_in_the_order_they_asked():
-    turns = _Turns()
+    turns = Turns()
     order: list[int] = []
     turns.__enter__()                                 # held: everyone else queues
     threads = []

@@ -16,15 +16,16 @@ from pipeline_env import DESTINATION, PipelineEnv, message
 
 from pipeline import app, config
 from pipeline import message as message_stage
-from pipeline.delivery.reconcile import BackgroundReconcile, Reconciler
+from pipeline.delivery.background import BackgroundReconcile
+from pipeline.delivery.reconcile import Reconciler
 from pipeline.delivery.records import delivery_summary, parse_since
 from pipeline.errors import ConfigError
 from pipeline.flow.retry import RetryPolicy
 from pipeline.journal import Journal
 from pipeline.journal.ledger import DeliveryLedger
-from pipeline.service.runlock import RunLock
-from pipeline.sources.base import DoneFolder
+from pipeline.runlock import RunLock
 from pipeline.sources.local.view import LocalView
+from pipeline.sources.view import DoneFolder
 from pipeline.timefmt import iso
 
 DAY = 24 * 3600.0

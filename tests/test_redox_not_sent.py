@@ -19,7 +19,8 @@ from raw_http import RawServer, answer
 
 from pipeline.errors import TransientDelivery
 from pipeline.redox.client import PAUSE_PATIENCE, RedoxClient, Transport
-from pipeline.redox.ratelimit import Paused, RateLimiter
+from pipeline.redox.ratebucket import Paused
+from pipeline.redox.ratelimit import RateLimiter
 
 DEST = {"ID": "af394f14-b34a-464f-8d24-895f370af4c9", "Name": "EMR"}
 BODY = json.dumps({"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient",

@@ -8,8 +8,9 @@ import logging
 import pytest
 
 from pipeline import config
+from pipeline.config.routing import compile_glob, glob_problem
 from pipeline.errors import ConfigError
-from pipeline.flow.routes import Router, compile_glob, glob_problem
+from pipeline.flow.routes import Router
 
 BASE = """
 source: {inbox: drop/inbox}

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from pipeline.errors import AuthError, Denied, SourceAuthError, StorageError
 from pipeline.sources.s3.api import translate
-from pipeline.sources.s3.feed import parse
+from pipeline.sources.s3.messages import parse
 
 
 def event(key, bucket="bkt", name="ObjectCreated:Put", etag="abc", size=5):

@@ -14,12 +14,13 @@ import pytest
 from fakes import Clock
 
 from pipeline.errors import ClaimLost
-from pipeline.sources.base import DoneFolder, FolderView, Source
+from pipeline.sources.base import Source
 from pipeline.sources.local.store import LocalStore
 from pipeline.sources.local.view import LocalView
 from pipeline.sources.s3.api import Bucket
 from pipeline.sources.s3.store import S3Store
 from pipeline.sources.s3.view import S3View
+from pipeline.sources.view import DoneFolder, FolderView
 
 
 class LocalBackend:

@@ -1,7 +1,7 @@
 """End to end: files over the send limit take the Transferring Files path against the sandbox.
 
 Limits are made small (config and sandbox alike) so the files stay a few KB and the tests fast;
-the code path is the one a 28 MB file takes (scripts/bench_memory measures that one).
+the code path is the one a 28 MB file takes (the memory part of scripts/bench/ measures that one).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import RejectedFile
-from pipeline.redox.transfer import documents, jsonscan
+from pipeline.redox.transfer import decoding, documents, jsonscan
 from pipeline.redox.transfer.multipart import MultipartBody
 from pipeline.sandbox.uploads import _Scanner as MultipartScanner
 
@@ -90,7 +90,7 @@ def test_read_span_and_decode_undo_escapes_across_any_chunk_boundary(payload, ch
     span = jsonscan.scan(io.BytesIO(raw), documents.is_candidate, 10**6, chunk).spans[0]
     assert b"".join(jsonscan.read_span(io.BytesIO(raw), span, chunk)) == text.encode()
     out = bytearray()
-    size, sha = documents.decode(io.BytesIO(raw), span, "Media.FileContents", 10**6, out.extend)
+    size, sha = decoding.decode(io.BytesIO(raw), span, "Media.FileContents", 10**6, out.extend)
     assert bytes(out) == payload and size == len(payload)
     assert sha == hashlib.sha256(payload).hexdigest()
 
@@ -161,12 +161,12 @@ def test_decode_tolerates_missing_padding_and_refuses_a_broken_length():
         raw = b'{"Media": {"FileContents": "' + text + b'"}}'
         span = jsonscan.scan(io.BytesIO(raw), documents.is_candidate, 999).spans[0]
         out = bytearray()
-        documents.decode(io.BytesIO(raw), span, "f", 99, out.extend)
+        decoding.decode(io.BytesIO(raw), span, "f", 99, out.extend)
         assert bytes(out) == payload
     raw = b'{"Media": {"FileContents": "QUJDR"}}'
     span = jsonscan.scan(io.BytesIO(raw), documents.is_candidate, 999).spans[0]
     with pytest.raises(RejectedFile, match="not valid base64"):
-        documents.decode(io.BytesIO(raw), span, "f", 99)
+        decoding.decode(io.BytesIO(raw), span, "f", 99)
 
 
 # -- multipart.MultipartBody -----------------------------------------------------------------------

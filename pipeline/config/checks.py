@@ -15,7 +15,7 @@ from typing import Optional
 from urllib.parse import urlparse
 
 from pipeline.config.models import AuthSettings, Settings
-from pipeline.flow.routes import RESERVED, covers, glob_problem, route_names
+from pipeline.config.routing import RESERVED, covers, glob_problem, route_names
 
 log = logging.getLogger("pipeline.config")
 

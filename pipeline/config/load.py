@@ -15,20 +15,18 @@ out and the checks that span keys still run on the rest (:func:`examine`), so on
 
 from __future__ import annotations
 
-import copy
-import difflib
 import logging
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from pipeline.config.checks import folder_problems, semantic_problems
-from pipeline.config.models import UUID_PATTERN, AuthSettings, FolderSettings, Settings
+from pipeline.config.describe import describe, overlaps, without_offenders
+from pipeline.config.models import AuthSettings, FolderSettings, Settings
 from pipeline.errors import ConfigError
 from pipeline.terminal import visible
 
@@ -87,13 +85,13 @@ def examine(path: str | os.PathLike,
         settings: Optional[Settings] = Settings.model_validate(expanded)
         found: list[str] = []
     except ValidationError as exc:
-        found = [_describe(err) for err in exc.errors()]
-        settings = _without_offenders(expanded, exc)
+        found = [describe(err) for err in exc.errors()]
+        settings = without_offenders(expanded, exc)
     if settings is not None:
         settings = _resolve_paths(settings, path.resolve().parent)
         more = semantic_problems(settings) + folder_problems(settings)
         reported = [p.split(":", 1)[0] for p in found]
-        found += [p for p in more if not _overlaps(p.split(":", 1)[0], reported)]
+        found += [p for p in more if not overlaps(p.split(":", 1)[0], reported)]
     unset_keys = {problem.split(":", 1)[0] for problem in unset}
     problems = unset + twice + [p for p in found if p.split(":", 1)[0] not in unset_keys]
     return settings, [visible(p) for p in problems]
@@ -185,100 +183,6 @@ def _given_twice(node: yaml.Node, where: str = "", seen: Optional[set] = None) -
         for i, item in enumerate(node.value):
             found += _given_twice(item, f"{where}.{i}" if where else str(i), seen)
     return found
-
-
-_GONE = object()
-
-
-def _without_offenders(expanded: dict, exc: ValidationError) -> Optional[Settings]:
-    """The settings with every key the model refused left out (a list item that cannot be
-    read goes whole), so the checks that span keys can still run; None when even that fails."""
-    data = copy.deepcopy(expanded)
-    errors = exc.errors()
-    for _ in range(8):
-        for err in errors:
-            _drop(data, err["loc"])
-        data = _compact(data)
-        try:
-            return Settings.model_validate(data)
-        except ValidationError as again:
-            errors = again.errors()
-    return None
-
-
-def _drop(data: Any, loc: tuple) -> None:
-    """Remove the deepest value on ``loc`` that exists (a missing key: the mapping that lacks
-    it; the member-type parts pydantic adds to union locations are not in the data)."""
-    parent: Any = None
-    key: Any = None
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            parent, key, node = node, part, node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            parent, key, node = node, part, node[part]
-        else:
-            break
-    if parent is None or key == "config_path":
-        return
-    if isinstance(parent, dict):
-        parent.pop(key, None)
-    else:
-        parent[key] = _GONE             # removed by _compact: indices of later errors hold
-
-
-def _compact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items() if v is not _GONE}
-    if isinstance(value, list):
-        return [_compact(v) for v in value if v is not _GONE]
-    return value
-
-
-def _overlaps(key: str, reported: list[str]) -> bool:
-    """A problem about ``key`` follows from one already reported (the same key, or one above
-    or below it: a destination left out for its bad ID leaves "destinations" empty)."""
-    return any(key == r or key.startswith(r + ".") or r.startswith(key + ".") for r in reported)
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    """The keys the model knows where ``loc`` points (a mapping), or [] when it cannot tell."""
-    model: Any = Settings
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        model = _model_in(field.annotation) if field is not None else None
-        if model is None:
-            return []
-    return [name for name in model.model_fields if name != "config_path"]
-
-
-def _model_in(annotation: Any) -> Any:
-    """The settings model an annotation holds (directly, Optional, or as tuple items)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _describe(err: Any) -> str:
-    """One pydantic error (its ErrorDetails) as ``key.path: what is wrong``."""
-    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    kind = err["type"]
-    if kind == "missing":
-        return f"{path}: missing"
-    if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1)
-        return f"{path}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
-    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == UUID_PATTERN:
-        return f"{path}: must be a UUID (like af394f14-b34a-464f-8d24-895f370af4c9)"
-    return f"{path}: {err['msg']}"
-
-
 
 
 def _resolve_paths(s: Settings, base: Path) -> Settings:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -32,7 +31,6 @@ from pipeline.delivery.records import as_sidecar, count, from_sidecar, log_ids_o
 from pipeline.errors import (
     AuthError,
     Interrupted,
-    LockBusy,
     PermanentDelivery,
     PlatformUnreachable,
     StorageError,
@@ -41,12 +39,10 @@ from pipeline.errors import (
 from pipeline.exits import Exit
 from pipeline.flow.retry import RetryPolicy
 from pipeline.journal.ledger import Delivery, DeliveryLedger
-from pipeline.service.runlock import RunLock
 from pipeline.sidecar import encode
 from pipeline.values import LogStatus
 
 log = logging.getLogger("pipeline.reconcile")
-
 
 
 @dataclass
@@ -241,56 +237,6 @@ class Reconciler:
                           files=len({row.ref for row in rows}),
                           problems=[r for r in rows if r.outcome() in ("failed", "gave_up")],
                           stopped=stopped)
-
-
-class BackgroundReconcile:
-    """Service mode: a pass at start, then one every ``interval`` seconds, in its own thread.
-
-    ``stop_event`` must be the one the reconciler sleeps on and checks (app.make_reconciler),
-    so ``stop()`` ends a pass at its next step instead of after a whole backoff. Passes share
-    the ``lock_path`` run lock with ``reconcile`` commands on the same journal: while another
-    pass holds it this one is skipped. A failed pass is logged; the service keeps sending.
-    """
-
-    def __init__(self, reconciler: Reconciler, interval: float, lock_path: str,
-                 stop_event: threading.Event):
-        self.reconciler, self.interval, self.lock_path = reconciler, interval, lock_path
-        self._stop = stop_event
-        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-        self.passes = 0
-
-    def start(self) -> "BackgroundReconcile":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float) -> bool:
-        """Ask the thread to stop and wait up to ``timeout`` s; True when it has ended."""
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._one_pass()
-            self._stop.wait(self.interval)
-
-    def _one_pass(self) -> None:
-        try:
-            lock = RunLock(self.lock_path).acquire()
-        except LockBusy as exc:
-            log.info("reconcile pass skipped: another pass is running", extra={"holder": exc.holder})
-            return
-        except OSError as exc:
-            log.error("reconcile pass skipped: cannot take its lock", extra={"error": str(exc)})
-            return
-        try:
-            result = self.reconciler.run_pass()
-            self.passes += 1
-            log_pass(result)
-        except Exception as exc:    # a bug or a broken journal must not stop the sending
-            log.exception("reconcile pass failed", extra={"error": exc.__class__.__name__})
-        finally:
-            lock.release()
 
 
 def log_pass(result: PassResult) -> None:

@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from pipeline.config.routing import UNROUTED
 from pipeline.errors import RejectedFile
-from pipeline.flow.routes import UNROUTED, Choice, Router
+from pipeline.flow.routes import Choice, Router
 
 
 @dataclass

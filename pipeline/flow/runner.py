@@ -32,13 +32,15 @@ from pipeline.exits import Exit
 from pipeline.flow import claims, recovery
 from pipeline.flow.concurrency import Concurrency
 from pipeline.flow.intake import Intake
+from pipeline.flow.job import Job
 from pipeline.flow.parking import ParkingSchedule
 from pipeline.flow.pulse import Pulse
 from pipeline.flow.settle import Settler
 from pipeline.flow.shutdown import shutdown
 from pipeline.flow.steps import on_step
 from pipeline.flow.tally import Tally
-from pipeline.flow.work import FileWork, Job
+from pipeline.flow.work import FileWork
+from pipeline.journal import Journal
 from pipeline.sources.base import Source
 
 log = logging.getLogger("pipeline.run")
@@ -60,7 +62,7 @@ class Runner:
     service's watchdog ping).
     """
 
-    def __init__(self, store: Source, journal, work: FileWork, *, workers: Union[int, Concurrency],
+    def __init__(self, store: Source, journal: Journal, work: FileWork, *, workers: Union[int, Concurrency],
                  settle_seconds: float,
                  rescan_seconds: float, once: bool, once_wait: float, grace: float,
                  mono: Callable[[], float] = time.monotonic,
@@ -268,17 +270,6 @@ class Runner:
 
     def _room(self) -> int:
         return claims.room(self)
-
-    def journal_write(self, method, job: Job, *args) -> None:
-        """A journal write from the loop itself: a full disk must not stop the loop (the pulse
-        remembers it for the health check)."""
-        if job.record is None:
-            return
-        try:
-            method(job.record.claim_id, *args)
-        except StorageError as exc:
-            self.pulse.storage_failed(f"journal: {exc}")
-            log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
 
     def _promote_due_retries(self) -> None:
         if not self.stop_reason:

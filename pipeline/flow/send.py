@@ -26,20 +26,18 @@ A Retry-After delays this file's next try only (the Step's ``delay``): nothing h
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from pipeline import failpoints, reasons
 from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
 from pipeline.flow.job import Answer, Job, Step, unexpected
+from pipeline.flow.stages import Stages
 from pipeline.values import Message, Outcome
-
-if TYPE_CHECKING:
-    from pipeline.flow.work import FileWork
 
 log = logging.getLogger("pipeline.work")
 
 
-def attempt(work: FileWork, job: Job, message: Message) -> Step:
+def attempt(work: Stages, job: Job, message: Message) -> Step:
     """Make the file's next SEND, unless its attempts are exhausted or its retry is not due."""
     record = job.held()
     if work.policy.exhausted(record.attempts):
@@ -65,7 +63,7 @@ def attempt(work: FileWork, job: Job, message: Message) -> Step:
     return conclude(work, job)
 
 
-def _request(work: FileWork, job: Job, n: int, message: Message, departing, left: list) -> Answer:
+def _request(work: Stages, job: Job, n: int, message: Message, departing, left: list) -> Answer:
     """The request itself. Only AuthError leaves here (its attempt voided), and what recording
     the departure raised (the request then did not leave); every other ending is an Answer,
     reported once (metrics, log line, breaker) whatever happens to it next."""
@@ -93,7 +91,7 @@ def _request(work: FileWork, job: Job, n: int, message: Message, departing, left
     return answer
 
 
-def _void(work: FileWork, job: Job, n: int) -> None:
+def _void(work: Stages, job: Job, n: int) -> None:
     """Refused on the credentials, not on the file: not one of its attempts. The run stops
     either way; should the journal not take it, the attempt stays open and the next claim
     counts it as interrupted (a possible duplicate: the honest reading of an open attempt)."""
@@ -103,7 +101,7 @@ def _void(work: FileWork, job: Job, n: int) -> None:
         log.error("cannot update the journal", extra={"file": job.claim.name, "error": str(exc)})
 
 
-def _report(work: FileWork, job: Job, answer: Answer) -> None:
+def _report(work: Stages, job: Job, answer: Answer) -> None:
     if answer.sent is not None:
         sent = answer.sent
         work.observe("send", status=sent.status, elapsed=sent.elapsed)
@@ -123,7 +121,7 @@ def _report(work: FileWork, job: Job, answer: Answer) -> None:
         work.breaker.record_failure()
 
 
-def conclude(work: FileWork, job: Job) -> Step:
+def conclude(work: Stages, job: Job) -> Step:
     """Record ``job.answer`` in the journal, then decide: finish (accepted, refused, attempts
     exhausted) or retry. A StorageError leaves the answer on the Job for the next step."""
     answer, record = job.answer, job.held()

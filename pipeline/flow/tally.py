@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Callable, Optional
 
-from pipeline.flow.work import Job, Step
+from pipeline.flow.job import Job, Step
 
 log = logging.getLogger("pipeline.run")
 

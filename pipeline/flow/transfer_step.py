@@ -9,19 +9,17 @@ broken HTTP library) is recorded as a transient failure and counts toward ``max_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from pipeline import reasons
 from pipeline.errors import PermanentDelivery, PipelineError, RejectedFile, TransientDelivery
 from pipeline.flow.check import rejection_errors
 from pipeline.flow.job import Job, Step, unexpected
+from pipeline.flow.stages import Stages
 from pipeline.values import Outcome
 
-if TYPE_CHECKING:
-    from pipeline.flow.work import FileWork
 
-
-def transfer(work: FileWork, job: Job) -> Optional[Step]:
+def transfer(work: Stages, job: Job) -> Optional[Step]:
     """Upload what is missing and set ``job.message``; a Step when the file cannot go on now."""
     transfer, record = work.transfer, job.held()
     if transfer is None:
@@ -58,7 +56,7 @@ def transfer(work: FileWork, job: Job) -> Optional[Step]:
     return None
 
 
-def _failed(work: FileWork, job: Job, failures: int, exc: TransientDelivery) -> Step:
+def _failed(work: Stages, job: Job, failures: int, exc: TransientDelivery) -> Step:
     """One more failed upload attempt (already in the journal): retry later, or give up."""
     work.breaker.record_failure()
     job.last_error, job.last_reason = "; ".join(exc.errors), reasons.attempt(exc)

@@ -18,13 +18,14 @@ import uuid
 from typing import Iterable, Optional
 
 from pipeline.errors import StorageError
-from pipeline.journal.database import Database
-from pipeline.journal.records import Record, SidecarView, attempts, record_of, sidecar_view
+from pipeline.journal.lookups import Lookups
+from pipeline.journal.records import Record, SidecarView, record_of, sidecar_view
 from pipeline.journal.schema import OPEN_STATES
 
 
-class Journal(Database):
-    """Every claim, attempt and answer, at ``path`` (see :class:`Database` for the connection)."""
+class Journal(Lookups):
+    """Every claim, attempt and answer, at ``path`` (database.py holds the connection,
+    lookups.py the read-only look-ups)."""
 
     # -- claims ------------------------------------------------------------------------------
     def begin(self, name: str, sha256: str, size: int, source: str, location: str, owner: str,
@@ -221,9 +222,6 @@ class Journal(Database):
         """The move back to the inbox did not happen after all."""
         self._write("DELETE FROM replays WHERE id = ? AND consumed_by IS NULL", (replay_id,))
 
-    def attempts_of(self, claim_id: str) -> list[dict]:
-        return self._in_tx(lambda db: attempts(db, claim_id), "")
-
     def for_sidecar(self, claim_id: str, name: str) -> SidecarView:
         """What a sidecar is built from, read in one transaction: the record, its attempts,
         and the replay history of ``name`` with the record's bytes: the sidecars of earlier
@@ -231,67 +229,7 @@ class Journal(Database):
         already (a finish redone after a crash builds the same sidecar again)."""
         return self._in_tx(lambda db: sidecar_view(db, claim_id, name), "BEGIN")
 
-    # -- look-ups ----------------------------------------------------------------------------
-    def delivered(self, sha256: str, exclude: str) -> Optional[str]:
-        """Where the same bytes were delivered before (dedupe), or None. Bytes count as
-        delivered as soon as Redox accepted them, even if that file's finish is still pending,
-        and for as long as retention keeps them (``delivered_hashes``) after their claim row
-        was pruned."""
-        rows = self._query(
-            "SELECT dest, name, state FROM claims WHERE sha256 = ? AND claim_id != ? AND "
-            "duplicate_of IS NULL AND logs != '[]' AND (state IN ('done', 'accepted') OR "
-            "(state = 'finishing' AND outcome = 'done')) "
-            "ORDER BY state = 'done' DESC, finished_at LIMIT 1", (sha256, exclude))
-        if not rows:
-            # claim rows pruned by retention leave their delivered bytes behind (retention.py)
-            rows = self._query("SELECT dest, name FROM delivered_hashes WHERE sha256 = ?", (sha256,))
-            if not rows:
-                return None
-        return rows[0]["dest"] or f"{rows[0]['name']} (being finished)"
-
-    def not_due(self, now: float) -> dict[str, float]:
-        """Inbox names released for a retry that is not due yet: name → when it is."""
-        rows = self._query("SELECT name, MAX(next_retry_at) AS t FROM claims WHERE state = 'released' "
-                           "AND next_retry_at > ? GROUP BY name", (now,))
-        return {r["name"]: r["t"] for r in rows}
-
-    def open_outcomes(self) -> list[Record]:
-        """Claims whose outcome is decided or whose SEND was accepted, not yet finished:
-        what start-up recovery completes."""
-        rows = self._query("SELECT * FROM claims WHERE state IN ('finishing', 'accepted')")
-        return [record_of(r) for r in rows]
-
-    def finished_since(self, since: float) -> list[Record]:
-        """Claims that reached done/ or failed/ at or after ``since`` (epoch seconds)."""
-        rows = self._query("SELECT * FROM claims WHERE state IN ('done', 'failed') AND finished_at >= ?",
-                           (since,))
-        return [record_of(r) for r in rows]
-
-    def scheduled_retries(self) -> list[Record]:
-        """Claims waiting for a retry (held by a service, or released to the inbox), soonest first."""
-        rows = self._query("SELECT * FROM claims WHERE state IN ('waiting', 'released') AND "
-                           "next_retry_at IS NOT NULL ORDER BY next_retry_at")
-        return [record_of(r) for r in rows]
-
-    def outcomes_by_route(self) -> dict[str, dict[str, int]]:
-        """route name → {"done": n, "failed": n} over every finished claim; files never
-        routed count under "unrouted" (no route matched) or "(not routed)" (rejected before)."""
-        rows = self._query(
-            "SELECT COALESCE(route, CASE WHEN reason_kind = 'unrouted' THEN 'unrouted' "
-            "ELSE '(not routed)' END) AS route, state, COUNT(*) AS n FROM claims "
-            "WHERE state IN ('done', 'failed') GROUP BY 1, 2")
-        found: dict[str, dict[str, int]] = {}
-        for row in rows:
-            found.setdefault(row["route"], {"done": 0, "failed": 0})[row["state"]] = row["n"]
-        return found
-
-    def last_error(self, claim_id: str) -> Optional[str]:
-        """The error of the claim's latest attempt that had one, or None."""
-        errors = [a["error"] for a in self.attempts_of(claim_id) if a["error"]]
-        return errors[-1] if errors else None
-
-
-    # -- companion tables (delivery_ledger.py keeps its own table in this database) ------------
+    # -- companion tables (ledger.py keeps its own table in this database) ---------------------
 
 
 @contextlib.contextmanager

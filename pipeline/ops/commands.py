@@ -1,11 +1,11 @@
-"""The operator's commands: ``status``, ``retry-failed``, ``report``, ``reconcile``, ``prune``
-and ``health``.
+"""The operator's commands: ``status``, ``retry-failed``, ``report``, ``reconcile`` and
+``health`` (``check`` and ``prune`` have modules of their own: check.py, prune.py).
 
 Each reads the settings, looks at the folders through the folders seam (local only so far:
 another source kind is refused with a clear config error, exit 2) and hands the work to its
-own module (status.py, replay.py, report.py / reporthtml.py). Exit statuses: 0; 1 only when
-retry-failed could not move a chosen file; 2 for bad usage or config (raised as ConfigError,
-printed by the cli).
+own module (status.py, retry_failed.py, report.py / report_html.py). Exit statuses: 0; 1 only
+when retry-failed could not move a chosen file; 2 for bad usage or config (raised as
+ConfigError, printed by the cli).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def status(args) -> int:
 
 
 def retry_failed(args) -> int:
-    """Failed files back into the inbox, their sidecars kept as history (replay.py)."""
+    """Failed files back into the inbox, their sidecars kept as history (retry_failed.py)."""
     settings = _settings(args)
     since = _since(args)
     view = app.make_view(settings)
@@ -91,7 +91,7 @@ def reconcile(args) -> int:
         raise ConfigError(problems)
     since = _since(args)
     from pipeline.delivery.reconcile import log_pass
-    from pipeline.service.runlock import RunLock
+    from pipeline.runlock import RunLock
     folder, platform = app.make_done_folder(settings), app.make_platform_client(settings)
     try:   # one pass at a time per journal: wait for the service's (or another cron's) to end
         lock = RunLock(app.reconcile_lock_path(settings)).acquire(wait=True)
@@ -112,36 +112,6 @@ def reconcile(args) -> int:
     log_pass(result)
     _print_pass(args, result)
     return result.exit_status
-
-
-def prune(args) -> int:
-    """Apply ``retention`` once (ops/prune.py); ``--dry-run`` lists and touches nothing. Exit 0,
-    1 when some file could not be removed, 2 for bad usage or config. A journal that does not
-    exist yet is not created."""
-    from pipeline.ops import prune as prune_mod
-    settings = _settings(args)
-    view = app.make_view(settings)
-    opened: list[Journal] = []
-
-    def open_journal() -> Optional[Journal]:
-        if not os.path.exists(settings.state.path):
-            return None
-        try:
-            opened.append(Journal(settings.state.path))
-        except StorageError as exc:
-            raise ConfigError(f"state.path: {exc}") from None
-        return opened[-1]
-
-    def emit(message: str, **fields) -> None:
-        logsetup.emit(args.log_format, message, **fields)
-    try:
-        result = prune_mod.prune(settings, view, open_journal, dry_run=args.dry_run, emit=emit)
-    finally:
-        for journal in opened:
-            journal.close()
-    message, fields = prune_mod.summary(result, args.dry_run)
-    logsetup.emit(args.log_format, message, **fields)
-    return 1 if result.failed else 0
 
 
 def health(args) -> int:

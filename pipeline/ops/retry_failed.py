@@ -33,7 +33,7 @@ from pipeline import reasons, timefmt
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.flow.board import operator_board, unhold
 from pipeline.names import candidates as _candidates
-from pipeline.sources.base import Entry
+from pipeline.sources.view import Entry
 
 OWN_FAULT_KINDS = frozenset({"invalid", "too_large", "not_a_file"})
 OWN_FAULT_STATUSES = frozenset({400, 413, 422})

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from pipeline import reasons, timefmt
 from pipeline.errors import AuthError, ConfigError, StorageError, TransientDelivery
 from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
-from pipeline.sources.base import FOLDERS, age
+from pipeline.sources.view import FOLDERS, age
 from pipeline.terminal import visible
 
 SECTIONS: dict[str, Callable[[object], Optional[dict]]] = {}

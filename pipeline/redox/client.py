@@ -15,7 +15,8 @@ import time
 from typing import BinaryIO, Callable, Optional
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.redox.ratelimit import Paused, RateLimiter
+from pipeline.redox.ratebucket import Paused
+from pipeline.redox.ratelimit import RateLimiter
 from pipeline.redox.replies import (  # noqa: F401  (parse_logs, retry_after: re-exported)
     error_texts,
     json_object,

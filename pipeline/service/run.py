@@ -80,7 +80,7 @@ def cmd_run(args) -> int:
     from pipeline import app
     gate = app.make_gate(settings)      # once, before anything is touched (a broken schema: exit 2)
     from pipeline.errors import LockBusy
-    from pipeline.service.runlock import RunLock
+    from pipeline.runlock import RunLock
     lock = None
     if args.once:
         try:
@@ -194,8 +194,7 @@ def _drive(settings, runner, journal, client, once: bool, notifier=None) -> int:
     if not once and settings.delivery_check.enabled:
         background.append(app.make_background_reconcile(settings, journal, client))
     if not once:
-        from pipeline.ops.prune import make_background_prune
-        pruner = make_background_prune(settings, journal)
+        pruner = app.make_background_prune(settings, journal)
         if pruner is not None:
             background.append(pruner)
     _install_signals(runner, once, notifier)

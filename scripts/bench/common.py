@@ -254,10 +254,14 @@ def fill_inbox(inbox: Path, count: int, *, prefix: str = "b", age: float = 60.0,
         os.close(base)
 
 
-def drop_file(inbox: Path, name: str, data: bytes) -> None:
-    """Drop one file as an upstream system should: write a dotfile, then rename it in."""
+def drop_file(inbox: Path, name: str, data: bytes, age: Optional[float] = None) -> None:
+    """Drop one file as an upstream system should: write a dotfile, then rename it in; with
+    ``age``, its mtime that many seconds back."""
     tmp = inbox / f".{name}.part"
     tmp.write_bytes(data)
+    if age is not None:
+        then = time.time() - age
+        os.utime(tmp, (then, then))
     os.rename(tmp, inbox / name)
 
 
@@ -643,6 +647,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reconcile: files in done/ (default 2,000; --quick 300)")
     parser.add_argument("--iterations", type=int, metavar="N",
                         help="validation: calls per figure (default 2,000; --quick 500)")
+    parser.add_argument("--ordering-files", type=int, metavar="N",
+                        help="ordering: files per run (default 1,000; --quick 200)")
+    parser.add_argument("--keys", type=int, nargs="+", default=[1, 10, 1000], metavar="K",
+                        help="ordering: the patients the files are spread over, one pair of runs "
+                             "each (default 1 10 1000)")
+    parser.add_argument("--latency-ms", type=float, default=100, metavar="MS",
+                        help="ordering: the sandbox's latency per SEND (default 100)")
+    parser.add_argument("--workers", type=int, default=8, help="ordering: config workers (default 8)")
+    parser.add_argument("--error-rate", type=float, default=0.0, metavar="P",
+                        help="ordering: share of SENDs the sandbox answers 503 (default 0)")
 
 
 def pick(value: Optional[int], quick: bool, full: int, small: int) -> int:

@@ -16,6 +16,7 @@ Parts (all of them, in this order, when none is named):
     ops        status and report timings                                  (opscmds.py)
     reconcile  delivery-confirmation passes                               (reconcile.py)
     validation CPU per schema validation of a Redox-shaped message        (validation.py)
+    ordering   files/s unordered vs ordered by patient, 1/10/1,000 keys   (ordering.py)
 
 Prints figures, never asserts: a missed target is a figure like any other. Every option is
 described by --help; README.md beside this file says what each figure means.
@@ -34,7 +35,8 @@ import common
 
 PARTS = {"overhead": "overhead", "rate": "rate", "latency": "latency", "memory": "memory",
          "drain": "drain", "backlog": "backlog", "s3backlog": "s3backlog", "client": "clientcpu",
-         "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile", "validation": "validation"}
+         "s3": "s3claim", "ops": "opscmds", "reconcile": "reconcile", "validation": "validation",
+         "ordering": "ordering"}
 
 
 def main() -> int:

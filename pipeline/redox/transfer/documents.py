@@ -7,7 +7,7 @@ file over the send limit (jsonscan: those strings are set aside, never held whol
 rest as strictly as message.check does, and measures and hashes every document by decoding it
 once without keeping it. Everything that would stop the file is found here, before anything is
 uploaded: no embedded document, a document over the upload limit, base64 that does not decode,
-a message still over the send limit once its documents are URIs. :func:`decode` streams one
+a message still over the send limit once its documents are URIs. decoding.decode streams one
 document's bytes to a sink; :func:`body` puts the URIs in and builds the small message.
 
 The small message is the file's own text (jsonsplice), with only the documents replaced by
@@ -18,17 +18,16 @@ to line breaks by the scan).
 
 from __future__ import annotations
 
-import binascii
 import contextlib
-import hashlib
 import json
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Iterator
 
 from pipeline import jsonsplice, message
 from pipeline.errors import RejectedFile
 from pipeline.redox.transfer import jsonscan
+from pipeline.redox.transfer.decoding import decode
 from pipeline.redox.transfer.jsonscan import Span
 
 WHERE = ('Media.FileContents, Note.FileContents with ContentType "Base64 Encoded", or '
@@ -39,7 +38,6 @@ URI_CONTENT_TYPE = "Plain Text"
 # Room allowed for each URI when checking the size before uploading (Redox's are ~60 bytes);
 # the exact size is checked again once the URIs are known.
 URI_ALLOWANCE = 512
-_WHITESPACE = b" \t\r\n"   # MIME-style line breaks inside base64 are tolerated
 
 
 @dataclass(frozen=True)
@@ -131,61 +129,6 @@ def _build(text: str, edits: list[jsonsplice.Edit], spans: list[Span], uris: lis
     uri_edits = [_placeholder(text, span, encode_basestring(uri))
                  for span, uri in zip(spans, uris, strict=True)]
     return jsonsplice.apply(text, edits + uri_edits).encode("utf-8")
-
-
-def decode(handle: BinaryIO, document: Span, field: str, limit: int,
-           write: Optional[Callable[[bytes], object]] = None) -> tuple[int, str]:
-    """Stream-decode one document's base64, passing its bytes to ``write`` (None: only
-    measure). Returns (decoded size, sha256). Raises RejectedFile: not base64 (invalid), or
-    over ``limit`` decoded bytes (too_large; decoding stops there)."""
-    digest, size, decoder = hashlib.sha256(), 0, _Base64()
-    try:
-        for text in jsonscan.read_span(handle, document):
-            data = decoder.feed(text)
-            size += len(data)
-            if size > limit:
-                raise RejectedFile(f"the document in {field} is over the upload limit of "
-                                   f"{limit} bytes (more than {limit} bytes decoded)", "too_large")
-            digest.update(data)
-            if write is not None and data:
-                write(data)
-        tail = decoder.close()
-    except (ValueError, binascii.Error) as exc:
-        raise RejectedFile(f"{field} is not valid base64 ({exc})", "invalid") from None
-    if size + len(tail) > limit:
-        raise RejectedFile(f"the document in {field} is over the upload limit of {limit} "
-                           f"bytes ({size + len(tail)} bytes decoded)", "too_large")
-    digest.update(tail)
-    if write is not None and tail:
-        write(tail)
-    return size + len(tail), digest.hexdigest()
-
-
-class _Base64:
-    """Strict standard base64 fed in pieces: whitespace is skipped, anything else outside the
-    alphabet, or data after the padding, is an error; missing final padding is tolerated."""
-
-    def __init__(self) -> None:
-        self.pending, self.padded = b"", False
-
-    def feed(self, text: bytes) -> bytes:
-        text = text.translate(None, _WHITESPACE)
-        if not text:
-            return b""
-        if self.padded:
-            raise ValueError("data after the padding")
-        data = self.pending + text
-        cut = len(data) - len(data) % 4
-        block, self.pending = data[:cut], data[cut:]
-        self.padded = block.endswith(b"=")
-        return binascii.a2b_base64(block, strict_mode=True) if block else b""
-
-    def close(self) -> bytes:
-        if not self.pending:
-            return b""
-        if self.padded or len(self.pending) == 1:
-            raise ValueError("its length is not a whole number of base64 groups")
-        return binascii.a2b_base64(self.pending + b"=" * (4 - len(self.pending)), strict_mode=True)
 
 
 # -- plan's steps -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Callable, ContextManager, Iterable, Optional
 from pipeline import failpoints
 from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
 from pipeline.journal import Journal, Record
-from pipeline.redox.transfer import documents
+from pipeline.redox.transfer import decoding, documents
 from pipeline.values import Claim, Message, Upload
 
 log = logging.getLogger("pipeline.transfer")
@@ -91,7 +91,7 @@ class Transfer:
         """One upload attempt for ``document``, journaled; returns its ``uploads`` entry."""
         n = 1 + sum(1 for a in self.journal.attempts_of(claim_id) if a["kind"] == "upload")
         with tempfile.TemporaryFile(dir=self.tmp_dir) as staged:
-            size, sha256 = documents.decode(handle, document.span, document.field,
+            size, sha256 = decoding.decode(handle, document.span, document.field,
                                             self.upload_limit, staged.write)
             if (size, sha256) != (document.size, document.sha256):
                 raise StorageError("the claimed file changed while it was being transferred",

@@ -2,7 +2,7 @@
 
 The :class:`~pipeline.sources.base.Source` for ``source.kind: local``. A claim is an atomic
 rename into this process's claim folder (claims.py: who owns what, and adopting the claims of
-dead processes); finishing writes the sidecar, then moves the file beside it. With
+dead processes); finishing (finishing.py) writes the sidecar, then moves the file beside it. With
 ``recursive`` a file's name is its path below the inbox (paths.py), kept under processing/,
 done/ and failed/.
 """
@@ -16,7 +16,6 @@ import stat
 import time
 from typing import BinaryIO, Iterator, Optional
 
-from pipeline import failpoints, sidecar
 from pipeline.errors import ClaimLost, ConfigError, StorageError
 from pipeline.names import candidates as _candidates
 from pipeline.names import printable as _printable
@@ -24,16 +23,16 @@ from pipeline.sidecar import SUFFIX as SIDECAR_SUFFIX
 from pipeline.sources.base import Source, Watch
 from pipeline.sources.local import fsops, paths
 from pipeline.sources.local.claims import ClaimFolders
+from pipeline.sources.local.finishing import Finishing
 from pipeline.sources.local.orderstore import LocalOrderStore
 from pipeline.sources.local.watch import Watcher
 from pipeline.values import Claim, Drop
 
-SYNC_INTERVAL = 0.5   # seconds between directory fsyncs of one output folder
 ADOPT_INTERVAL = 10.0  # with ordering on: seconds between looks for a dead process's claims
 log = logging.getLogger("pipeline.store")
 
 
-class LocalStore(Source):
+class LocalStore(Finishing, Source):
     """Inbox and output folders on the local filesystem.
 
     ``owner`` names this process's claim folder. ``prepare()`` must be called before claims.
@@ -189,96 +188,6 @@ class LocalStore(Source):
                 raise StorageError(f"cannot release ({exc.strerror})", claim.location) from None
         raise StorageError("no free name to release to", claim.location)  # pragma: no cover
 
-    # -- finish ----------------------------------------------------------------------------
-    def finish(self, claim: Claim, status: str, sidecar: bytes, claim_id: str) -> str:
-        """Write the sidecar, then move the file beside it: that move is the commit point.
-
-        Never overwrites: a taken name gets a ``-N`` suffix. A sidecar left by our own earlier,
-        interrupted finish (same ``claim_id``, no file beside it) is reused. Returns the path.
-        """
-        sub, base = paths.split(claim.name)
-        folder = paths.join(self.folders[status], sub)
-        if not os.path.isdir(folder):       # removed while we run (or a new subfolder): made
-            fsops.ensure_dir(folder)
-        for candidate in _candidates(base):
-            dest = os.path.join(folder, candidate)
-            if os.path.lexists(dest):
-                if _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id:
-                    # ours already (see _already_moved): a crash between link and unlink
-                    fsops.unlink_quietly(claim.location)
-                    return dest
-                continue
-            if not self._write_sidecar(dest, sidecar, claim_id):
-                continue
-            failpoints.reached("after_sidecar")
-            try:
-                fsops.move_noreplace(claim.location, dest)
-            except FileExistsError:
-                fsops.unlink_quietly(dest + SIDECAR_SUFFIX)
-                continue
-            except ClaimLost:
-                raise
-            except (OSError, StorageError) as exc:
-                # no sidecar without its file: take ours back; the file stays claimed
-                fsops.unlink_quietly(dest + SIDECAR_SUFFIX)
-                why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
-                raise StorageError(f"cannot move the file to {status} ({why})", dest) from None
-            self._sync_soon(folder)
-            self.claims.tidy(claim.location)
-            return dest
-        raise StorageError("no free name to finish to", folder)  # pragma: no cover
-
-    @staticmethod
-    def _already_moved(dest: str, claim_id: str) -> bool:
-        """Our sidecar is written before our move, so a file beside a sidecar that carries our
-        claim_id is ours: an earlier finish got as far as the move and was interrupted."""
-        return os.path.lexists(dest) and _sidecar_claim_id(dest + SIDECAR_SUFFIX) == claim_id
-
-    def find_finished(self, name: str, status: str, claim_id: str,
-                      location: Optional[str]) -> Optional[str]:
-        """Where an interrupted finish put the file ``name`` for ``claim_id``, if it got there
-        (None while the file still lies at ``location``: its owner, or our adoption, finishes it)."""
-        if location and os.path.lexists(location):
-            return None
-        sub, base = paths.split(name)
-        for candidate in _candidates(base):
-            dest = os.path.join(paths.join(self.folders[status], sub), candidate)
-            if not os.path.lexists(dest + SIDECAR_SUFFIX):
-                return None
-            if self._already_moved(dest, claim_id):
-                return dest
-        return None  # pragma: no cover
-
-    def _sync_soon(self, folder: str) -> None:
-        """Make moves into ``folder`` durable, batched: at most one directory fsync per folder
-        every SYNC_INTERVAL (and at close). A file's own bytes and its sidecar are fsynced
-        before the move, so what a power cut can undo is only a recent move, which leaves the
-        file in processing/ for recovery: nothing is lost."""
-        now = time.monotonic()
-        if now - self._synced.get(folder, 0.0) >= SYNC_INTERVAL:
-            self._synced[folder] = now
-            fsops.fsync_dir(folder)
-        else:
-            self._dirty.add(folder)
-
-    def _write_sidecar(self, dest: str, sidecar: bytes, claim_id: str) -> bool:
-        """Write the sidecar for ``dest`` (a free name): False when that name's sidecar
-        belongs to another file."""
-        path = dest + SIDECAR_SUFFIX
-        try:
-            fsops.write_atomic(path, sidecar, replace=False)
-            return True
-        except FileExistsError:
-            if _sidecar_claim_id(path) != claim_id:
-                return False
-        except OSError as exc:
-            raise StorageError(f"cannot write sidecar ({exc.strerror})", path) from None
-        try:
-            fsops.write_atomic(path, sidecar, replace=True)   # ours, from an interrupted finish
-        except OSError as exc:
-            raise StorageError(f"cannot write sidecar ({exc.strerror})", path) from None
-        return True
-
     # -- recovery --------------------------------------------------------------------------
     def adopt_orphans(self) -> list[Claim]:
         return self.claims.adopt_orphans()
@@ -327,14 +236,3 @@ def _check_inbox(path: str) -> None:
     if not os.access(path, os.W_OK | os.X_OK):     # a claim renames the file out of it
         raise ConfigError(f"source.inbox: cannot take files out of the inbox (no write permission): "
                           f"{path}; nothing was touched")
-
-
-def _sidecar_claim_id(path: str) -> str | None:
-    """The claim_id of the sidecar at ``path``; None when there is none, it is not a regular
-    file (a FIFO there would block the read: it is not ours) or not one of ours."""
-    try:
-        with fsops.open_regular(path) as handle:
-            doc = sidecar.read(handle)
-    except (OSError, StorageError):
-        return None
-    return doc.get("claim_id") if doc else None

@@ -16,9 +16,9 @@ from typing import Iterator, Optional
 from pipeline import sidecar
 from pipeline.errors import ClaimLost, StorageError
 from pipeline.names import original_name
-from pipeline.sources.base import Entry, FolderView
 from pipeline.sources.local import fsops, paths
 from pipeline.sources.local.orderstore import LocalOrderStore
+from pipeline.sources.view import Entry, FolderView
 
 
 class LocalView(FolderView):

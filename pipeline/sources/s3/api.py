@@ -1,6 +1,7 @@
-"""The one module that imports boto3/botocore: thin S3 and SQS wrappers that speak our errors.
+"""Thin S3 wrappers that speak our errors; with sqs.py (the SQS queue, through the same
+helpers) the only modules that import boto3/botocore.
 
-Every call goes through :func:`_call`, which translates botocore's exceptions at this one
+Every call goes through :func:`call`, which translates botocore's exceptions at this one
 boundary:
 
 - throttling, 5xx, timeouts, connection errors → :class:`StorageError` (transient: the caller
@@ -21,7 +22,6 @@ import contextlib
 import io
 import time
 from typing import Iterator, Optional
-from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
@@ -48,7 +48,7 @@ SINGLE_COPY_LIMIT = 5 * 1024 ** 3
 RETRY_ATTEMPTS = 5
 
 
-def _code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
@@ -62,7 +62,7 @@ def translate(exc: Exception, what: str, where: str) -> Exception:
         return SourceAuthError(f"no AWS credentials found for {what} (the standard AWS chain: "
                                "environment, profile, instance or container role)")
     if isinstance(exc, ClientError):
-        code, status = _code(exc), _status(exc)
+        code, status = error_code(exc), _status(exc)
         if code in AUTH_CODES:
             return SourceAuthError(f"AWS refused the credentials ({code}) during {what}")
         if code in ("AccessDenied", "AllAccessDisabled", "AccessDeniedException") or status == 403:
@@ -82,12 +82,12 @@ def translate(exc: Exception, what: str, where: str) -> Exception:
     return exc
 
 
-def _call(fn, what: str, where: str, **kwargs):
+def call(fn, what: str, where: str, **kwargs):
     """``fn(**kwargs)``, with botocore's exceptions translated (see the module docstring)."""
     try:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as exc:
-        if isinstance(exc, ClientError) and _code(exc) in CONFLICT_CODES:
+        if isinstance(exc, ClientError) and error_code(exc) in CONFLICT_CODES:
             raise Conflict(where) from None
         raise translate(exc, what, where) from None
 
@@ -99,14 +99,14 @@ def _claimed_source(what: str, where: str, lost: str):
     try:
         yield
     except ClientError as exc:
-        if _code(exc) in MISSING_CODES or _code(exc) in CONFLICT_CODES:
+        if error_code(exc) in MISSING_CODES or error_code(exc) in CONFLICT_CODES:
             raise ClaimLost(lost, where) from None
         raise translate(exc, what, where) from None
     except BotoCoreError as exc:
         raise translate(exc, what, where) from None
 
 
-def _config(pool: int, read_timeout: float, path_style: bool) -> Config:
+def client_config(pool: int, read_timeout: float, path_style: bool) -> Config:
     return Config(retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
                   connect_timeout=10, read_timeout=read_timeout, max_pool_connections=pool,
                   s3={"addressing_style": "path"} if path_style else None)
@@ -117,7 +117,7 @@ def _absent_is_none(fn, what: str, where: str, **kwargs):
     try:
         return fn(**kwargs)
     except ClientError as exc:
-        if _code(exc) in MISSING_CODES:
+        if error_code(exc) in MISSING_CODES:
             return None
         raise translate(exc, what, where) from None
     except BotoCoreError as exc:
@@ -132,7 +132,7 @@ class Bucket:
         self.name = name
         self.client = client or boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region,
-            config=_config(pool, 60, path_style=bool(endpoint_url)))
+            config=client_config(pool, 60, path_style=bool(endpoint_url)))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
@@ -144,7 +144,7 @@ class Bucket:
         try:
             self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise Missing("the bucket does not exist", self.uri("")) from None
             raise translate(exc, "listing the bucket", self.uri(prefix)) from None
         except BotoCoreError as exc:
@@ -155,7 +155,7 @@ class Bucket:
         the whole listing is never in memory at once. Each item: Key, Size, LastModified, ETag."""
         args = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": page_size}
         while True:
-            page = _call(self.client.list_objects_v2, "listing", self.uri(prefix), **args)
+            page = call(self.client.list_objects_v2, "listing", self.uri(prefix), **args)
             yield page.get("Contents", [])
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
@@ -203,7 +203,7 @@ class Bucket:
             args["IfNoneMatch"] = "*"
         if if_match:
             args["IfMatch"] = if_match
-        return _call(self.client.put_object, "writing", self.uri(key), **args)["ETag"]
+        return call(self.client.put_object, "writing", self.uri(key), **args)["ETag"]
 
     def copy(self, src: str, dst: str, size: int, *, src_etag: Optional[str] = None,
              metadata: Optional[dict] = None) -> Optional[str]:
@@ -233,9 +233,9 @@ class Bucket:
         try:
             self.client.delete_object(Bucket=self.name, Key=key, **args)
         except ClientError as exc:
-            if _code(exc) in MISSING_CODES:
+            if error_code(exc) in MISSING_CODES:
                 return      # already gone
-            if _code(exc) in CONFLICT_CODES:
+            if error_code(exc) in CONFLICT_CODES:
                 raise Conflict(self.uri(key)) from None
             raise translate(exc, "deleting", self.uri(key)) from None
         except BotoCoreError as exc:
@@ -264,52 +264,6 @@ class _Stream(io.RawIOBase):
         if not self.closed:
             self.body.close()
         super().close()
-
-
-class Queue:
-    """One SQS queue, as the notification feed needs it. Thread-safe (one boto3 client)."""
-
-    def __init__(self, url: str, *, region: Optional[str] = None, wait: float = 10, client=None):
-        self.url = url
-        parsed = urlparse(url)
-        # The queue URL's own origin is the endpoint (AWS regional endpoint, or moto/ElasticMQ).
-        self.client = client or boto3.session.Session().client(
-            "sqs", endpoint_url=f"{parsed.scheme}://{parsed.netloc}", region_name=region,
-            config=_config(4, wait + 15, path_style=False))
-
-    def check(self) -> None:
-        """StorageError unless the queue exists and we may read it."""
-        try:
-            self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
-        except ClientError as exc:
-            if "NonExistentQueue" in _code(exc) or _code(exc) == "QueueDoesNotExist":
-                raise Missing("the queue does not exist", self.url) from None
-            raise translate(exc, "checking the queue", self.url) from None
-        except BotoCoreError as exc:
-            raise translate(exc, "checking the queue", self.url) from None
-
-    def receive(self, count: int, wait: float, visibility: int) -> list[dict]:
-        """Up to ``count`` (≤ 10) messages, long-polling up to ``wait`` seconds."""
-        reply = _call(self.client.receive_message, "receiving", self.url, QueueUrl=self.url,
-                      MaxNumberOfMessages=max(1, min(10, count)), WaitTimeSeconds=int(wait),
-                      VisibilityTimeout=int(visibility), AttributeNames=["ApproximateReceiveCount"])
-        return reply.get("Messages", [])
-
-    def delete(self, handles: list[str]) -> None:
-        """Delete messages by receipt handle (an already-deleted one is not an error)."""
-        for start in range(0, len(handles), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start:start + 10])]
-            _call(self.client.delete_message_batch, "deleting messages", self.url,
-                  QueueUrl=self.url, Entries=entries)
-
-    def change_visibility(self, handles: list[str], seconds: int) -> None:
-        """Keep messages hidden for ``seconds`` more (0: visible again now). Handles that are no
-        longer valid (the message came back to someone else) are skipped, not errors."""
-        for start in range(0, len(handles), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": int(seconds)}
-                       for i, h in enumerate(handles[start:start + 10])]
-            _call(self.client.change_message_visibility_batch, "extending visibility", self.url,
-                  QueueUrl=self.url, Entries=entries)
 
 
 def epoch(value) -> float:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.errors import ConfigError, Conflict, Denied, Missing
-from pipeline.sources.s3.api import Bucket, Queue
+from pipeline.sources.s3.api import Bucket
 from pipeline.sources.s3.keys import folder_prefix
+from pipeline.sources.s3.sqs import Queue
 from pipeline.sources.s3.store import S3Store
 from pipeline.sources.s3.view import S3View
 

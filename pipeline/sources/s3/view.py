@@ -13,12 +13,12 @@ from typing import Iterator, Optional
 
 from pipeline import sidecar
 from pipeline.errors import ClaimLost
-from pipeline.sources.base import Entry, FolderView
 from pipeline.sources.s3.api import Bucket, epoch
 from pipeline.sources.s3.keys import folder_prefix, is_ours, visible
 from pipeline.sources.s3.lease import LEASE_DIR, Leases
 from pipeline.sources.s3.orderstore import S3OrderStore
 from pipeline.sources.s3.progress import carry_progress
+from pipeline.sources.view import Entry, FolderView
 
 
 class S3View(FolderView):
