@@ -20,7 +20,6 @@ Everything goes through the FolderView seam, so it works the same on local folde
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -28,6 +27,7 @@ from typing import Callable, Optional
 from pipeline.errors import StorageError
 from pipeline.journal import Journal
 from pipeline.journal import retention as journal_retention
+from pipeline.periodic import Periodic
 from pipeline.sidecar import SUFFIX
 from pipeline.sources.view import FolderView
 from pipeline.timefmt import iso, parse_iso
@@ -159,32 +159,15 @@ def summary(result: PruneResult, dry_run: bool) -> tuple[str, dict]:
     return "prune: " + "; ".join(parts), fields
 
 
-class BackgroundPrune:
+class BackgroundPrune(Periodic):
     """Service mode: a pass at start, then one every ``retention.interval_hours``, in its own
     thread, sharing the service's journal. A pass that fails is logged; the service goes on."""
 
     name = "prune"
 
     def __init__(self, settings, journal: Journal, view_factory: Callable[[], FolderView]):
+        super().__init__(settings.retention.interval_hours * 3600)    # a pass ends at its next file
         self.settings, self.journal, self.view_factory = settings, journal, view_factory
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="prune", daemon=True)
-        self.passes = 0
-
-    def start(self) -> "BackgroundPrune":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float) -> bool:
-        """Ask the thread to stop (a pass ends at its next file) and wait up to ``timeout`` s."""
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.one_pass()
-            self._stop.wait(self.settings.retention.interval_hours * 3600)
 
     def one_pass(self) -> None:
         try:

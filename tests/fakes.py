@@ -34,13 +34,22 @@ class Clock:
         self.now += seconds
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        """A ``sleep=`` seam: sleeping moves the clock, nothing waits."""
+        self.now += seconds
+
 
 # -- Redox ---------------------------------------------------------------------------------------
 
 
 class FakeTokens:
+    """A token source that always has the same token (invalidating it changes nothing)."""
+
     def token(self) -> str:
         return "token"
+
+    def invalidate(self, token: str) -> None:
+        pass
 
 
 class FakeClient:

@@ -16,6 +16,7 @@ import socket
 import threading
 
 import pytest
+from fakes import Clock, FakeTokens
 from hostile import Rig
 from pipeline_env import message
 
@@ -28,13 +29,6 @@ BODY = json.dumps({"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatien
                             "Destinations": [DEST]}}).encode()
 REPLY = json.dumps({"Meta": {"Logs": [{"ID": "log-1", "AttemptID": "a-1"}]}}).encode()
 
-
-class Tokens:
-    def token(self) -> str:
-        return "token"
-
-    def invalidate(self, token: str) -> None:
-        pass
 
 
 class Server:
@@ -116,7 +110,7 @@ def server(events):
 
 def test_a_request_departs_connected_then_limited_then_recorded(server, events):
     limiter = Noting(events, port=server.port)
-    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 5), Tokens(), limiter)
+    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 5), FakeTokens(), limiter)
     client.send_departing(BODY, lambda: events.append("recorded"))
     client.send_departing(BODY, lambda: events.append("recorded"))    # the connection kept alive
     assert events == ["limiter with 1 connected", "recorded", "request",
@@ -127,7 +121,7 @@ def test_a_connection_that_cannot_be_made_never_reaches_the_limiter(events):
     sock = socket.create_server(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()                                     # nothing listens there any more
-    client = RedoxClient(url, url + "/upload", Transport(2, 5), Tokens(), Noting(events))
+    client = RedoxClient(url, url + "/upload", Transport(2, 5), FakeTokens(), Noting(events))
     with pytest.raises(Exception) as caught:
         client.send_departing(BODY, lambda: events.append("recorded"))
     assert getattr(caught.value, "maybe_seen", None) is False
@@ -136,7 +130,7 @@ def test_a_connection_that_cannot_be_made_never_reaches_the_limiter(events):
 
 def rig_with(tmp_path, server: Server, limiter: RateLimiter) -> Rig:
     rig = Rig(tmp_path)
-    rig.work.client = RedoxClient(server.url, server.url + "/upload", Transport(2, 5), Tokens(), limiter)
+    rig.work.client = RedoxClient(server.url, server.url + "/upload", Transport(2, 5), FakeTokens(), limiter)
     return rig
 
 
@@ -173,23 +167,12 @@ def test_killed_once_the_attempt_is_recorded_is_a_possible_duplicate(tmp_path, s
     rig.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.mark.parametrize("shared", [False, True])
 def test_a_departure_recorded_late_is_counted_when_it_really_left(tmp_path, shared):
     # two a second: departures at 0 and 0.5 fill the window; the first one was held up
     # (its attempt was being recorded) and really left at 0.3, so the third may not leave
     # before 1.3 (+ the margin), where without the restamp it could at 1.0
-    clock = Clock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(2, clock=clock, sleep=clock.sleep,
                           shared_path=str(tmp_path / "limit") if shared else None)
     limiter.acquire()

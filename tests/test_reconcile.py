@@ -239,9 +239,9 @@ def test_a_background_pass_is_skipped_while_another_pass_holds_the_lock(world):
     lock_path = world.settings.state.path + ".reconcile.lock"
     background = BackgroundReconcile(world.reconciler(), 60.0, lock_path, threading.Event())
     with RunLock(lock_path):
-        background._one_pass()
+        background.one_pass()
     assert background.passes == 0 and world.lookups() == []
-    background._one_pass()
+    background.one_pass()
     assert background.passes == 1 and len(world.lookups()) == 1
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fakes import FakeTokens
 from raw_http import RawServer, answer
 
 from pipeline.errors import TransientDelivery
@@ -39,13 +40,6 @@ class FakeClock:
         self.now += seconds
         self.slept += seconds
 
-
-class StaticTokens:
-    def token(self) -> str:
-        return "token"
-
-    def invalidate(self, token: str) -> None:
-        pass
 
 
 @pytest.fixture
@@ -78,7 +72,7 @@ def test_a_request_meeting_a_long_pause_is_not_sent_and_comes_back_as_a_retry(se
     server.default = answer(429, b"", [("Retry-After", "3600")])
     clock = FakeClock()
     limiter = RateLimiter(0, clock=clock, sleep=clock.sleep, max_pause=300)
-    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 2), StaticTokens(),
+    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 2), FakeTokens(),
                          limiter, retry_cap=300)
     with pytest.raises(TransientDelivery) as first:
         client.send(BODY)

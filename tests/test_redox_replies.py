@@ -13,6 +13,7 @@ import json
 import logging
 
 import pytest
+from fakes import Clock, FakeTokens
 from raw_http import RawServer, answer, endless, reply_bytes, trickle
 
 from pipeline.errors import PermanentDelivery, TransientDelivery
@@ -24,26 +25,6 @@ DEST = {"ID": "af394f14-b34a-464f-8d24-895f370af4c9", "Name": "EMR"}
 CAP = 7.0                             # retry.backoff_max_seconds in these tests
 
 
-class StaticTokens:
-    def token(self) -> str:
-        return "token"
-
-    def invalidate(self, token: str) -> None:
-        pass
-
-
-class FakeClock:
-    """The limiter's clock and sleep: sleeping advances the clock, nothing waits."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
 
 @pytest.fixture
 def server():
@@ -53,7 +34,7 @@ def server():
 
 
 def client_for(server: RawServer, timeout: float = 2.0, limiter=None) -> RedoxClient:
-    return RedoxClient(server.url, server.url + "/upload", Transport(2, timeout), StaticTokens(),
+    return RedoxClient(server.url, server.url + "/upload", Transport(2, timeout), FakeTokens(),
                        limiter or RateLimiter(0), retry_cap=CAP)
 
 
@@ -262,7 +243,7 @@ ODD_RETRY_AFTER = ["inf", "nan", "-5", "1e400", "9" * 400, "Fri, 31 Dec 9999 23:
 @pytest.mark.parametrize("value", ODD_RETRY_AFTER)
 def test_a_429_retry_after_of_any_shape_pauses_everyone_at_most_the_cap(server, value):
     server.default = answer(429, b"", [("Retry-After", value)])
-    clock = FakeClock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(0, clock=clock, sleep=clock.sleep, max_pause=CAP)
     with pytest.raises(TransientDelivery) as caught:
         client_for(server, limiter=limiter).send(message())
@@ -274,7 +255,7 @@ def test_a_429_retry_after_of_any_shape_pauses_everyone_at_most_the_cap(server, 
 @pytest.mark.parametrize("value", ["99999999", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
 def test_a_503_retry_after_delays_that_file_only_and_is_capped(server, value):
     server.default = answer(503, b"", [("Retry-After", value)])
-    clock = FakeClock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(0, clock=clock, sleep=clock.sleep, max_pause=CAP)
     with pytest.raises(TransientDelivery) as caught:
         client_for(server, limiter=limiter).send(message())
@@ -283,7 +264,7 @@ def test_a_503_retry_after_delays_that_file_only_and_is_capped(server, value):
 
 
 def test_the_limiter_caps_any_pause_and_ignores_nan():
-    clock = FakeClock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(0, clock=clock, sleep=clock.sleep, max_pause=CAP)
     for seconds in (float("inf"), 1e300, float("nan"), -1.0):
         limiter.pause_for(seconds)

@@ -6,6 +6,7 @@ UnicodeEncodeError from SQLite."""
 from __future__ import annotations
 
 import pytest
+from fakes import FakeTokens
 from raw_http import RawServer, answer
 
 from pipeline.errors import PermanentDelivery, TransientDelivery
@@ -15,13 +16,6 @@ from pipeline.redox.ratelimit import RateLimiter
 
 LONE = "Jane \ud800 Doe"
 
-
-class StaticTokens:
-    def token(self) -> str:
-        return "token"
-
-    def invalidate(self, token: str) -> None:
-        pass
 
 
 @pytest.fixture
@@ -38,7 +32,7 @@ def storable(texts: list[str]) -> bool:
 @pytest.mark.parametrize("status, error", [(400, PermanentDelivery), (503, TransientDelivery)])
 def test_a_platform_error_text_with_a_lone_surrogate_is_kept_storable(server, status, error):
     server.default = answer(status, {"errors": [{"message": LONE}]})
-    client = PlatformClient(server.url + "/platform", "org", Transport(2, 2), StaticTokens(),
+    client = PlatformClient(server.url + "/platform", "org", Transport(2, 2), FakeTokens(),
                             RateLimiter(0))
     with pytest.raises(error) as caught:
         client.log_status("3f2b8c2e-1111-4222-8333-444455556666")
@@ -48,7 +42,7 @@ def test_a_platform_error_text_with_a_lone_surrogate_is_kept_storable(server, st
 
 def test_a_send_error_text_with_a_lone_surrogate_is_kept_storable(server):
     server.default = answer(400, {"Meta": {"Errors": [{"Text": LONE}]}})
-    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 2), StaticTokens(),
+    client = RedoxClient(server.url, server.url + "/upload", Transport(2, 2), FakeTokens(),
                          RateLimiter(0))
     with pytest.raises(PermanentDelivery) as caught:
         client.send(b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}}')

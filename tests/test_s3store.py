@@ -247,9 +247,9 @@ def test_an_endpoint_that_ignores_conditional_writes_is_refused(aws_env, bucket)
         lax.stop()
 
 
-@pytest.mark.parametrize("status, seen", [(504, True), (500, False)])
-def test_a_released_object_carries_its_send_progress_to_the_next_machine(
-        moto_server, bucket, tmp_path, status, seen):
+def release_after_one_failed_send(moto_server, bucket, tmp_path, status: int, seen: bool) -> None:
+    """``in/a.json`` claimed by a worker "first" whose one SEND failed with ``status``, then
+    released (a shutdown while its retry was pending)."""
     bucket.put("in/a.json", b"{}")
     first = store(moto_server, bucket, owner="first")
     journal = first.wrap_journal(Journal(str(tmp_path / "first.db")))
@@ -258,7 +258,13 @@ def test_a_released_object_carries_its_send_progress_to_the_next_machine(
     journal.attempt_started(record.claim_id, "send", 1)
     journal.attempt_ended(record.claim_id, "send", 1, result="transient", status=status,
                           maybe_seen=seen, error=str(status))
-    first.release(claim)                                   # shutdown while a retry was pending
+    first.release(claim)
+
+
+@pytest.mark.parametrize("status, seen", [(504, True), (500, False)])
+def test_a_released_object_carries_its_send_progress_to_the_next_machine(
+        moto_server, bucket, tmp_path, status, seen):
+    release_after_one_failed_send(moto_server, bucket, tmp_path, status, seen)
     assert bucket.keys("in/") == ["a.json"]
     second = store(moto_server, bucket, owner="second")
     other = second.wrap_journal(Journal(str(tmp_path / "second.db")))
@@ -270,15 +276,7 @@ def test_a_released_object_carries_its_send_progress_to_the_next_machine(
 
 def test_a_claim_from_the_listing_asks_no_head_and_still_carries_a_released_objects_progress(
         moto_server, bucket, tmp_path):
-    bucket.put("in/a.json", b"{}")
-    first = store(moto_server, bucket, owner="first")
-    journal = first.wrap_journal(Journal(str(tmp_path / "first.db")))
-    claim = claim_of(first, "a.json")
-    record = journal.begin("a.json", "sha", claim.size, claim.source, claim.location, "first", 0)
-    journal.attempt_started(record.claim_id, "send", 1)
-    journal.attempt_ended(record.claim_id, "send", 1, result="transient", status=504,
-                          maybe_seen=True, error="504")
-    first.release(claim)
+    release_after_one_failed_send(moto_server, bucket, tmp_path, 504, True)
     second = store(moto_server, bucket, owner="second")
     [listed] = list(second.scan())
     heads = []

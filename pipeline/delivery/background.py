@@ -10,12 +10,13 @@ import threading
 
 from pipeline.delivery.reconcile import Reconciler, log_pass
 from pipeline.errors import LockBusy
+from pipeline.periodic import Periodic
 from pipeline.runlock import RunLock
 
 log = logging.getLogger("pipeline.reconcile")
 
 
-class BackgroundReconcile:
+class BackgroundReconcile(Periodic):
     """Service mode: a pass at start, then one every ``interval`` seconds, in its own thread.
 
     ``stop_event`` must be the one the reconciler sleeps on and checks (app.make_reconciler),
@@ -24,29 +25,14 @@ class BackgroundReconcile:
     pass holds it this one is skipped. A failed pass is logged; the service keeps sending.
     """
 
+    name = "reconcile"
+
     def __init__(self, reconciler: Reconciler, interval: float, lock_path: str,
                  stop_event: threading.Event):
-        self.reconciler, self.interval, self.lock_path = reconciler, interval, lock_path
-        self._stop = stop_event
-        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-        self.passes = 0
+        super().__init__(interval, stop_event)
+        self.reconciler, self.lock_path = reconciler, lock_path
 
-    def start(self) -> "BackgroundReconcile":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float) -> bool:
-        """Ask the thread to stop and wait up to ``timeout`` s; True when it has ended."""
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._one_pass()
-            self._stop.wait(self.interval)
-
-    def _one_pass(self) -> None:
+    def one_pass(self) -> None:
         try:
             lock = RunLock(self.lock_path).acquire()
         except LockBusy as exc:

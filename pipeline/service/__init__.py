@@ -1,1 +1,2 @@
-"""Running as a process: the run command, logs, metrics, the run lock and progress lines."""
+"""Running as a process: the run command, logs, metrics, /healthz, systemd notifications and
+progress lines."""
