@@ -300,3 +300,22 @@ def test_a_claim_from_a_listing_of_an_object_replaced_since_takes_nothing(moto_s
     with pytest.raises(ClaimLost):
         s.claim(listed)
     assert bucket.keys("in/") == ["a.json"] and s.leases.get("a.json") is None
+
+
+def test_a_start_up_checks_page_is_the_first_listings_first_page(moto_server, bucket):
+    bucket.put("in/a.json", b"{}")
+    s = store(moto_server, bucket)
+    s.bucket.check("in/", keep=1000)               # what open_source does for source.prefix
+    bucket.put("in/b.json", b"{}")                 # after the check: not on its page
+    assert [d.name for d in s.scan()] == ["a.json"]                      # no listing of its own
+    assert sorted(d.name for d in s.scan()) == ["a.json", "b.json"]      # kept for one pass only
+
+
+def test_a_kept_page_is_not_used_once_it_is_old(moto_server, bucket, monkeypatch):
+    from pipeline.sources.s3 import api
+    monkeypatch.setattr(api, "KEPT_SECONDS", 0.0)
+    bucket.put("in/a.json", b"{}")
+    s = store(moto_server, bucket)
+    s.bucket.check("in/", keep=1000)
+    bucket.put("in/b.json", b"{}")
+    assert sorted(d.name for d in s.scan()) == ["a.json", "b.json"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 import time
 from typing import Iterator, Optional
 
@@ -46,6 +47,8 @@ CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "40
 # CopyObject copies at most 5 GiB in one request; larger objects take a multipart copy
 SINGLE_COPY_LIMIT = 5 * 1024 ** 3
 RETRY_ATTEMPTS = 5
+# how long a start-up check's listing page may stand in for the first listing's first page
+KEPT_SECONDS = 30.0
 
 
 def error_code(exc: ClientError) -> str:
@@ -130,6 +133,8 @@ class Bucket:
     def __init__(self, name: str, *, endpoint_url: Optional[str] = None, region: Optional[str] = None,
                  pool: int = 10, client=None):
         self.name = name
+        self._kept: dict[tuple[str, int], tuple[float, dict]] = {}     # check()'s pages
+        self._kept_lock = threading.Lock()
         self.client = client or boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region,
             config=client_config(pool, 60, path_style=bool(endpoint_url)))
@@ -137,25 +142,35 @@ class Bucket:
     def uri(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
 
-    def check(self, prefix: str) -> None:
+    def check(self, prefix: str, keep: int = 0) -> None:
         """Raise Missing / Denied / StorageError unless we can list ``prefix`` in the bucket.
         (A listing, not HeadBucket: that needs s3:ListBucket on the whole bucket, and the IAM
-        policy in docs/s3.md only grants it for the pipeline's prefixes.)"""
+        policy in docs/s3.md only grants it for the pipeline's prefixes.) With ``keep`` (a page
+        size) the check lists a whole first page and keeps it: the next ``pages(prefix, keep)``
+        starts from it instead of asking again, if it comes within KEPT_SECONDS. The start-up
+        checks are then the first listings' first pages, and cost no round trip of their own."""
         try:
-            self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1)
+            page = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=keep or 1)
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise Missing("the bucket does not exist", self.uri("")) from None
             raise translate(exc, "listing the bucket", self.uri(prefix)) from None
         except BotoCoreError as exc:
             raise translate(exc, "listing the bucket", self.uri(prefix)) from None
+        if keep:
+            with self._kept_lock:
+                self._kept[(prefix, keep)] = (time.monotonic(), page)
 
     def pages(self, prefix: str, page_size: int) -> Iterator[list[dict]]:
         """The objects under ``prefix``, one listing page at a time (continuation tokens), so
         the whole listing is never in memory at once. Each item: Key, Size, LastModified, ETag."""
         args = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": page_size}
+        with self._kept_lock:
+            kept = self._kept.pop((prefix, page_size), None)
+        first = kept[1] if kept and time.monotonic() - kept[0] < KEPT_SECONDS else None
         while True:
-            page = call(self.client.list_objects_v2, "listing", self.uri(prefix), **args)
+            page = first or call(self.client.list_objects_v2, "listing", self.uri(prefix), **args)
+            first = None
             yield page.get("Contents", [])
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:

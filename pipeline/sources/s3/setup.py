@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pipeline.errors import ConfigError, Conflict, Denied, Missing
 from pipeline.sources.s3.api import Bucket
 from pipeline.sources.s3.keys import folder_prefix
+from pipeline.sources.s3.lease import LEASE_DIR
 from pipeline.sources.s3.sqs import Queue
 from pipeline.sources.s3.store import S3Store
 from pipeline.sources.s3.view import S3View
@@ -30,7 +31,17 @@ def open_source(settings, owner: str) -> S3Store:
     # fix (exit 2, naming it); an endpoint that cannot be reached is an outage (StorageError:
     # exit 3), nothing touched either way. done/ and failed/ are only written, never listed
     # (docs/s3.md's policy does not let the service list them).
-    _check_listings(bucket, [("source.prefix", src.prefix), ("folders.processing", folders.processing)])
+    # The checks list whole first pages, kept for the first listing of each prefix (the run's
+    # first pass and recovery's), and run beside the conditional-write probe: a backlog's
+    # first claim then waits for one round of round trips at start, not three.
+    probe_key = folder_prefix(folders.processing) + LEASE_DIR
+    checks = [("source.prefix", src.prefix, 0 if src.queue_url else src.page_size),  # SQS: no listing
+              ("folders.processing", folders.processing, src.page_size)]
+    with ThreadPoolExecutor(1) as pool:
+        probed = pool.submit(_check, lambda: probe_conditional_writes(bucket, probe_key, owner),
+                             "source.bucket")
+        _check_listings(bucket, checks)
+        probed.result()
     store = S3Store(bucket, prefix=folder_prefix(src.prefix),
                     processing=folder_prefix(folders.processing),
                     done=folder_prefix(folders.done), failed=folder_prefix(folders.failed),
@@ -43,24 +54,24 @@ def open_source(settings, owner: str) -> S3Store:
         store.use_feed(Feed(queue, bucket=src.bucket, name_of=store.name_of,
                             visibility=src.queue_visibility_seconds, wait=src.queue_wait_seconds,
                             prefetch=max(10, 2 * settings.worker_ceiling)))
-    _check(lambda: probe_conditional_writes(bucket, store.leases.prefix, owner), "source.bucket")
     return store
 
 
-def _check_listings(bucket: Bucket, checks: list[tuple[str, str]]) -> None:
-    """``_check_listing`` for each (key, prefix), all at once (each is a round trip); the first
-    problem in the order given is raised."""
+def _check_listings(bucket: Bucket, checks: list[tuple[str, str, int]]) -> None:
+    """``_check_listing`` for each (key, prefix, page size to keep), all at once (each is a
+    round trip); the first problem in the order given is raised."""
     with ThreadPoolExecutor(len(checks)) as pool:
-        futures = [pool.submit(_check_listing, bucket, key, prefix) for key, prefix in checks]
+        futures = [pool.submit(_check_listing, bucket, key, prefix, keep) for key, prefix, keep in checks]
     for future in futures:
         future.result()
 
 
-def _check_listing(bucket: Bucket, key: str, prefix: str) -> None:
+def _check_listing(bucket: Bucket, key: str, prefix: str, keep: int) -> None:
     """ConfigError naming ``source.bucket`` (it does not exist) or ``key`` (the prefix may not
-    be listed) unless the prefix can be listed."""
+    be listed) unless the prefix can be listed; the page is kept for the first listing (Bucket.
+    check)."""
     try:
-        bucket.check(folder_prefix(prefix))
+        bucket.check(folder_prefix(prefix), keep=keep)
     except Missing as exc:
         raise ConfigError(f"source.bucket: {exc}") from None
     except Denied as exc:
