@@ -80,6 +80,7 @@ def test_a_file_truncated_after_its_claim_is_read_again_and_judged_on_what_stays
         handle.truncate(40)
     job, step = rig.run(claim)
     assert step.kind == "stuck" and "changed after it was claimed" in step.error
+    assert not step.storage                                 # the writer's doing: /healthz stays ok
     assert rig.client.bodies == [] and job.record is None   # nothing recorded, nothing sent
     job, step = rig.run(job)                                # the runner's later try: now stable
     assert step.kind == "finished" and step.status == "failed"

@@ -75,7 +75,7 @@ def test_a_finish_that_fails_is_retried_without_sending_again(tmp_path, data, st
     rig = Rig(tmp_path, store_class=FlakyFinish)
     rig.drop("a.json", data)
     job, step = rig.run(rig.claim("a.json"))
-    assert step.kind == "stuck" and "No space left" in step.error
+    assert step.kind == "stuck" and "No space left" in step.error and step.storage
     job, step = rig.run(job)
     assert step.kind == "stuck"
     assert rig.store.own_claims() and rig.listing(status) == []     # still claimed, nothing written

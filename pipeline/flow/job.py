@@ -69,13 +69,16 @@ class Step:
     (credentials refused: stop), ``lost`` (the file vanished), ``released`` (not a regular
     file after all: put back in the inbox, where it is left alone), ``stuck`` (could not read it
     consistently or could not finish: try again later, the file stays claimed), ``wait``
-    (ordering: an earlier file of its key goes first; ask again after ``delay`` s)."""
+    (ordering: an earlier file of its key goes first; ask again after ``delay`` s). ``storage``:
+    a ``stuck`` because our own storage failed (a journal or finish write), which /healthz
+    reports; a file still being written, or a bug, is stuck too but says nothing of storage."""
     kind: str
     status: Optional[str] = None
     delay: float = 0.0
     error: Optional[str] = None
     dest: Optional[str] = None
     unreachable: bool = False
+    storage: bool = False
 
 
 def unexpected(exc: BaseException, what: str, name: str) -> TransientDelivery:

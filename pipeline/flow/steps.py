@@ -36,7 +36,8 @@ def on_step(loop: Loop, job: Job, step: Step) -> None:
     elif step.kind == "wait":                # ordering: an earlier file of its key goes first
         loop.later.park(job, step.delay)
     elif step.kind == "stuck":
-        pulse.storage_failed(step.error or "storage problem")
+        if step.storage:
+            pulse.storage_failed(step.error or "storage problem")
         _on_stuck(loop, job, step.error)
     elif step.kind == "auth":
         loop.fatal = step.error

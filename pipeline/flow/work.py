@@ -98,7 +98,7 @@ class FileWork:
         except StorageError as exc:
             log.error("storage problem; the file stays claimed and is tried again later",
                       extra={"file": job.claim.name, "error": str(exc)})
-            return Step("stuck", error=str(exc))
+            return Step("stuck", error=str(exc), storage=True)
 
     def _step(self, job: Job) -> Step:
         if job.record is None:
