@@ -62,12 +62,44 @@ def test_files_found_so_far_are_ready_before_the_listing_ends():
     store = SlowListing([f"a{i:04}.json" for i in range(1000)], ["b.json"])
     intake = intake_for(store)
     intake.start_pass()
-    advance_until(intake, lambda: intake.settler.ready_count() == 1000)
+    advance_until(intake, lambda: intake.settler.ready_count() >= 500)
     assert intake.scanning and intake.passes == 0          # still listing
     assert intake.next_settled() == Drop("a0000.json", 10, NOW - 60)
     store.go.set()
+    claimed: set[str] = set()
+
+    def claim_all_listed() -> bool:           # claims make room for the rest of the listing
+        while (drop := intake.next_settled()) is not None:
+            claimed.add(drop.name)
+        return not intake.scanning
+
+    advance_until(intake, claim_all_listed)
+    assert intake.passes == 1 and "b.json" in claimed | intake.settler.known()
+
+
+def test_the_listing_is_taken_in_as_claims_need_it():
+    store = SlowListing([f"a{i:04}.json" for i in range(3000)], [])
+    store.go.set()
+    intake = intake_for(store)
+    intake.start_pass()
+    advance_until(intake, lambda: intake.settler.ready_count() >= 500)
+    for _ in range(50):
+        intake.advance()
+    assert intake.settler.ready_count() == 500 and intake.scanning   # one chunk, not the listing
+    for _ in range(251):                                   # claims take it below LOW_WATER
+        assert intake.next_settled() is not None
+    advance_until(intake, lambda: intake.settler.ready_count() > 249)
+    assert intake.settler.ready_count() == 749             # the next chunk, and only it
+
+
+def test_with_ordering_the_whole_listing_is_taken_in_at_once():
+    store = SlowListing([f"a{i:04}.json" for i in range(3000)], [])
+    store.claim_hooks = type("Board", (), {"crowded": staticmethod(lambda: False)})()
+    store.go.set()
+    intake = intake_for(store)
+    intake.start_pass()
     advance_until(intake, lambda: not intake.scanning)
-    assert intake.passes == 1 and intake.settler.known() >= {"b.json"}
+    assert intake.settler.ready_count() == 3000 and intake.passes == 1
 
 
 def test_a_pass_forgets_what_it_did_not_list_and_keeps_what_it_did():
@@ -112,3 +144,12 @@ def test_the_runner_claims_up_to_the_target_and_more_once_redox_is_slower(tmp_pa
     assert len(runner.ready) == control.target() == 26
     runner.pool.shutdown()
     rig.close()
+
+
+def test_the_oldest_waiting_file_is_known_while_a_paced_pass_goes_on():
+    store = SlowListing([f"a{i:04}.json" for i in range(1000)], [])
+    intake = intake_for(store)
+    intake.start_pass()
+    advance_until(intake, lambda: intake.settler.ready_count() >= 500)
+    assert intake.scanning and intake.oldest_inbox is None     # no pass has ended yet
+    assert intake.oldest_waiting == NOW - 60                   # the oldest listed so far

@@ -21,12 +21,14 @@ from typing import Callable, Iterable, Optional, Union
 
 from pipeline import failpoints
 from pipeline.errors import AuthError, ClaimLost, StorageError
-from pipeline.flow.scanner import Pass
+from pipeline.flow.scanner import DEPTH, Pass
 from pipeline.flow.settle import Settler
 from pipeline.values import Claim, Drop
 
 log = logging.getLogger("pipeline.run")
 Tried = tuple[str, Union[Claim, Drop, str, None]]     # what try_claim found (see there)
+# listed files ready to claim at or above which no more of the listing is taken in (a chunk: 500)
+LOW_WATER = 250
 
 
 class Intake:
@@ -49,6 +51,11 @@ class Intake:
         ordering = getattr(store, "claim_hooks", None)   # ordering, when on, registered with the source
         if ordering is not None:
             settler.paused = ordering.crowded    # enough files parked: claim no more for now
+        # the listing is taken in as claims need it, not as fast as it comes: memory holds what
+        # is about to be claimed, not the whole backlog, and a remote listing's next page is not
+        # asked for while the first claims are on their way. With ordering on, the first full
+        # listing must come before any claim: everything is taken in at once.
+        self.paced = ordering is None
 
     # -- passes --------------------------------------------------------------------------------
     @property
@@ -66,13 +73,17 @@ class Intake:
                 log.error("cannot read the journal", extra={"error": str(exc)})
         self.settler.begin_pass()
         self._oldest = None
-        self._pass = Pass(self.store, self.wake)
+        # paced, one chunk ahead: the listing's next page waits until the claims need it
+        self._pass = Pass(self.store, self.wake, depth=1 if self.paced else DEPTH)
 
     def advance(self, chunks: int = 8) -> None:
-        """Observe what the pass found since the last call (at most ``chunks`` chunks)."""
+        """Observe what the pass found since the last call (at most ``chunks`` chunks; when
+        ``paced``, none while LOW_WATER listed files are ready to be claimed)."""
         current = self._pass
         if current is None:
             return
+        if self.paced and self.settler.ready_count() >= LOW_WATER:
+            chunks = 0
         try:
             self._observe_all(current.take(chunks))
         except AuthError as exc:
@@ -105,6 +116,15 @@ class Intake:
             self.advance(chunks=1 << 30)
             if self._pass is current:
                 time.sleep(0.001)
+
+    @property
+    def oldest_waiting(self) -> Optional[float]:
+        """The mtime of the oldest inbox file known: while a pass is under way, the oldest it
+        has listed so far (a paced pass over a backlog lasts as long as the backlog), else the
+        last pass's."""
+        if self._pass is not None and self._oldest is not None:
+            return self._oldest
+        return self.oldest_inbox
 
     def stop(self) -> None:
         if self._pass is not None:

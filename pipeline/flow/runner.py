@@ -176,7 +176,7 @@ class Runner:
             claims.dispatch(self)
             self.tally.gauges(in_flight=self.inflight, waiting_retry=len(self.later),
                               held_mtimes=[job.claim.mtime for job in self.held.values()],
-                              oldest_inbox=self.intake.oldest_inbox)
+                              oldest_inbox=self.intake.oldest_waiting)
             self.turn_hook()
             if self.once and self._once_finished(once_deadline):
                 return

@@ -3,7 +3,7 @@
 A million-file inbox takes seconds to list and a 100,000-key prefix many round trips; the
 runner must not wait for the end of either before it claims. :class:`Pass` runs
 ``store.scan()`` on a daemon thread and queues what it finds in chunks of ``CHUNK`` drops, at
-most ``DEPTH`` chunks ahead of the runner (the listing waits for the runner, so memory stays
+most ``depth`` chunks ahead of the runner (the listing waits for the runner, so memory stays
 bounded however long the listing), and the runner takes a few chunks each loop turn
 (``take``). The pass ends with a marker: done, or the exception that stopped it (raised to
 the runner from ``take``, which handles it as it handled a failed scan).
@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 from pipeline.values import Drop
 
 CHUNK = 500          # drops per hand-over
-DEPTH = 4            # chunks the listing may run ahead of the runner
+DEPTH = 4            # chunks the listing may run ahead of the runner (it then waits)
 FLUSH_SECONDS = 0.2  # a part-filled chunk is handed over once this old (a slow listing)
 _END = object()
 
@@ -27,8 +27,8 @@ _END = object()
 class Pass:
     """One full listing of ``store`` (anything with ``scan()``), in progress."""
 
-    def __init__(self, store, wake: Optional[queue.Queue] = None):
-        self._chunks: queue.Queue = queue.Queue(maxsize=DEPTH)
+    def __init__(self, store, wake: Optional[queue.Queue] = None, depth: int = DEPTH):
+        self._chunks: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._wake = wake
         self.finished = False
