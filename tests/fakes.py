@@ -59,7 +59,9 @@ class FakeClient:
         self.tokens = FakeTokens()
         self.bodies: list[bytes] = []
 
-    def send(self, body: bytes) -> Sent:
+    def send(self, body: bytes, departing=None) -> Sent:
+        if departing is not None:
+            departing()
         self.bodies.append(body)
         return Sent(200, ({"ID": f"log-{len(self.bodies)}", "AttemptID": "a"},), 0.001)
 

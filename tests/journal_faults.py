@@ -53,7 +53,9 @@ class ScriptedClient(FakeClient):
         super().__init__()
         self.failures = list(failures)
 
-    def send(self, body: bytes):
+    def send(self, body: bytes, departing=None):
+        if departing is not None:
+            departing()
         if self.failures:
             self.bodies.append(body)
             raise self.failures.pop(0)

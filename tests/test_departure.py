@@ -111,8 +111,8 @@ def server(events):
 def test_a_request_departs_connected_then_limited_then_recorded(server, events):
     limiter = Noting(events, port=server.port)
     client = RedoxClient(server.url, server.url + "/upload", Transport(2, 5), FakeTokens(), limiter)
-    client.send_departing(BODY, lambda: events.append("recorded"))
-    client.send_departing(BODY, lambda: events.append("recorded"))    # the connection kept alive
+    client.send(BODY, lambda: events.append("recorded"))
+    client.send(BODY, lambda: events.append("recorded"))    # the connection kept alive
     assert events == ["limiter with 1 connected", "recorded", "request",
                       "limiter with 1 connected", "recorded", "request"]
 
@@ -123,7 +123,7 @@ def test_a_connection_that_cannot_be_made_never_reaches_the_limiter(events):
     sock.close()                                     # nothing listens there any more
     client = RedoxClient(url, url + "/upload", Transport(2, 5), FakeTokens(), Noting(events))
     with pytest.raises(Exception) as caught:
-        client.send_departing(BODY, lambda: events.append("recorded"))
+        client.send(BODY, lambda: events.append("recorded"))
     assert getattr(caught.value, "maybe_seen", None) is False
     assert events == []
 

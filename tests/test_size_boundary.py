@@ -47,7 +47,9 @@ class LimitedClient(FakeClient):
         self.refused = 0
         self.uploads = 0
 
-    def send(self, body: bytes):
+    def send(self, body: bytes, departing=None):
+        if departing is not None:
+            departing()
         if len(body) > LIMIT:
             self.refused += 1
             raise PermanentDelivery("HTTP 413", status=413, errors=["Payload Too Large"])

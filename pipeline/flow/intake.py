@@ -48,7 +48,7 @@ class Intake:
         self._pass: Optional[Pass] = None
         self._oldest: Optional[float] = None
         self._first: Optional[set[str]] = set() if once and not queue_fed else None
-        ordering = getattr(store, "claim_hooks", None)   # ordering, when on, registered with the source
+        ordering = store.claim_hooks             # ordering, when on, registered with the source
         if ordering is not None:
             settler.paused = ordering.crowded    # enough files parked: claim no more for now
         # the listing is taken in as claims need it, not as fast as it comes: memory holds what

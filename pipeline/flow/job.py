@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from pipeline.errors import DeliveryError, TransientDelivery
 from pipeline.flow.addressing import Routed
@@ -25,7 +25,10 @@ class Client(Protocol):
     """What the per-file stages need of the Redox client."""
     tokens: Any
 
-    def send(self, body: bytes) -> Sent: ...
+    def send(self, body: bytes, departing: Optional[Callable[[], None]] = None) -> Sent:
+        """``departing()`` is called just before the request is written (after its turn at the
+        rate limit and its connection); what it raises ends the SEND unsent."""
+        ...
 
 
 @dataclass(frozen=True)

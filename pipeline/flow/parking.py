@@ -49,8 +49,7 @@ class ParkingSchedule(Schedule[T]):
     @classmethod
     def of(cls, work, mono: Callable[[], float], **kwargs) -> "ParkingSchedule":
         """The schedule for a runner of ``work`` (a FileWork: its ordering, if any, attached)."""
-        routing = getattr(work, "routing", None)
-        return cls(mono, sequencer=getattr(routing, "sequencer", None), **kwargs)
+        return cls(mono, sequencer=work.routing.sequencer, **kwargs)
 
     def park(self, job: T, delay: float) -> None:
         """``job`` waits for its turn; its key's oldest parked file asks again after ``delay``."""

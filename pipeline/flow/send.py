@@ -68,12 +68,7 @@ def _request(work: Stages, job: Job, n: int, message: Message, departing, left: 
     the departure raised (the request then did not leave); every other ending is an Answer,
     reported once (metrics, log line, breaker) whatever happens to it next."""
     try:
-        send_departing = getattr(work.client, "send_departing", None)
-        if send_departing is not None:
-            sent = send_departing(message.body, departing)
-        else:                          # a client without the hook: the attempt first
-            departing()
-            sent = work.client.send(message.body)
+        sent = work.client.send(message.body, departing)
     except StorageError as exc:        # ClaimLost too
         if not left:
             raise                      # the journal or the lease refused it: never sent

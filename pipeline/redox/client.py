@@ -157,15 +157,12 @@ class RedoxClient(BearerClient):
         self.endpoint = base_url.rstrip("/") + "/endpoint"
         self.upload_url = upload_url
 
-    def send(self, body: bytes) -> Sent:
+    def send(self, body: bytes, departing: Optional[Callable[[], None]] = None) -> Sent:
         """POST one message to /endpoint. Sent with its Meta.Logs only when Redox answered
         200 with a Log ID for each of the body's Meta.Destinations; any other 200 is
-        ambiguous (TransientDelivery, maybe_seen=True: retried and flagged)."""
-        return self.send_departing(body, None)
-
-    def send_departing(self, body: bytes, departing: Optional[Callable[[], None]]) -> Sent:
-        """``send``, calling ``departing()`` once the request has its turn at the rate limit and
-        its connection, just before it is written (what it raises ends the SEND unsent)."""
+        ambiguous (TransientDelivery, maybe_seen=True: retried and flagged). ``departing()`` is
+        called once the request has its turn at the rate limit and its connection, just before
+        it is written (what it raises ends the SEND unsent)."""
         reply = self._authorized("POST", self.endpoint, body=body, departing=departing,
                                  headers={"Content-Type": "application/json"})
         if kind_of(reply.status) is not Kind.SUCCESS:

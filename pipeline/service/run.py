@@ -210,7 +210,7 @@ def _drive(settings, runner, journal, client, once: bool, notifier=None) -> int:
     finally:
         for task in background:
             if not task.stop(settings.shutdown_grace_seconds):
-                log.warning(f"a {getattr(task, 'name', 'reconcile')} pass was still running at "
+                log.warning(f"a {task.name} pass was still running at "
                             "shutdown; the next one redoes it")
 
 
