@@ -4,6 +4,7 @@ import os
 import uuid
 
 import pytest
+import requests
 from moto_server import Bucket, MotoServer
 from sandbox_control import SandboxProcess
 
@@ -13,6 +14,27 @@ def sandbox():
     """A started SandboxProcess with default settings, stopped after the test."""
     with SandboxProcess() as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """One sandbox for a test module (``sb`` resets it for each test)."""
+    with SandboxProcess() as process:
+        yield process
+
+
+@pytest.fixture
+def sb(shared):
+    """The module's sandbox, reset to its defaults (faults, tokens, records) for this test."""
+    shared.reset()
+    return shared
+
+
+@pytest.fixture
+def http():
+    """A requests Session for talking to a sandbox directly."""
+    with requests.Session() as session:
+        yield session
 
 
 # -- S3 and SQS: moto in server mode on 127.0.0.1 --------------------------------------------

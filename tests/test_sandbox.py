@@ -24,24 +24,6 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEV_KEY = DEV_KEY_FILE.read_bytes()
 
 
-@pytest.fixture(scope="module")
-def shared():
-    with SandboxProcess() as process:
-        yield process
-
-
-@pytest.fixture
-def sb(shared):
-    shared.reset()
-    return shared
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
 def assertion(url, *, kid=DEV_KID, client_id=DEV_CLIENT_ID, key=DEV_KEY, alg="ES384",
               aud=None, jti=None, iat=None, lifetime=300):
     now = int(time.time()) if iat is None else iat

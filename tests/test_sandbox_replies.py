@@ -11,30 +11,11 @@ import math
 import uuid
 
 import pytest
-import requests
 from sandbox_control import LEGACY_API_KEY, LEGACY_SECRET, SandboxProcess, token_form
 
 EMR = "af394f14-b34a-464f-8d24-895f370af4c9"
 OTHER = "0b7e3c0e-5f5a-4c43-9a43-4f1c1e5d2a11"
 PATIENT_TEXT = "Patient Jane Q. Doe, DOB 1970-01-01, MRN 000123 \x1b[31mred\x1b[0m \x1b]0;title\x07"
-
-
-@pytest.fixture(scope="module")
-def shared():
-    with SandboxProcess() as process:
-        yield process
-
-
-@pytest.fixture
-def sb(shared):
-    shared.reset()
-    return shared
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 def message(*destinations, marker=None):

@@ -22,18 +22,6 @@ BOUNDARY = "sandbox-test-boundary"
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def shared():
-    with SandboxProcess() as process:
-        yield process
-
-
-@pytest.fixture
-def sb(shared):
-    shared.reset()
-    return shared
-
-
 def request_for(kind: str, sb, token: str) -> tuple[str, str, bytes, dict]:
     """(method, path, body, headers) of one request to the route `kind` names."""
     auth = {"Authorization": f"Bearer {token}"}
