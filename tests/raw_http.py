@@ -15,7 +15,7 @@ import socket
 import socketserver
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 Behaviour = Callable[[socket.socket], Optional[str]]
 
@@ -61,20 +61,7 @@ class RawServer:
 
     def _serve(self, sock: socket.socket) -> None:
         """Requests one after another on a kept-alive connection."""
-        data = b""
-        while True:
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, data = data.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            while len(data) < length:
-                data += sock.recv(65536)
-            body, data = data[:length], data[length:]
-            text = head.decode("latin-1")
+        for text, body in read_requests(sock):
             self.requests.append((text, body))
             path = text.split(" ", 2)[1]
             behaviour = self.routes.get(path, self.default)
@@ -83,6 +70,24 @@ class RawServer:
                     return
             except OSError:
                 return
+
+
+def read_requests(sock: socket.socket) -> Iterator[tuple[str, bytes]]:
+    """Each request a client sends on ``sock`` (kept alive), as (head, body), until it hangs up."""
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(data) < length:
+            data += sock.recv(65536)
+        body, data = data[:length], data[length:]
+        yield head.decode("latin-1"), body
 
 
 def reply_bytes(status: int, body: bytes | dict | list = b"",

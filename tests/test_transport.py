@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fakes import SizedStream
+from raw_http import read_requests
 
 from pipeline.errors import TransientDelivery
 from pipeline.redox.client import Transport
@@ -34,20 +35,8 @@ def server():
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):            # requests one after another on a kept-alive connection
             state["connections"].append(self.client_address)
-            data = b""
-            while True:
-                while b"\r\n\r\n" not in data:
-                    chunk = self.request.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                head, _, data = data.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(data) < length:
-                    data += self.request.recv(65536)
-                body, data = data[:length], data[length:]
-                state["requests"].append((head.decode("latin-1"), body))
+            for head, body in read_requests(self.request):
+                state["requests"].append((head, body))
                 if state["behaviour"](self.request) == "closed":
                     return
 
