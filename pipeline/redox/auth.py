@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pipeline.config import AuthSettings
 from pipeline.errors import AuthError, ConfigError, TransientDelivery
-from pipeline.redox.replies import json_object
+from pipeline.redox.replies import json_object, storable
 from pipeline.redox.statuses import Kind, kind_of, worth_retrying
 from pipeline.redox.tokenreply import (
     legacy_lifetime,
@@ -228,6 +228,5 @@ def _raise_refused(reply: Reply) -> NoReturn:
     code = doc.get("error")
     described = doc.get("error_description")
     shown = f", {code}" if isinstance(code, str) and _OAUTH_ERROR.fullmatch(code) else ""
-    errors = [described[:200].encode("utf-8", "replace").decode("utf-8")] \
-        if isinstance(described, str) and described else []
+    errors = [storable(described[:200])] if isinstance(described, str) and described else []
     raise AuthError(f"Redox refused the credentials (HTTP {reply.status}{shown})", errors=errors)

@@ -15,19 +15,11 @@ import time
 from typing import BinaryIO, Callable, Optional
 
 from pipeline.errors import AuthError, PermanentDelivery, TransientDelivery
-from pipeline.redox.ratebucket import Paused
 from pipeline.redox.ratelimit import RateLimiter
-from pipeline.redox.replies import (  # noqa: F401  (parse_logs, retry_after: re-exported)
-    error_texts,
-    json_object,
-    log_entries,
-    parse_errors,
-    parse_logs,
-    retry_after,
-)
+from pipeline.redox.replies import error_texts, json_object, log_entries, parse_errors, retry_after
 from pipeline.redox.statuses import Kind, kind_of, worth_retrying
 from pipeline.redox.transfer.multipart import MultipartBody
-from pipeline.redox.transport import USER_AGENT, Reply, Transport  # noqa: F401  (re-exported)
+from pipeline.redox.transport import Reply, Transport  # noqa: F401  (Transport: re-exported)
 from pipeline.values import Sent
 
 DEFAULT_RETRY_CAP = 300.0
@@ -104,11 +96,7 @@ class BearerClient:
             else:                      # a transport without the hook: wait here
                 depart()
                 reply = self.transport.request(method, url, headers=all_headers, **kw)
-            if reply.status == 429:
-                # a 429 is about everyone's rate: every worker waits; a 503's Retry-After
-                # only delays this one request's retry (its error carries it)
-                wait = retry_after(reply.headers, self.retry_cap)
-                self.limiter.pause_for(wait if wait is not None else 1.0)
+            self.limiter.heard(reply.status, reply.headers, self.retry_cap)
             if reply.status != 401:
                 return reply
             self.tokens.invalidate(token)
@@ -123,13 +111,7 @@ class BearerClient:
 
     def _wait_for_limit(self) -> None:
         """The shared rate limit; a pause longer than PAUSE_PATIENCE is not sat out."""
-        try:
-            self.limiter.acquire(patience=PAUSE_PATIENCE)
-        except Paused as paused:
-            raise TransientDelivery(
-                "not sent: Redox answered HTTP 429 and asked every request to wait "
-                f"(Retry-After), {paused.seconds:.0f} s more", status=429,
-                retry_after=paused.seconds) from None
+        self.limiter.wait_turn(PAUSE_PATIENCE)
 
     def _token(self) -> str:
         """The token for a request about to be made. A token request that failed on the way

@@ -80,6 +80,26 @@ class RateLimiter:
                 self.sleep(wait)
                 waited += wait
 
+    def wait_turn(self, patience: float = math.inf) -> None:
+        """:meth:`acquire` for a request about to be written: a pause longer than ``patience``
+        is not sat out, and the request is then not sent (TransientDelivery, status 429, not
+        seen, ``retry_after`` the pause left)."""
+        try:
+            self.acquire(patience=patience)
+        except Paused as paused:
+            raise TransientDelivery(
+                "not sent: Redox answered HTTP 429 and asked every request to wait "
+                f"(Retry-After), {paused.seconds:.0f} s more", status=429,
+                retry_after=paused.seconds) from None
+
+    def heard(self, status: int, headers: Any, cap: float) -> None:
+        """A reply's word on everyone's rate: a 429 pauses every request for its Retry-After
+        (at most ``cap``; 1 s when it gives none). A 503's Retry-After delays only that one
+        request's retry (its error carries it), so only a 429 counts here."""
+        if status == 429:
+            wait = retry_after(headers, cap)
+            self.pause_for(wait if wait is not None else 1.0)
+
     def departed(self, late_by: float) -> None:
         """The request this thread was last let go for leaves ``late_by`` seconds later than
         it was counted (something that must come first, such as recording the attempt, took
@@ -127,19 +147,11 @@ class LimitedTransport:
         else:
             self._wait()
             reply = self.transport.request(method, url, **kw)
-        if reply.status == 429:
-            wait = retry_after(reply.headers, self.limiter.max_pause)
-            self.limiter.pause_for(wait if wait is not None else 1.0)
+        self.limiter.heard(reply.status, reply.headers, self.limiter.max_pause)
         return reply
 
     def _wait(self) -> None:
-        try:
-            self.limiter.acquire(patience=self.patience)
-        except Paused as paused:
-            raise TransientDelivery(
-                "not sent: Redox answered HTTP 429 and asked every request to wait "
-                f"(Retry-After), {paused.seconds:.0f} s more", status=429,
-                retry_after=paused.seconds) from None
+        self.limiter.wait_turn(self.patience)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)

@@ -49,11 +49,6 @@ def log_entries(doc: dict) -> list[dict]:
     return found
 
 
-def parse_logs(body: bytes) -> list[dict]:
-    """Meta.Logs[] from a SEND reply body (see :func:`log_entries`)."""
-    return log_entries(json_object(body))
-
-
 def usable_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
