@@ -46,12 +46,6 @@ def visible(text: object) -> str:
     return _SUSPECT.sub(_escape, text if isinstance(text, str) else str(text))
 
 
-def visible_lines(text: str) -> str:
-    """A block of lines that this code laid out: each line made :func:`visible`, the line
-    breaks between them kept."""
-    return "\n".join(visible(line) for line in text.split("\n"))
-
-
 def _json_escape(match: re.Match) -> str:
     char = match.group()
     if char.isprintable():

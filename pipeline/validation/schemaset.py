@@ -43,8 +43,8 @@ class EventSchema:
     name: str
     quick: Callable[[Any], Any]          # fastjsonschema: returns, or raises when invalid
     full: Draft4Validator                # jsonschema: lists the problems
-    root: dict[str, Any] = field(default_factory=dict, compare=False)   # as both validators read it
-    resolver: Any = field(default=None, compare=False)  # referencing: resolves root's $ref
+    root: dict[str, Any] = field(compare=False)     # the schema as both validators read it
+    resolver: Any = field(compare=False)            # referencing: resolves root's $ref
     _reads: dict[tuple, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def reads_text(self, path: tuple) -> bool:
@@ -52,9 +52,7 @@ class EventSchema:
         Remembered per path: the same few document fields are asked about again and again."""
         found = self._reads.get(path)
         if found is None:
-            # a schema built without its source (root, resolver) cannot tell: assume it reads
-            known = bool(self.root) and self.resolver is not None
-            found = reads_text(self.root, self.resolver, path) if known else True
+            found = reads_text(self.root, self.resolver, path)
             if len(self._reads) < 1000:      # paths of a few fields; bounded all the same
                 self._reads[path] = found
         return found

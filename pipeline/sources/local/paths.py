@@ -12,7 +12,8 @@ import os
 import stat
 from typing import Iterator, Optional
 
-from pipeline.names import MAX_NAME_BYTES, NAME_MAX, is_candidate_name
+from pipeline import names
+from pipeline.names import NAME_MAX, is_candidate_name
 
 
 def split(name: str) -> tuple[str, str]:
@@ -53,9 +54,9 @@ def name_problem(name: str) -> Optional[str]:
     except UnicodeEncodeError:          # undecodable bytes, kept by os.listdir as surrogates
         return "its name is not valid UTF-8"
     folder, base = split(name)
-    size = len(base.encode("utf-8"))
-    if size > MAX_NAME_BYTES:
-        return f"its name is {size} bytes long; at most {MAX_NAME_BYTES} leave room for the sidecar"
+    why = names.name_problem(base)
+    if why:
+        return why
     if any(len(p.encode("utf-8")) > NAME_MAX for p in folder.split("/") if folder):
         return "a folder name on its path is too long"   # pragma: no cover - the OS refuses first
     return None

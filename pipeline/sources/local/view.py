@@ -97,14 +97,12 @@ class LocalView(FolderView):
         vanished."""
         src, dst = self.where(entry.folder, entry.path), self.where("inbox", name)
         fsops.ensure_dir(os.path.dirname(dst))
-        try:
-            if self.keep_drop_time:
-                os.lstat(src)
-            else:
+        if not self.keep_drop_time:
+            try:
                 os.utime(src, follow_symlinks=False)
-        except FileNotFoundError:
-            raise ClaimLost("the file vanished", src) from None
-        fsops.move_noreplace(src, dst)
+            except FileNotFoundError:
+                raise ClaimLost("the file vanished", src) from None
+        fsops.move_noreplace(src, dst)           # ClaimLost too if it vanished
         fsops.fsync_dir(os.path.dirname(dst))
         return dst
 

@@ -37,10 +37,12 @@ def open_source(settings, owner: str) -> S3Store:
     probe_key = folder_prefix(folders.processing) + LEASE_DIR
     checks = [("source.prefix", src.prefix, 0 if src.queue_url else src.page_size),  # SQS: no listing
               ("folders.processing", folders.processing, src.page_size)]
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(len(checks) + 1) as pool:
         probed = pool.submit(_check, lambda: probe_conditional_writes(bucket, probe_key, owner),
                              "source.bucket")
-        _check_listings(bucket, checks)
+        listed = [pool.submit(_check_listing, bucket, key, prefix, keep) for key, prefix, keep in checks]
+        for future in listed:             # the first problem in the order given
+            future.result()
         probed.result()
     store = S3Store(bucket, prefix=folder_prefix(src.prefix),
                     processing=folder_prefix(folders.processing),
@@ -55,15 +57,6 @@ def open_source(settings, owner: str) -> S3Store:
                             visibility=src.queue_visibility_seconds, wait=src.queue_wait_seconds,
                             prefetch=max(10, 2 * settings.worker_ceiling)))
     return store
-
-
-def _check_listings(bucket: Bucket, checks: list[tuple[str, str, int]]) -> None:
-    """``_check_listing`` for each (key, prefix, page size to keep), all at once (each is a
-    round trip); the first problem in the order given is raised."""
-    with ThreadPoolExecutor(len(checks)) as pool:
-        futures = [pool.submit(_check_listing, bucket, key, prefix, keep) for key, prefix, keep in checks]
-    for future in futures:
-        future.result()
 
 
 def _check_listing(bucket: Bucket, key: str, prefix: str, keep: int) -> None:
