@@ -207,12 +207,15 @@ def test_forget_drops_a_ready_name(settler):
     assert [d.name for d in pop_all(settler)] == ["b.json"]
 
 
-def test_drop_missing_forgets_what_a_full_scan_no_longer_lists(settler):
+def test_a_full_pass_forgets_what_it_no_longer_lists(settler):
     settler.observe(drop("ready-gone.json", age=60))
     settler.observe(drop("ready-kept.json", age=50))
     settler.observe(drop("pending-gone.json", age=0))
     settler.observe(drop("pending-kept.json", age=0))
-    settler.drop_missing({"ready-kept.json", "pending-kept.json", "new-unseen.json"})
+    settler.begin_pass()
+    settler.observe(drop("ready-kept.json", age=50))
+    settler.observe(drop("pending-kept.json", age=0))
+    settler.end_pass()
     assert settler.known() == {"ready-kept.json", "pending-kept.json"}
     assert settler.pending_count() == 1
     assert [d.name for d in pop_all(settler)] == ["ready-kept.json"]

@@ -27,7 +27,6 @@ left out: whether the bytes were delivered before (``dedupe``), and Redox's own 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ContextManager, Optional
 
@@ -103,14 +102,6 @@ class Judge:
         RejectedFile (steps 2 to 4)."""
         checked = message_stage.check(raw, screen or self.screen(choose))
         return checked, route(len(checked.body), self.send_limit, self.can_transfer)
-
-    def screening(self, transfer: Any, choose: message_stage.Destinations) -> Any:
-        """The Transferring Files path (redox/transfer/upload.py's Transfer) for one file: a
-        copy whose chooser is the file's ``choose`` with the schema check in front of it, so
-        documents.plan checks and routes the message before anything is measured or uploaded."""
-        mine = copy.copy(transfer)
-        mine.destinations = self.screen(choose)
-        return mine
 
     def plan(self, handle: BinaryIO, size: int, upload_limit: int,
              screen: Screen) -> documents.Plan:

@@ -100,12 +100,6 @@ class Concurrency:
         with self._lock:
             return self._latency
 
-    @property
-    def window(self) -> float:
-        """The congestion window (the ceiling until Redox pushed back)."""
-        with self._lock:
-            return self._window
-
     # -- what answers tell it -----------------------------------------------------------------------
     def observe(self, latency_seconds: Optional[float], outcome: Outcome) -> None:
         """One request's answer: how long Redox took (None when unknown; only answered

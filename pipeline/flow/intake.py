@@ -217,14 +217,3 @@ class Intake:
             self.unfinished.add(settled.name)   # (by name: it never got a location)
         return None
 
-    def claim_next(self) -> Optional[Claim]:
-        """Claim the oldest settled file still as it settled, here and now; None when there
-        is none to take."""
-        while not self.fatal:
-            settled = self.next_settled()
-            if settled is None:
-                return None
-            claim = self.claimed(settled, self.try_claim(settled))
-            if claim is not None:
-                return claim
-        return None

@@ -64,11 +64,6 @@ class Router:
                          tuple(compile_glob(p) for p in paths) if paths is not None else None,
                          tuple(d.model_dump() for d in route.destinations))
 
-    @property
-    def configured(self) -> bool:
-        """Are there routes at all (otherwise every file goes to the top-level destinations)?"""
-        return bool(self.routes)
-
     def pick(self, data_model: str, event_type: str, path: str) -> Optional[Choice]:
         """The first route that holds, else the default; None when the file is unrouted."""
         for route in self.routes:

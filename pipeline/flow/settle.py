@@ -139,7 +139,3 @@ class Settler:
             self._ready = [e for e in self._ready if self._queued.get(e[_NAME]) is e]
             heapq.heapify(self._ready)
 
-    def drop_missing(self, present: set[str]) -> None:
-        """After a full scan: forget what is no longer in the inbox."""
-        for name in [n for n in self.known() if n not in present]:
-            self.forget(name)

@@ -33,8 +33,8 @@ def transfer(work: Stages, job: Job) -> Optional[Step]:
     try:
         # routed (the file's route recorded, as for a SEND) and checked against its schema
         # (flow/check.py) before anything is uploaded
-        mine = work.judge.screening(transfer, work.routing.picker(job))
-        job.message = mine.prepare(job.claim, record)
+        job.message = transfer.prepare(job.claim, record,
+                                       work.judge.screen(work.routing.picker(job)))
     except RejectedFile as exc:
         return work.done(job, Outcome("failed", errors=rejection_errors(exc), reason_kind=exc.kind,
                                       reason=exc.reason))

@@ -231,10 +231,12 @@ class FileWork:
         record = job.held()
         attempts = record.attempts if attempts is None else attempts
         errors = [f"gave up after {attempts} {what}"]
-        last = job.last_error or self.journal.last_error(record.claim_id)
+        # after a restart the job knows neither: both come from the journal's attempt rows
+        rows = [] if job.last_error and job.last_reason else self.journal.attempts_of(record.claim_id)
+        last = job.last_error or next((a["error"] for a in reversed(rows) if a["error"]), None)
         if last:
             errors.append(f"last error: {last}")
-        last_reason = job.last_reason or reasons.last_attempt(self.journal.attempts_of(record.claim_id))
+        last_reason = job.last_reason or reasons.last_attempt(rows)
         return self.done(job, Outcome("failed", errors=tuple(errors), reason_kind="gave_up",
                                       reason=reasons.gave_up(attempts, what, last_reason)))
 

@@ -69,7 +69,3 @@ class Lookups(Database):
             found.setdefault(row["route"], {"done": 0, "failed": 0})[row["state"]] = row["n"]
         return found
 
-    def last_error(self, claim_id: str) -> Optional[str]:
-        """The error of the claim's latest attempt that had one, or None."""
-        errors = [a["error"] for a in self.attempts_of(claim_id) if a["error"]]
-        return errors[-1] if errors else None

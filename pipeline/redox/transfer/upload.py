@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from typing import Callable, ContextManager, Iterable, Optional
 
-from pipeline import failpoints
+from pipeline import failpoints, message
 from pipeline.errors import AuthError, DeliveryError, PermanentDelivery, StorageError
 from pipeline.journal import Journal, Record
 from pipeline.redox.transfer import decoding, documents
@@ -47,8 +47,11 @@ class Transfer:
         self.send_limit, self.upload_limit = send_limit, upload_limit
         self.tmp_dir, self.observe = tmp_dir, observe
 
-    def prepare(self, claim: Claim, record: Record) -> Message:
-        """Upload what is missing and return the small message to SEND.
+    def prepare(self, claim: Claim, record: Record,
+                destinations: Optional[message.Destinations] = None) -> Message:
+        """Upload what is missing and return the small message to SEND. ``destinations``: the
+        file's own chooser (its route, with the schema check in front, so the message is
+        checked and routed before anything is measured or uploaded), else the configured ones.
 
         Raises RejectedFile (the file cannot travel; nothing more is uploaded), or from an
         upload TransientDelivery / PermanentDelivery (the attempt is already in the journal,
@@ -56,7 +59,7 @@ class Transfer:
         """
         with self.store.open(claim) as opened, self._seekable(opened) as handle:
             plan = documents.plan(handle, claim.size, self.send_limit, self.upload_limit,
-                                  self.destinations)
+                                  self.destinations if destinations is None else destinations)
             saved = {(u["field"], u["sha256"]): u for u in record.uploads}
             uris = []
             for document in plan.documents:
