@@ -49,8 +49,9 @@ def check(raw: bytes, destinations: Destinations) -> Message:
     text = decode(raw)
     doc = parse_text(text)
     data_model, event_type = describe(doc)
+    picked = list(chosen(doc, destinations))
     return Message(sha256=sha, size=len(raw), data_model=data_model, event_type=event_type,
-                   body=addressed(text, doc, chosen(doc, destinations)).encode("utf-8"))
+                   body=addressed(text, doc, picked).encode("utf-8"), destinations=max(1, len(picked)))
 
 
 def chosen(doc: dict, destinations: Destinations) -> Iterable[dict]:

@@ -42,6 +42,7 @@ class Message:
     data_model: str
     event_type: str
     body: bytes
+    destinations: int = 0    # how many Meta.Destinations the body names (0: count them in it)
 
 
 @dataclass(frozen=True)

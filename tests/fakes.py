@@ -59,7 +59,7 @@ class FakeClient:
         self.tokens = FakeTokens()
         self.bodies: list[bytes] = []
 
-    def send(self, body: bytes, departing=None) -> Sent:
+    def send(self, body: bytes, departing=None, destinations=0) -> Sent:
         if departing is not None:
             departing()
         self.bodies.append(body)

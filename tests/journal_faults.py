@@ -53,7 +53,7 @@ class ScriptedClient(FakeClient):
         super().__init__()
         self.failures = list(failures)
 
-    def send(self, body: bytes, departing=None):
+    def send(self, body: bytes, departing=None, destinations=0):
         if departing is not None:
             departing()
         if self.failures:

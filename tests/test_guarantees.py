@@ -195,7 +195,7 @@ def test_a_dead_owners_send_survives_a_journal_write_failing_during_its_replay(t
 class BusyForOne(FakeClient):
     """503 with a long Retry-After for the message marked "busy"; the others are accepted."""
 
-    def send(self, body: bytes, departing=None):
+    def send(self, body: bytes, departing=None, destinations=0):
         if departing is not None:
             departing()
         if b'"busy"' in body:

@@ -47,7 +47,7 @@ class LimitedClient(FakeClient):
         self.refused = 0
         self.uploads = 0
 
-    def send(self, body: bytes, departing=None):
+    def send(self, body: bytes, departing=None, destinations=0):
         if departing is not None:
             departing()
         if len(body) > LIMIT:

@@ -25,7 +25,8 @@ class Client(Protocol):
     """What the per-file stages need of the Redox client."""
     tokens: Any
 
-    def send(self, body: bytes, departing: Optional[Callable[[], None]] = None) -> Sent:
+    def send(self, body: bytes, departing: Optional[Callable[[], None]] = None,
+             destinations: int = 0) -> Sent:
         """``departing()`` is called just before the request is written (after its turn at the
         rate limit and its connection); what it raises ends the SEND unsent."""
         ...

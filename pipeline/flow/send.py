@@ -68,7 +68,7 @@ def _request(work: Stages, job: Job, n: int, message: Message, departing, left: 
     the departure raised (the request then did not leave); every other ending is an Answer,
     reported once (metrics, log line, breaker) whatever happens to it next."""
     try:
-        sent = work.client.send(message.body, departing)
+        sent = work.client.send(message.body, departing, destinations=message.destinations)
     except StorageError as exc:        # ClaimLost too
         if not left:
             raise                      # the journal or the lease refused it: never sent

@@ -139,17 +139,19 @@ class RedoxClient(BearerClient):
         self.endpoint = base_url.rstrip("/") + "/endpoint"
         self.upload_url = upload_url
 
-    def send(self, body: bytes, departing: Optional[Callable[[], None]] = None) -> Sent:
+    def send(self, body: bytes, departing: Optional[Callable[[], None]] = None,
+             destinations: int = 0) -> Sent:
         """POST one message to /endpoint. Sent with its Meta.Logs only when Redox answered
         200 with a Log ID for each of the body's Meta.Destinations; any other 200 is
         ambiguous (TransientDelivery, maybe_seen=True: retried and flagged). ``departing()`` is
         called once the request has its turn at the rate limit and its connection, just before
-        it is written (what it raises ends the SEND unsent)."""
+        it is written (what it raises ends the SEND unsent). ``destinations``: how many the
+        body names, when the caller knows (else the body is parsed to count them)."""
         reply = self._authorized("POST", self.endpoint, body=body, departing=departing,
                                  headers={"Content-Type": "application/json"})
         if kind_of(reply.status) is not Kind.SUCCESS:
             raise_for_status(reply, self.retry_cap)
-        logs = accepted_logs(reply, destination_count(body))
+        logs = accepted_logs(reply, destinations or destination_count(body))
         return Sent(status=reply.status, logs=tuple(logs), elapsed=reply.elapsed)
 
     def upload(self, document: BinaryIO, filename: str) -> tuple[str, int]:

@@ -62,6 +62,7 @@ class Plan:
     documents: list[Document]
     send_limit: int
     edits: list[jsonsplice.Edit]
+    destinations: int = 0       # how many Meta.Destinations the body names (0: not known)
 
 
 def is_candidate(path: tuple) -> bool:
@@ -105,14 +106,15 @@ def plan(handle: BinaryIO, size: int, send_limit: int, upload_limit: int,
     edits, values = _restore(handle, text, [span for span, _ in others], skeleton.size, send_limit)
     # routed (and checked) before anything is measured or uploaded, on the message as dropped
     with _in_place(handle, data_model, event_type, destinations, documents, others, values):
-        chosen_destinations = message.chosen(doc, destinations)
+        chosen_destinations = list(message.chosen(doc, destinations))
     edits.append(message.destinations_edit(text, doc, chosen_destinations))
     if any(span.path == ("Note", "FileContents") for span, _ in documents):
         edits.append(jsonsplice.replace_member(text, ("Note",), "ContentType",
                                                encode_basestring(URI_CONTENT_TYPE)))
     _check_estimate(text, edits, [span for span, _ in documents], send_limit)
     measured = [_measure(handle, span, container, upload_limit) for span, container in documents]
-    return Plan(text, data_model, event_type, measured, send_limit, edits)
+    return Plan(text, data_model, event_type, measured, send_limit, edits,
+                max(1, len(chosen_destinations)))
 
 
 def body(plan: Plan, uris: list[str]) -> bytes:

@@ -72,7 +72,7 @@ class Transfer:
                 uris.append(entry["URI"])
             body = documents.body(plan, uris)
         return Message(sha256=record.sha256 or "", size=claim.size, data_model=plan.data_model,
-                       event_type=plan.event_type, body=body)
+                       event_type=plan.event_type, body=body, destinations=plan.destinations)
 
     def _seekable(self, handle) -> ContextManager:
         """The file as a seekable handle: the scan reads its spans again. A stream that cannot
