@@ -21,17 +21,22 @@ class Lookups(Database):
         delivered as soon as Redox accepted them, even if that file's finish is still pending,
         and for as long as retention keeps them (``delivered_hashes``) after their claim row
         was pruned."""
-        rows = self._query(
-            "SELECT dest, name, state FROM claims WHERE sha256 = ? AND claim_id != ? AND "
-            "duplicate_of IS NULL AND logs != '[]' AND (state IN ('done', 'accepted') OR "
-            "(state = 'finishing' AND outcome = 'done')) "
-            "ORDER BY state = 'done' DESC, finished_at LIMIT 1", (sha256, exclude))
-        if not rows:
-            # claim rows pruned by retention leave their delivered bytes behind (retention.py)
-            rows = self._query("SELECT dest, name FROM delivered_hashes WHERE sha256 = ?", (sha256,))
-            if not rows:
-                return None
-        return rows[0]["dest"] or f"{rows[0]['name']} (being finished)"
+        def look(db):                  # one round with the database, both tables
+            row = db.execute(
+                "SELECT dest, name, state FROM claims WHERE sha256 = ? AND claim_id != ? AND "
+                "duplicate_of IS NULL AND logs != '[]' AND (state IN ('done', 'accepted') OR "
+                "(state = 'finishing' AND outcome = 'done')) "
+                "ORDER BY state = 'done' DESC, finished_at LIMIT 1", (sha256, exclude)).fetchone()
+            if row is None:
+                # claim rows pruned by retention leave their delivered bytes behind (retention.py)
+                row = db.execute("SELECT dest, name FROM delivered_hashes WHERE sha256 = ?",
+                                 (sha256,)).fetchone()
+            return row
+
+        row = self._in_tx(look, "")
+        if row is None:
+            return None
+        return row["dest"] or f"{row['name']} (being finished)"
 
     def not_due(self, now: float) -> dict[str, float]:
         """Inbox names released for a retry that is not due yet: name → when it is."""
