@@ -16,6 +16,9 @@ from pipeline_env import PipelineEnv, message
 from service_lines import Lines
 
 from pipeline.config import Settings
+from pipeline.journal import Journal
+from pipeline.journal import retention as journal_retention
+from pipeline.journal.ledger import DeliveryLedger
 from pipeline.retention import prune
 from pipeline.sources.s3.api import Bucket as S3Bucket
 from pipeline.sources.s3.view import S3View
@@ -188,3 +191,15 @@ def test_the_same_pass_works_through_the_s3_folder_view(moto_server, bucket):
     assert bucket.keys("failed/", sidecars=True) == ["kept.json", "kept.json.redox.json"]   # failed_days off
     assert "kept done/no-sidecar.json: its sidecar is missing" in lines
     assert any(line.startswith("removed done/a/old.json (with its sidecar") for line in lines)
+
+
+def test_the_ledger_forgets_every_file_removed_from_done(tmp_path):
+    journal = Journal(str(tmp_path / "state.db"))
+    DeliveryLedger(journal)                                   # its tables
+    refs = [f"sub/{i}.json" for i in range(1203)]             # more than one statement's worth
+    for ref in refs + ["kept.json"]:
+        journal.query("INSERT INTO delivery_files (ref, settled_at) VALUES (?, 0)", (ref,))
+    counts = journal_retention.prune(journal, 0.0, None, gone=iter(refs))
+    assert counts.delivery_files == 1203
+    assert [r["ref"] for r in journal.query("SELECT ref FROM delivery_files")] == ["kept.json"]
+    journal.close()

@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 from pipeline.journal.core import Journal
 
 BATCH = 2000
+REFS_PER_DELETE = 500     # under SQLite's oldest limit of 999 parameters per statement
 FINISHED = "state IN ('done', 'failed') AND finished_at < ?"
 DELIVERED = "state = 'done' AND duplicate_of IS NULL AND logs != '[]' AND COALESCE(sha256, '') != ''"
 
@@ -66,8 +67,11 @@ def prune(journal: Journal, cutoff: float, dedupe_cutoff: Optional[float], *, dr
         counts.deliveries = _changes(journal, (
             "DELETE FROM deliveries WHERE final = 1 AND COALESCE(checked_at, sent_at, 0) < ? "
             "AND ref IN (SELECT ref FROM delivery_files)"), (cutoff,))
-        for ref in gone:
-            counts.delivery_files += _changes(journal, "DELETE FROM delivery_files WHERE ref = ?", (ref,))
+        refs = list(gone)
+        for start in range(0, len(refs), REFS_PER_DELETE):      # one commit per chunk, not per file
+            chunk = tuple(refs[start:start + REFS_PER_DELETE])
+            counts.delivery_files += _changes(
+                journal, f"DELETE FROM delivery_files WHERE ref IN ({', '.join('?' * len(chunk))})", chunk)
     return counts
 
 
