@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import sys
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -104,16 +103,12 @@ def gather(arguments: list[str], settings: Settings) -> Iterator[Target]:
                                   _below(inbox, argument) or os.path.basename(argument)))
             continue
         try:
-            found = sorted(paths.walk(argument, recursive), key=lambda pair: pair[0])
+            # run leaves symlinks, FIFOs and folders alone, and names it cannot take
+            found = sorted(paths.regular_candidates(argument, pattern, recursive), key=lambda pair: pair[0])
         except OSError as exc:
             raise UsageError(f"{shown(argument)}: cannot be listed ({exc.strerror})") from None
-        for name, entry in found:
-            if not paths.is_candidate(name, pattern, recursive) or paths.name_problem(name):
-                continue
-            try:
-                if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-                    continue            # run leaves symlinks, FIFOs and folders alone
-            except OSError:
+        for name, _info in found:
+            if paths.name_problem(name):
                 continue
             where = paths.join(argument, name)
             targets.append(Target(where, shown(name), _below(inbox, where) or name))

@@ -113,3 +113,18 @@ def ensure_parent(root: str, name: str) -> str:
     if folder:
         os.makedirs(join(root, folder), exist_ok=True)
     return path
+
+
+def regular_candidates(root: str, pattern: str, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """(name, lstat) of each regular file below ``root`` whose name counts (:func:`is_candidate`):
+    what ``run`` would take. Symlinks, FIFOs and folders are left out, and so is an entry that
+    vanishes meanwhile. OSError when ``root`` cannot be listed (:func:`walk`)."""
+    for name, entry in walk(root, recursive):
+        if not is_candidate(name, pattern, recursive):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            yield name, info

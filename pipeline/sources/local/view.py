@@ -40,15 +40,8 @@ class LocalView(FolderView):
     def inbox_entries(self) -> Iterator[Entry]:
         """Regular files in the inbox whose names the pipeline takes (``path``: below it)."""
         try:
-            for name, item in paths.walk(self.roots["inbox"], self.recursive):
-                if not paths.is_candidate(name, self.pattern, self.recursive):
-                    continue
-                try:
-                    info = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    yield Entry("inbox", name, info.st_size, info.st_mtime)
+            for name, info in paths.regular_candidates(self.roots["inbox"], self.pattern, self.recursive):
+                yield Entry("inbox", name, info.st_size, info.st_mtime)
         except OSError:            # no inbox (yet): nothing waits
             return
 
