@@ -105,17 +105,27 @@ def of_outcome(outcome: Outcome) -> Optional[str]:
 
 
 def of_sidecar(car: dict) -> Optional[str]:
-    """What ``status`` and ``report`` show of a failed sidecar: its ``reason``, else one built
-    from ``reason_kind`` and ``http_status`` (never its ``errors``)."""
+    """A sidecar's reason: its ``reason``, else (a failed one) :func:`of_failed_sidecar`."""
     reason = car.get("reason")
     if isinstance(reason, str) and reason:
         return reason
-    if car.get("status") != "failed":
-        return None
-    errors = car.get("errors")
+    return of_failed_sidecar(car) if car.get("status") == "failed" else None
+
+
+def of_failed_sidecar(car: dict) -> str:
+    """What ``status``, ``report`` and ``retry-failed`` show of a sidecar in failed/: its
+    ``reason``, else one built from ``reason_kind`` and ``http_status`` (never its ``errors``)."""
+    reason = car.get("reason")
+    if isinstance(reason, str) and reason:
+        return reason
     kind = car.get("reason_kind")
-    return fallback(kind if isinstance(kind, str) else None, car.get("http_status"),
-                    len(errors) if isinstance(errors, list) else 0)
+    return fallback(kind if isinstance(kind, str) else None, car.get("http_status"), error_count(car))
+
+
+def error_count(car: dict) -> int:
+    """How many error texts a sidecar keeps."""
+    errors = car.get("errors")
+    return len(errors) if isinstance(errors, list) else 0
 
 
 def last_attempt(attempts: Iterable[dict]) -> Optional[str]:

@@ -55,12 +55,11 @@ def own_fault(sidecar: Optional[dict]) -> Optional[str]:
     if not sidecar:
         return None                     # no record of why: nothing says it is the file's fault
     kind, status = sidecar.get("reason_kind"), sidecar.get("http_status")
-    reason = reasons.of_sidecar(dict(sidecar, status="failed"))
+    reason = reasons.of_failed_sidecar(sidecar)
     if kind in OWN_FAULT_KINDS:
         return f"the file's own fault ({kind}: {reason})"
     if kind == "permanent" and status in OWN_FAULT_STATUSES:
-        errors = sidecar.get("errors")
-        n = len(errors) if isinstance(errors, list) else 0
+        n = reasons.error_count(sidecar)
         return (f"Redox refused the message itself (HTTP {status}: "
                 f"{reasons.texts(n, 'in the sidecar') if n else 'no error text'})")
     if sidecar.get("possible_duplicate"):
@@ -103,7 +102,7 @@ def _mentions(sidecar: Optional[dict], text: str) -> bool:
         return False
     needle = text.lower()
     haystack = [str(e) for e in sidecar.get("errors") or []] + [str(sidecar.get("reason_kind") or "")]
-    haystack.append(reasons.of_sidecar(dict(sidecar, status="failed")) or "")
+    haystack.append(reasons.of_failed_sidecar(sidecar))
     if sidecar.get("http_status") is not None:
         haystack.append(f"HTTP {sidecar['http_status']}")
     return any(needle in h.lower() for h in haystack)

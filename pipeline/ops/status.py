@@ -107,12 +107,11 @@ def last_errors(view, limit: int, present: set[str]) -> list[dict]:
     found = []
     for entry in newest:
         car = view.read_sidecar("failed", entry.path) or {}
-        errors = car.get("errors")
         found.append({"file": entry.path[: -len(SIDECAR_SUFFIX)],
                       "failed_at": car.get("finished_at") or timefmt.iso(entry.mtime),
                       "reason_kind": car.get("reason_kind"), "http_status": car.get("http_status"),
-                      "reason": reasons.of_sidecar(dict(car, status="failed")),
-                      "error_texts": len(errors) if isinstance(errors, list) else 0,
+                      "reason": reasons.of_failed_sidecar(car),
+                      "error_texts": reasons.error_count(car),
                       "sidecar": view.where("failed", entry.path)})
     return found
 
