@@ -19,8 +19,10 @@ from pipeline import failpoints
 from pipeline.errors import ClaimLost, NotRegular, StorageError, Unreadable
 
 
-def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o666) -> None:
-    """Write ``data`` to ``path`` via a temp name, fsync, then rename (or link when not ``replace``).
+def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o666,
+                 fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temp name, fsync (unless not ``fsync``: what need not
+    survive a power cut), then rename (or link when not ``replace``).
 
     A reader sees the old file or the whole new one, never half; on any failure (ENOSPC, EIO)
     the temp file is removed and nothing is left behind. With ``replace=False`` an existing
@@ -34,7 +36,8 @@ def write_atomic(path: str, data: bytes, *, replace: bool = True, mode: int = 0o
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if replace:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 from typing import Optional
 
 from pipeline.errors import ClaimLost, NotRegular, StorageError
@@ -80,21 +79,13 @@ class LocalOrderStore(OrderStore):
     @staticmethod
     def _write(target: str, data: bytes, create_only: bool) -> bool:
         """Written under a temp name first, so nobody ever reads an item half written; then
-        renamed over the old one, or (create-only) linked, which fails when the name exists."""
-        tmp = os.path.join(os.path.dirname(target), f".tmp-{secrets.token_hex(6)}")
+        renamed over the old one, or (create-only) linked, which fails when the name exists
+        (False). Written without an fsync."""
         try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            if not create_only:
-                os.replace(tmp, target)
-                return True
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            fsops.unlink_quietly(tmp)
+            fsops.write_atomic(target, data, replace=not create_only, fsync=False)
+        except FileExistsError:
+            return False
+        return True
 
     def delete(self, path: str) -> None:
         target = paths.join(self.root, path)
