@@ -76,8 +76,9 @@ def test_two_services_on_one_folder_keep_each_patients_order(tmp_path, sandbox):
         expected = drop_patients(local_put(env), patients=12, files=5)
         env.wait_for(lambda: len(env.files("done")) == 60, timeout=120)
     finally:
-        codes = [stop(p)[0] for p in (first, second)]
-    assert codes == [0, 0]
+        results = [stop(p) for p in (first, second)]
+        codes = [r[0] for r in results]
+    assert codes == [0, 0], '\n=====\n'.join(r[2][-3000:] for r in results)
     check_order(sandbox.records(), expected)
     pids = Counter(env.sidecar("done", n)["pipeline"]["pid"] for n in env.files("done"))
     assert len(pids) == 2, pids                                    # both really took part

@@ -18,6 +18,33 @@ from typing import Iterable
 from pipeline.errors import StorageError
 from pipeline.journal.schema import SCHEMA, add_missing_columns
 
+BUSY_SECONDS = 30.0      # how long a statement (and opening) waits for another process's lock
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """A connection with WAL and the schema in place. Setting up can meet another process's
+    lock that SQLite reports at once, without waiting (switching to WAL, a schema read while
+    the other process writes): several services starting together on one state folder would
+    then fail. So the set-up is tried again, for as long as a statement would wait."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            add_missing_columns(db)
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            busy = (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+        except BaseException:
+            db.close()
+            raise
+
 
 class Database:
     """The SQLite file at ``path`` (created with its folder if missing), schema applied."""
@@ -26,11 +53,7 @@ class Database:
         self.path, self.clock = path, clock
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-            add_missing_columns(self.db)
+            self.db = _open(path)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the journal ({exc})", path) from None
         self.db.row_factory = sqlite3.Row
